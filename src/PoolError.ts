@@ -1,0 +1,257 @@
+/**
+ * The errors of the pool itself, as opposed to the typed failures of tasks.
+ *
+ * Every class is a flat `Schema.TaggedError`, so `Effect.catchTag` works on
+ * each of them, and each message says what happened and what to do next.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * The worker that was running the task died before it answered.
+ *
+ * Only the tasks the worker was running fail this way: tasks that had been sent
+ * ahead to it but had not started go back to the queue. The worker is replaced.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Square, 3).pipe(
+ *   Effect.catchTag("WorkerCrashed", (e) => Effect.succeed(-1))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCrashed", {
+  /** The process id of the worker that died. */
+  pid: Schema.Number,
+  /** Its exit code, or `null` when a signal ended it. */
+  exitCode: Schema.NullOr(Schema.Number),
+  /** The signal that ended it, such as `"SIGKILL"`, or `null`. */
+  signal: Schema.NullOr(Schema.String),
+  /** The tag of the task that was running. */
+  task: Schema.String,
+  /** Why the worker ended, when the pool itself ended it. */
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`
+    const why = this.reason === undefined ? "" : ` (${this.reason})`
+    return `Worker ${this.pid} ${how}${why} while running task "${this.task}". ` +
+      `The worker was replaced and other tasks were not affected. ` +
+      `Check the worker's stderr above for the cause; retry the task if it is idempotent.`
+  }
+}
+
+/**
+ * A worker process could not start: its module threw on import, has no
+ * `Worker.handlers(...)` default export, its services failed to build, or it
+ * did not become ready in time. `stderr` holds the end of what the child wrote.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * // Building the layer fails with WorkerStartError when workers cannot start.
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ProcessPool.ProcessPool
+ * }).pipe(
+ *   Effect.provide(ProcessPool.layer({ worker: "./broken.ts" })),
+ *   Effect.catchTag("WorkerStartError", (e) => Effect.log(e.stderr))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class WorkerStartError extends Schema.TaggedError<WorkerStartError>()("WorkerStartError", {
+  message: Schema.String,
+  stderr: Schema.String
+}) {}
+
+/**
+ * The workers' module serves no handler for this task's tag. Add
+ * `task.handler(...)` to the module's `Worker.handlers(...)` default export.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Unserved, 1).pipe(
+ *   Effect.catchTag("TaskNotServed", (e) => Effect.log(`no handler for ${e.task}`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TaskNotServed extends Schema.TaggedError<TaskNotServed>()("TaskNotServed", {
+  task: Schema.String
+}) {
+  override get message(): string {
+    return `The worker module serves no handler for task "${this.task}". ` +
+      `Add ${this.task}.handler(...) to the Worker.handlers(...) default export of the worker module.`
+  }
+}
+
+/**
+ * A payload or a result did not fit its Schema. With `direction: "payload"` the
+ * payload was rejected before it was sent; with `direction: "result"` the
+ * worker's answer could not be encoded or decoded. `issue` is the Schema's own
+ * description of the mismatch.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Square, "3" as any).pipe(
+ *   Effect.catchTag("SerializationError", (e) => Effect.log(e.direction, e.issue))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SerializationError extends Schema.TaggedError<SerializationError>()("SerializationError", {
+  task: Schema.String,
+  direction: Schema.Literals(["payload", "result"]),
+  issue: Schema.String
+}) {
+  override get message(): string {
+    const what = this.direction === "payload"
+      ? `The payload of task "${this.task}" does not fit its payload Schema, so it was not sent`
+      : `The result of task "${this.task}" does not fit its success or failure Schema`
+    return `${what}: ${this.issue}`
+  }
+}
+
+/**
+ * Work was submitted after the pool's scope began to close, or the pool was
+ * closed with `shutdown: "interrupt"` while the task was still queued or
+ * running.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Square, 3).pipe(
+ *   Effect.catchTag("PoolClosed", () => Effect.succeed(0))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolClosed extends Schema.TaggedError<PoolClosed>()("PoolClosed", {
+  task: Schema.String
+}) {
+  override get message(): string {
+    return `Task "${this.task}" was not run to completion because the process pool is closing. ` +
+      `Submit work only while the pool's scope is open.`
+  }
+}
+
+/**
+ * The queue was full and the pool was built with `queuePolicy: "reject"`.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Square, 3).pipe(
+ *   Effect.catchTag("QueueFull", () => Effect.log("shed load"))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
+  task: Schema.String,
+  maxQueue: Schema.Number
+}) {
+  override get message(): string {
+    return `Task "${this.task}" was rejected: ${this.maxQueue} tasks are already queued. ` +
+      `Retry later, raise maxQueue, or use queuePolicy "wait" for back pressure.`
+  }
+}
+
+/**
+ * The per-call `timeout` elapsed while the task was running. The work was
+ * stopped as if the caller had been interrupted.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Slow, 3, { timeout: "1 second" }).pipe(
+ *   Effect.catchTag("TaskTimeout", () => Effect.succeed(0))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  task: Schema.String,
+  /** The timeout, in milliseconds. */
+  timeout: Schema.Number
+}) {
+  override get message(): string {
+    return `Task "${this.task}" ran longer than its timeout of ${this.timeout} ms and was stopped.`
+  }
+}
+
+/**
+ * The union of the pool's own errors.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolError =
+  | WorkerCrashed
+  | WorkerStartError
+  | TaskNotServed
+  | SerializationError
+  | PoolClosed
+  | QueueFull
+  | TaskTimeout
+
+const classes = [
+  WorkerCrashed,
+  WorkerStartError,
+  TaskNotServed,
+  SerializationError,
+  PoolClosed,
+  QueueFull,
+  TaskTimeout
+] as const
+
+/**
+ * Tells whether a value is one of the pool's own errors.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { PoolError } from "effect-process-pool"
+ *
+ * const program = myEffect.pipe(
+ *   Effect.catchIf(PoolError.isPoolError, (e) => Effect.log(e._tag))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isPoolError = (u: unknown): u is PoolError => classes.some((c) => u instanceof c)

@@ -1,0 +1,657 @@
+/**
+ * A pool of real OS child processes that run typed tasks.
+ *
+ * How a task travels, and where each failure is caught:
+ *
+ * ```
+ *  caller fiber                          parent process                                  worker process
+ *  ────────────                          ──────────────                                  ──────────────
+ *  submit(Task, payload)
+ *    │ encode payload (Task's Schema) ──── bad payload ─▶ SerializationError("payload"), nothing sent
+ *    │ pool closing ────────────────────────────────────▶ PoolClosed
+ *    ▼
+ *  Effect.callback ──▶ Dispatcher
+ *                        │ a worker has room?  no ─▶ FIFO queue (maxQueue: wait, or QueueFull)
+ *                        │ yes: least-loaded worker            │ interrupt while queued: dropped
+ *                        ▼                                     │
+ *                      in-flight window ◀──────────────────────┘ (when a worker has room)
+ *                        │ frames of one tick: one write
+ *                        ▼
+ *                      pipe (fd 3) ═════ [Run id tag payload] ═════▶ serve loop (workerMain)
+ *                                                                      │ unknown tag ─▶ NotServed
+ *                                                                      │ decode payload ─▶ PayloadInvalid
+ *                                                                      │ run handler: Effect in a fiber,
+ *                                                                      │   `workerConcurrency` at a time
+ *                                                                      │ encode Exit: success / failure /
+ *                                                                      │   defect (name, message, stack)
+ *                      pipe (fd 3) ◀════ [Exit id kind value] ════════┘
+ *                        │ decode (Task's Schemas) ──── mismatch ─▶ SerializationError("result")
+ *                        ▼
+ *  resume(Exit) ◀──── success, typed failure (same class), or defect (remote stack)
+ *
+ *  interrupt / timeout ─▶ [Interrupt id] ─▶ fiber interrupted, finalizers run ─▶ [Exit id Interrupted]
+ *                         no answer within interruptGrace ─▶ SIGKILL, replacement spawned
+ *  worker dies ─▶ its running tasks: WorkerCrashed { pid, exitCode, signal, task }
+ *                 tasks sent ahead, not started: back to the front of the queue
+ *                 a replacement is spawned; one that keeps failing to start backs off, then the pool breaks
+ *  scope closes ─▶ PoolClosed for new work; drain or interrupt; Shutdown; SIGKILL after shutdownTimeout
+ *  parent dies ─▶ pipe closes (and on Linux PR_SET_PDEATHSIG): every worker exits
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
+import * as os from "node:os"
+import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
+import { Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
+import { defaultMaxFrameSize, ExitKind, FromWorker, ToWorker } from "./internal/protocol.ts"
+import { type PoolError, SerializationError, TaskNotServed, type WorkerStartError } from "./PoolError.ts"
+import type * as Task from "./Task.ts"
+
+/**
+ * Options of {@link layer}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The worker module: a URL or path string whose default export is `Worker.handlers(...)`. */
+  readonly worker: string | URL
+  /** How many worker processes. Defaults to `os.availableParallelism()`. */
+  readonly size?: number | undefined
+  /** How many tasks one worker runs at once. Defaults to 1: a worker is one CPU. */
+  readonly workerConcurrency?: number | undefined
+  /** Node flags for the workers. Defaults to the parent's, without inspector flags. */
+  readonly execArgv?: ReadonlyArray<string> | undefined
+  /** Environment of the workers. Defaults to the parent's. */
+  readonly env?: NodeJS.ProcessEnv | undefined
+  /** How many tasks may wait for a worker. Defaults to 65,536. */
+  readonly maxQueue?: number | undefined
+  /** What `submit` does when the queue is full: wait for room (the default), or fail with `QueueFull`. */
+  readonly queuePolicy?: "wait" | "reject" | undefined
+  /** How long an interrupted task may take to stop before its worker is killed. Defaults to 1 second. */
+  readonly interruptGrace?: Duration.Input | undefined
+  /** How long a worker may take to become ready. Defaults to 30 seconds. */
+  readonly startTimeout?: Duration.Input | undefined
+  /** Consecutive start failures after which the pool reports itself broken. Defaults to 5. */
+  readonly maxStartFailures?: number | undefined
+  /** Recycle a worker after this many tasks (it finishes them first). Defaults to never. */
+  readonly maxTasksPerWorker?: number | undefined
+  /** On scope close: let queued and running tasks finish ("drain", the default), or end them ("interrupt"). */
+  readonly shutdown?: "drain" | "interrupt" | undefined
+  /** How long draining may take, and then how long workers may take to exit before they are killed. Defaults to 5 seconds. */
+  readonly shutdownTimeout?: Duration.Input | undefined
+  /** The largest frame either side accepts. Defaults to 256 MiB. */
+  readonly maxFrameSize?: number | undefined
+  /** Forward the workers' stderr to the parent's stderr. Defaults to true. */
+  readonly inheritStderr?: boolean | undefined
+}
+
+/**
+ * Options of a single `submit`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubmitOptions {
+  /** Fail with `TaskTimeout`, and stop the work, if the task runs longer than this. Counted from when it starts. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Options of `map`, `mapExits` and `stream`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MapOptions {
+  /** Results in input order (the default), or as they complete. */
+  readonly ordered?: boolean | undefined
+  /** How many chunks may be in flight at once. Defaults to twice the pool size for streams, unbounded for `map`. */
+  readonly concurrency?: number | undefined
+  /** Items per message to a worker. `"auto"` (the default) sizes chunks from the input and the measured task time. */
+  readonly chunkSize?: number | "auto" | undefined
+  /** For `stream`: how many results may wait for the consumer. Defaults to one chunk per worker. */
+  readonly bufferSize?: number | undefined
+}
+
+/**
+ * A snapshot of the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly queued: number
+  readonly inflight: number
+  readonly crashes: number
+  readonly workers: ReadonlyArray<{
+    readonly pid: number
+    readonly state: string
+    readonly inflight: number
+    readonly tasksDone: number
+  }>
+}
+
+/**
+ * The inputs of `stream`: an iterable, or a stream that may fail with `E` and need `R`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Inputs<A, E = never, R = never> = Iterable<A> | Stream.Stream<A, E, R>
+
+/**
+ * The process pool service.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* ProcessPool.ProcessPool
+ *   const a = yield* pool.submit(Fib, 30)
+ *   const all = yield* pool.map(Fib, [10, 20, 30])
+ * }).pipe(Effect.provide(ProcessPool.layer({ worker: new URL("./worker.ts", import.meta.url) })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ProcessPool extends Context.Service<ProcessPool, {
+  /** Runs one task in a worker. */
+  readonly submit: <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options?: SubmitOptions
+  ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
+  /** Runs a task over many payloads. Fails fast: the first failure interrupts the rest. */
+  readonly map: <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ) => Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError>
+  /** Runs a task over many payloads, and returns every item's outcome. */
+  readonly mapExits: <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>>
+  /** Runs a task over an iterable or a stream: a lazy, bounded stream of results. */
+  readonly stream: <T extends Task.Task.Any, E = never, R = never>(
+    task: T,
+    inputs: Inputs<Task.Task.Payload<T>, E, R>,
+    options?: MapOptions
+  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
+  /** A snapshot of the queue and the workers. */
+  readonly stats: Effect.Effect<Stats>
+}>()("effect-process-pool/ProcessPool") {}
+
+// ---------------------------------------------------------------------------
+// Replies
+// ---------------------------------------------------------------------------
+
+const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
+  switch (kind) {
+    case ExitKind.Success: {
+      const decoded = codec.decodeSuccess(value)
+      return decoded instanceof Invalid
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue }))
+        : Exit.succeed(decoded)
+    }
+    case ExitKind.Failure: {
+      const decoded = codec.decodeFailure(value)
+      return decoded instanceof Invalid
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue }))
+        : Exit.fail(decoded)
+    }
+    case ExitKind.Defect:
+      return Exit.die(decodeDefect(value))
+    case ExitKind.Interrupted:
+      return Exit.interrupt()
+    case ExitKind.PayloadInvalid:
+      return Exit.fail(new SerializationError({ task: tag, direction: "payload", issue: String(value) }))
+    case ExitKind.ResultInvalid:
+      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value) }))
+    case ExitKind.NotServed:
+      return Exit.fail(new TaskNotServed({ task: tag }))
+    case PoolErrorKind:
+      return Exit.fail(value)
+    default:
+      return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
+  }
+}
+
+/** The reply kind the dispatcher uses for a batch's answer. */
+const BatchKind = FromWorker.BatchExit + 100
+
+const traceOf = (context: Context.Context<never>): unknown => {
+  const span = Context.getOption(context, Tracer.ParentSpan)
+  return Option.isSome(span) ? [span.value.traceId, span.value.spanId, span.value.sampled] : 0
+}
+
+// ---------------------------------------------------------------------------
+// Chunking
+// ---------------------------------------------------------------------------
+
+/**
+ * Chooses items per message. A fixed size is used as given. `"auto"` starts
+ * from the input length when it is known, and adapts to the measured time of a
+ * chunk, aiming at chunks of a few milliseconds: long enough to amortise the
+ * round trip, short enough to keep workers evenly loaded.
+ */
+class Chunker {
+  size: number
+  private readonly fixed: boolean
+  constructor(chunkSize: number | "auto" | undefined, known: number | undefined, poolSize: number) {
+    this.fixed = typeof chunkSize === "number"
+    this.size = typeof chunkSize === "number"
+      ? Math.max(1, Math.floor(chunkSize))
+      : known === undefined
+      ? 1
+      : Math.max(1, Math.min(256, Math.ceil(known / (poolSize * 4))))
+  }
+  record(items: number, millis: number): void {
+    if (this.fixed || items < this.size) return
+    const perItem = millis / items
+    if (perItem * this.size < 2 && this.size < 4096) this.size *= 2
+    else if (perItem * this.size > 50 && this.size > 1) this.size = Math.max(1, this.size >> 1)
+  }
+}
+
+function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>> {
+  if (Array.isArray(inputs)) {
+    for (let i = 0; i < inputs.length;) {
+      const end = Math.min(inputs.length, i + chunker.size)
+      yield inputs.slice(i, end)
+      i = end
+    }
+    return
+  }
+  let chunk: Array<A> = []
+  for (const item of inputs) {
+    chunk.push(item)
+    if (chunk.length >= chunker.size) {
+      yield chunk
+      chunk = []
+    }
+  }
+  if (chunk.length > 0) yield chunk
+}
+
+const knownLength = (inputs: Iterable<unknown>): number | undefined =>
+  Array.isArray(inputs) ? inputs.length : inputs instanceof Set || inputs instanceof Map ? inputs.size : undefined
+
+// ---------------------------------------------------------------------------
+// Construction
+// ---------------------------------------------------------------------------
+
+const millis = (input: Duration.Input | undefined, fallback: number): number =>
+  input === undefined ? fallback : Duration.toMillis(input)
+
+const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !/^--(inspect|debug)/.test(arg))
+
+/**
+ * Builds a pool in the current scope. It completes once every worker is
+ * ready, and fails with `WorkerStartError` if one cannot start. Closing the
+ * scope stops the pool: see {@link Options} `shutdown`.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const pool = yield* ProcessPool.make({ worker: new URL("./worker.ts", import.meta.url), size: 2 })
+ *   return yield* pool.submit(Square, 4)
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const size = Math.max(1, options.size ?? os.availableParallelism())
+  const concurrency = Math.max(1, options.workerConcurrency ?? 1)
+  const maxFrameSize = options.maxFrameSize ?? defaultMaxFrameSize
+  const moduleUrl = options.worker instanceof URL
+    ? options.worker.href
+    : /^[a-z][a-z0-9+.-]*:/i.test(options.worker)
+    ? options.worker
+    : new URL(options.worker, `file://${process.cwd()}/`).href
+  const dispatcher = new Dispatcher({
+    size,
+    concurrency,
+    prefetch: concurrency,
+    maxQueue: options.maxQueue ?? 65_536,
+    queuePolicy: options.queuePolicy ?? "wait",
+    interruptGrace: millis(options.interruptGrace, 1_000),
+    startTimeout: millis(options.startTimeout, 30_000),
+    maxStartFailures: options.maxStartFailures ?? 5,
+    maxTasksPerWorker: options.maxTasksPerWorker ?? 0,
+    spawn: {
+      moduleUrl,
+      execArgv: options.execArgv ?? defaultExecArgv(),
+      env: options.env,
+      inheritStderr: options.inheritStderr ?? true,
+      worker: { concurrency, maxFrameSize }
+    }
+  })
+  const shutdownTimeout = millis(options.shutdownTimeout, 5_000)
+  yield* Effect.addFinalizer(() =>
+    Effect.callback<void>((resume) => {
+      dispatcher.shutdown(options.shutdown ?? "drain", shutdownTimeout, () => resume(Effect.void))
+    })
+  )
+  yield* Effect.callback<void, WorkerStartError>((resume) => {
+    dispatcher.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+  })
+
+  /** Sends one encoded message and resumes with the reply, decoded by `decode`. */
+  const run = <A, E>(
+    tag: string,
+    id: number,
+    message: string,
+    timeout: number,
+    decode: (kind: number, value: unknown) => Exit.Exit<A, E>
+  ): Effect.Effect<A, E> =>
+    Effect.callback<A, E>((resume) => {
+      const entry = new Entry(id, tag, message, timeout, (kind, value) => resume(decode(kind, value)))
+      dispatcher.submit(entry)
+      return Effect.callback<void>((resumeCancel) => {
+        dispatcher.cancel(entry)
+        dispatcher.whenDone(entry, () => resumeCancel(Effect.void))
+      })
+    })
+
+  const submit = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options?: SubmitOptions
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    Effect.withFiber((fiber) => {
+      const tag = task._tag
+      const codec = codecFor(task)
+      const encoded = codec.encodePayload(payload)
+      if (encoded instanceof Invalid) {
+        return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: encoded.issue }))
+      }
+      const id = dispatcher.id()
+      const message = JSON.stringify([ToWorker.Run, id, tag, encoded, traceOf(fiber.context)])
+      if (message.length > maxFrameSize / 3 && Buffer.byteLength(message) > maxFrameSize) {
+        return Effect.fail(tooLarge(tag, Buffer.byteLength(message), maxFrameSize))
+      }
+      const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
+      return run(tag, id, message, timeout, (kind, value) => decodeReply(codec, tag, kind, value))
+    })
+
+  /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
+  const submitChunk = <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    chunker: Chunker
+  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> =>
+    Effect.withFiber((fiber) => {
+      const tag = task._tag
+      const codec = codecFor(task)
+      if (payloads.length === 1) {
+        return Effect.exit(submit(task, payloads[0])).pipe(Effect.map((exit) => [exit]))
+      }
+      const encoded = new Array(payloads.length)
+      for (let i = 0; i < payloads.length; i++) {
+        const value = codec.encodePayload(payloads[i])
+        if (value instanceof Invalid) {
+          return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: value.issue }))
+        }
+        encoded[i] = value
+      }
+      const id = dispatcher.id()
+      const message = JSON.stringify([ToWorker.RunBatch, id, tag, encoded, traceOf(fiber.context)])
+      if (message.length > maxFrameSize / 3 && Buffer.byteLength(message) > maxFrameSize) {
+        return Effect.fail(tooLarge(tag, Buffer.byteLength(message), maxFrameSize))
+      }
+      const started = performance.now()
+      return run<Array<Exit.Exit<any, any>>, PoolError>(tag, id, message, 0, (kind, value) => {
+        if (kind !== BatchKind) {
+          const exit = decodeReply(codec, tag, kind, value)
+          return Exit.isFailure(exit) ? exit : Exit.die(new Error("effect-process-pool: a batch got a single reply"))
+        }
+        chunker.record(payloads.length, performance.now() - started)
+        const items = value as Array<[number, unknown]>
+        return Exit.succeed(items.map(([k, v]) => decodeReply(codec, tag, k, v)))
+      })
+    })
+
+  const chunkValues = <T extends Task.Task.Any>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
+    Effect.flatMap(submitChunk(task, chunk, chunker), (exits) => {
+      const values = new Array(exits.length)
+      for (let i = 0; i < exits.length; i++) {
+        const exit = exits[i]
+        if (Exit.isFailure(exit)) return exit
+        values[i] = exit.value
+      }
+      return Effect.succeed(values)
+    })
+
+  const map = <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
+    Effect.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize, knownLength(inputs), size)
+      const chunks = chunksOf(inputs, chunker)
+      const concurrency = options?.concurrency ?? "unbounded"
+      if (options?.ordered === false) {
+        const out: Array<Task.Task.Success<T>> = []
+        return Effect.as(
+          Effect.forEach(chunks, (chunk) =>
+            Effect.map(chunkValues(task, chunk, chunker), (values) => {
+              for (const v of values) out.push(v)
+            }), { concurrency, discard: true }),
+          out
+        )
+      }
+      return Effect.map(
+        Effect.forEach(chunks, (chunk) => chunkValues(task, chunk, chunker), { concurrency }),
+        (results) => results.flat()
+      )
+    })
+
+  const mapExits = <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
+    Effect.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize, knownLength(inputs), size)
+      const concurrency = options?.concurrency ?? "unbounded"
+      const out: Array<Array<Exit.Exit<any, any>>> = []
+      const ordered = options?.ordered !== false
+      let index = 0
+      return Effect.map(
+        Effect.forEach(chunksOf(inputs, chunker), (chunk) => {
+          const at = index++
+          return Effect.map(
+            Effect.catch(
+              submitChunk(task, chunk, chunker),
+              (error) => Effect.succeed(chunk.map(() => Exit.fail(error)))
+            ),
+            (exits) => {
+              if (ordered) out[at] = exits
+              else out.push(exits)
+            }
+          )
+        }, { concurrency, discard: true }),
+        () => out.flat()
+      )
+    })
+
+  const stream = <T extends Task.Task.Any, E = never, R = never>(
+    task: T,
+    inputs: Inputs<Task.Task.Payload<T>, E, R>,
+    options?: MapOptions
+  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> =>
+    Stream.suspend(() => {
+      const concurrency = options?.concurrency ?? size * 2
+      const chunker = new Chunker(
+        options?.chunkSize,
+        Stream.isStream(inputs) ? undefined : knownLength(inputs as Iterable<unknown>),
+        size
+      )
+      const chunks: Stream.Stream<ReadonlyArray<Task.Task.Payload<T>>, E, R> = Stream.isStream(inputs)
+        ? Stream.flatMap(
+          Stream.chunks(inputs as Stream.Stream<Task.Task.Payload<T>, E, R>),
+          (natural) => Stream.fromIterable(chunksOf(natural, chunker), { chunkSize: 1 })
+        )
+        : Stream.fromIterable(chunksOf(inputs as Iterable<Task.Task.Payload<T>>, chunker), { chunkSize: 1 })
+      const results = chunks.pipe(
+        Stream.mapEffect((chunk) =>
+          chunkValues(task, chunk, chunker) as Effect.Effect<
+            Array<Task.Task.Success<T>>,
+            Task.Task.Failure<T> | PoolError
+          >, {
+          concurrency,
+          unordered: options?.ordered === false
+        }),
+        Stream.flattenIterable
+      )
+      return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
+    })
+
+  return ProcessPool.of({
+    submit,
+    map,
+    mapExits,
+    stream,
+    stats: Effect.sync(() => ({ ...dispatcher.stats(), crashes: dispatcher.crashes }))
+  })
+})
+
+const tooLarge = (task: string, size: number, maxFrameSize: number) =>
+  new SerializationError({
+    task,
+    direction: "payload",
+    issue: `the encoded payload is ${size} bytes, more than maxFrameSize (${maxFrameSize} bytes); ` +
+      `send large data by reference (a file path) or raise maxFrameSize`
+  })
+
+/**
+ * A layer that provides a {@link ProcessPool}. Building it spawns the workers
+ * and waits until they are ready; releasing it stops them all.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const main = Effect.gen(function*() {
+ *   const results = yield* ProcessPool.map(Square, [1, 2, 3, 4, 5])
+ *   yield* Effect.log(results) // [1, 4, 9, 16, 25]
+ * })
+ *
+ * main.pipe(Effect.provide(ProcessPool.layer({ worker: import.meta.url })), NodeRuntime.runMain)
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartError> =>
+  Layer.effect(ProcessPool, make(options))
+
+/**
+ * Runs one task in a worker of the pool in context.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Fib, 30, { timeout: "10 seconds" })
+ * // Effect<number, FibTooLarge | PoolError, ProcessPool>
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const submit = <T extends Task.Task.Any>(
+  task: T,
+  payload: Task.Task.Payload<T>,
+  options?: SubmitOptions
+): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, ProcessPool> =>
+  ProcessPool.use((pool) => pool.submit(task, payload, options))
+
+/**
+ * Runs a task over many payloads in the pool in context. Fails fast.
+ *
+ * @example
+ * ```ts
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.map(Square, [1, 2, 3], { ordered: true })
+ * // Effect<Array<number>, PoolError, ProcessPool>
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const map = <T extends Task.Task.Any>(
+  task: T,
+  inputs: Iterable<Task.Task.Payload<T>>,
+  options?: MapOptions
+): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError, ProcessPool> =>
+  ProcessPool.use((pool) => pool.map(task, inputs, options))
+
+/**
+ * Runs a task over many payloads in the pool in context, and returns every
+ * item's `Exit`.
+ *
+ * @example
+ * ```ts
+ * import * as Exit from "effect/Exit"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.mapExits(Fib, [10, 95, 20])
+ * // Effect<Array<Exit<number, FibTooLarge | PoolError>>, never, ProcessPool>
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const mapExits = <T extends Task.Task.Any>(
+  task: T,
+  inputs: Iterable<Task.Task.Payload<T>>,
+  options?: MapOptions
+): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, never, ProcessPool> =>
+  ProcessPool.use((pool) => pool.mapExits(task, inputs, options))
+
+/**
+ * Runs a task over an iterable or a stream in the pool in context: a lazy,
+ * bounded stream of results.
+ *
+ * @example
+ * ```ts
+ * import * as Stream from "effect/Stream"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const results = ProcessPool.stream(Square, Stream.range(1, 1_000_000), { ordered: false })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const stream = <T extends Task.Task.Any, E = never, R = never>(
+  task: T,
+  inputs: Inputs<Task.Task.Payload<T>, E, R>,
+  options?: MapOptions
+): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R | ProcessPool> =>
+  Stream.unwrap(Effect.map(ProcessPool, (pool) => pool.stream(task, inputs, options)))

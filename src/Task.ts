@@ -1,0 +1,197 @@
+/**
+ * Task contracts: a tag with Schemas for its payload, its success and its typed
+ * failure, shared by the parent and every worker.
+ *
+ * The three Schemas are the same three an `Rpc` from `effect/rpc` holds, so a
+ * task maps one to one onto an RPC.
+ *
+ * @since 0.1.0
+ */
+import type * as Effect from "effect/Effect"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId = "~effect-process-pool/Task" as const
+
+/**
+ * A Schema that can cross the process boundary: it needs no services to
+ * encode or decode.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AnySchema extends Schema.Top {
+  readonly DecodingServices: never
+  readonly EncodingServices: never
+}
+
+/**
+ * A task contract.
+ *
+ * @example
+ * ```ts
+ * import * as Schema from "effect/Schema"
+ * import { Task } from "effect-process-pool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Task<
+  out Tag extends string,
+  in out Payload extends AnySchema,
+  in out Success extends AnySchema,
+  in out Failure extends AnySchema
+> extends Pipeable {
+  readonly [TypeId]: typeof TypeId
+  readonly _tag: Tag
+  readonly payloadSchema: Payload
+  readonly successSchema: Success
+  readonly failureSchema: Failure
+  /**
+   * Binds the worker-side implementation of this task. Pass the result to
+   * `Worker.handlers(...)`.
+   */
+  handler<R = never>(
+    run: (payload: Payload["Type"]) => Effect.Effect<Success["Type"], Failure["Type"], R>
+  ): Handler<this, R>
+}
+
+/**
+ * Type helpers for tasks.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export declare namespace Task {
+  /**
+   * Any task.
+   *
+   * @since 0.1.0
+   */
+  export type Any = Task<string, any, any, any>
+  /**
+   * The decoded payload type of a task.
+   *
+   * @since 0.1.0
+   */
+  export type Payload<T> = T extends Task<any, infer P, any, any> ? P["Type"] : never
+  /**
+   * The decoded success type of a task.
+   *
+   * @since 0.1.0
+   */
+  export type Success<T> = T extends Task<any, any, infer S, any> ? S["Type"] : never
+  /**
+   * The decoded typed-failure type of a task.
+   *
+   * @since 0.1.0
+   */
+  export type Failure<T> = T extends Task<any, any, any, infer F> ? F["Type"] : never
+}
+
+/**
+ * A task bound to its worker-side implementation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler<out T extends Task.Any, out R> {
+  readonly task: T
+  readonly run: (payload: any) => Effect.Effect<any, any, R>
+}
+
+/**
+ * Type helpers for handlers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export declare namespace Handler {
+  /**
+   * Any handler.
+   *
+   * @since 0.1.0
+   */
+  export type Any = Handler<Task.Any, any>
+  /**
+   * The services a handler needs.
+   *
+   * @since 0.1.0
+   */
+  export type Services<H> = H extends Handler<any, infer R> ? R : never
+}
+
+const TaskProto = {
+  [TypeId]: TypeId,
+  pipe() {
+    return pipeArguments(this, arguments)
+  },
+  handler(this: Task.Any, run: (payload: any) => Effect.Effect<any, any, any>): Handler.Any {
+    return { task: this, run }
+  }
+}
+
+/**
+ * Defines a task contract. `failure` defaults to `Schema.Never`: a task without
+ * typed failures.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Schema from "effect/Schema"
+ * import { Task } from "effect-process-pool"
+ *
+ * class FibTooLarge extends Schema.TaggedError<FibTooLarge>()("FibTooLarge", { n: Schema.Number }) {}
+ *
+ * const Fib = Task.make("Fib", { payload: Schema.Int, success: Schema.Int, failure: FibTooLarge })
+ *
+ * // In the worker module:
+ * const handler = Fib.handler((n) => n > 90 ? Effect.fail(new FibTooLarge({ n })) : Effect.succeed(fib(n)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <
+  const Tag extends string,
+  Payload extends AnySchema,
+  Success extends AnySchema = Schema.Void,
+  Failure extends AnySchema = Schema.Never
+>(
+  tag: Tag,
+  options: {
+    readonly payload: Payload
+    readonly success?: Success | undefined
+    readonly failure?: Failure | undefined
+  }
+): Task<Tag, Payload, Success, Failure> => {
+  const self = Object.create(TaskProto)
+  self._tag = tag
+  self.payloadSchema = options.payload
+  self.successSchema = options.success ?? Schema.Void
+  self.failureSchema = options.failure ?? Schema.Never
+  return self
+}
+
+/**
+ * Tells whether a value is a task contract.
+ *
+ * @example
+ * ```ts
+ * import { Task } from "effect-process-pool"
+ *
+ * Task.isTask(Square) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isTask = (u: unknown): u is Task.Any => Predicate.hasProperty(u, TypeId)

@@ -1,0 +1,85 @@
+/**
+ * Compiled JSON codecs for a task's Schemas, built once per task and cached.
+ *
+ * Every function returns either the converted value or an `Invalid` holding
+ * the Schema's description of the issue. None of them throws.
+ */
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Task from "../Task.ts"
+
+/** @internal */
+export class Invalid {
+  readonly issue: string
+  constructor(issue: string) {
+    this.issue = issue
+  }
+}
+
+/** @internal */
+export type Convert = (input: unknown) => unknown
+
+/** @internal */
+export interface TaskCodec {
+  readonly encodePayload: Convert
+  readonly decodePayload: Convert
+  readonly encodeSuccess: Convert
+  readonly decodeSuccess: Convert
+  readonly encodeFailure: Convert
+  readonly decodeFailure: Convert
+}
+
+const compile = (
+  parse: (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Result.Result<unknown, Schema.SchemaError>,
+  schema: Schema.Top
+): Convert => {
+  const run = parse(Schema.toCodecJson(schema as Schema.Codec<unknown, unknown>) as Schema.Codec<unknown, unknown>)
+  return (input) => {
+    try {
+      const result = run(input)
+      return Result.isSuccess(result) ? result.success : new Invalid(result.failure.message)
+    } catch (cause) {
+      return new Invalid(cause instanceof Error ? cause.message : String(cause))
+    }
+  }
+}
+
+const encoder = (schema: Schema.Top) => compile(Schema.encodeUnknownResult, schema)
+const decoder = (schema: Schema.Top) => compile(Schema.decodeUnknownResult, schema)
+
+const cache = new WeakMap<Task.Task.Any, TaskCodec>()
+
+/** @internal */
+export const codecFor = (task: Task.Task.Any): TaskCodec => {
+  let codec = cache.get(task)
+  if (codec === undefined) {
+    codec = {
+      encodePayload: encoder(task.payloadSchema),
+      decodePayload: decoder(task.payloadSchema),
+      encodeSuccess: encoder(task.successSchema),
+      decodeSuccess: decoder(task.successSchema),
+      encodeFailure: encoder(task.failureSchema),
+      decodeFailure: decoder(task.failureSchema)
+    }
+    cache.set(task, codec)
+  }
+  return codec
+}
+
+const defect = Schema.Defect({ includeStack: true })
+
+/**
+ * Encodes any thrown value as JSON: an `Error` keeps its name, message and
+ * stack.
+ *
+ * @internal
+ */
+export const encodeDefect: Convert = encoder(defect)
+
+/**
+ * Decodes a defect encoded by {@link encodeDefect}: an error-shaped value
+ * becomes an `Error` with the remote name, message and stack.
+ *
+ * @internal
+ */
+export const decodeDefect: Convert = decoder(defect)

@@ -1,0 +1,559 @@
+/**
+ * The pool's state machine, in plain callbacks so that the hot path allocates
+ * no fibers: the FIFO queue, least-loaded routing, the in-flight window of each
+ * worker, interruption, timeouts, crash accounting, replacement and shutdown.
+ *
+ * Every entry ends exactly once, through `settle`.
+ *
+ * @internal
+ */
+import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
+import type { PoolError } from "../PoolError.ts"
+import { ExitKind, FromWorker, ToWorker } from "./protocol.ts"
+import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
+
+/** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */
+export const PoolErrorKind = -1
+
+/** @internal */
+export type Settle = (kind: number, value: unknown) => void
+
+const State = {
+  Waiting: 0,
+  Queued: 1,
+  Sent: 2,
+  Done: 3
+} as const
+
+/** @internal */
+export class Entry {
+  state: number = State.Waiting
+  worker: WorkerProcess | undefined = undefined
+  started = false
+  interruptRequested = false
+  timedOut = false
+  /** Ended by a shutdown in `interrupt` mode. */
+  closed = false
+  timer: ReturnType<typeof setTimeout> | undefined = undefined
+  /** Called once the entry has ended: an interrupted caller waits for the stop. */
+  doneCallbacks: Array<() => void> | undefined = undefined
+
+  readonly id: number
+  readonly tag: string
+  /** The encoded Run or RunBatch message. */
+  readonly message: string
+  /** Milliseconds from start to TaskTimeout; 0 for none. */
+  readonly timeout: number
+  /** Delivers the outcome to the caller. */
+  readonly settle: Settle
+
+  constructor(id: number, tag: string, message: string, timeout: number, settle: Settle) {
+    this.id = id
+    this.tag = tag
+    this.message = message
+    this.timeout = timeout
+    this.settle = settle
+  }
+}
+
+/** @internal */
+export interface DispatcherOptions {
+  readonly size: number
+  readonly spawn: SpawnOptions
+  readonly concurrency: number
+  readonly prefetch: number
+  readonly maxQueue: number
+  readonly queuePolicy: "wait" | "reject"
+  readonly interruptGrace: number
+  readonly startTimeout: number
+  readonly maxStartFailures: number
+  readonly maxTasksPerWorker: number
+}
+
+/** @internal */
+export interface WorkerStats {
+  readonly pid: number
+  readonly state: string
+  readonly inflight: number
+  readonly tasksDone: number
+}
+
+/** @internal */
+export class Dispatcher {
+  private readonly workers = new Set<WorkerProcess>()
+  private readonly sent = new Map<number, Entry>()
+  private queue: Array<Entry | undefined> = []
+  private head = 0
+  private queued = 0
+  private waiting: Array<Entry> = []
+  private waitingHead = 0
+  private nextId = 0
+  private startFailures = 0
+  private respawnTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private pendingSpawns = 0
+  /** No new work is accepted. */
+  closing = false
+  /** Workers are being asked to exit; none is replaced. */
+  private stopping = false
+  broken: WorkerStartError | undefined = undefined
+  /** Tasks failed by a worker crash, for statistics. */
+  crashes = 0
+  private readonly window: number
+  /** Called once nothing is queued or in flight, while draining. */
+  private onIdle: (() => void) | undefined = undefined
+  private onAllDead: (() => void) | undefined = undefined
+  private startWaiter: ((error: WorkerStartError | undefined) => void) | undefined = undefined
+  private readonly exitHook = () => {
+    for (const worker of this.workers) worker.kill()
+  }
+
+  readonly options: DispatcherOptions
+
+  constructor(options: DispatcherOptions) {
+    this.options = options
+    this.window = options.concurrency + options.prefetch
+    process.on("exit", this.exitHook)
+  }
+
+  id(): number {
+    return ++this.nextId
+  }
+
+  // -------------------------------------------------------------------------
+  // Start-up and replacement
+  // -------------------------------------------------------------------------
+
+  /** Spawns the initial workers; `done` gets the first start error, if any. */
+  start(done: (error: WorkerStartError | undefined) => void): void {
+    let ready = 0
+    let finished = false
+    this.startWaiter = (error) => {
+      if (finished) return
+      if (error !== undefined || ++ready === this.options.size) {
+        finished = true
+        this.startWaiter = undefined
+        done(error)
+      }
+    }
+    for (let i = 0; i < this.options.size; i++) this.spawnWorker()
+  }
+
+  private spawnWorker(): void {
+    this.pendingSpawns++
+    const worker = new WorkerProcess(this.options.spawn, {
+      onReady: (worker) => this.onReady(worker),
+      onMessage: (worker, message) => this.onMessage(worker, message),
+      onClose: (worker) => this.onClose(worker)
+    })
+    this.workers.add(worker)
+    const timer = setTimeout(() => {
+      if (worker.state === "starting") {
+        worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
+      }
+    }, this.options.startTimeout)
+    timer.unref()
+    worker.child.once("close", () => clearTimeout(timer))
+  }
+
+  private onReady(worker: WorkerProcess): void {
+    this.pendingSpawns--
+    this.startFailures = 0
+    this.startWaiter?.(undefined)
+    if (this.stopping) return worker.shutdown()
+    this.fill(worker)
+  }
+
+  private startError(worker: WorkerProcess): WorkerStartError {
+    const how = worker.killReason ?? (worker.signal !== null
+      ? `it was killed by ${worker.signal}`
+      : `it exited with code ${worker.exitCode}`)
+    return new WorkerStartError({
+      message: `Worker process ${worker.pid} failed to start: ${how}. ` +
+        `Its stderr is attached; the worker module (${this.options.spawn.moduleUrl}) must import cleanly ` +
+        `and export Worker.handlers(...) as default.`,
+      stderr: worker.stderr
+    })
+  }
+
+  private onClose(worker: WorkerProcess): void {
+    this.workers.delete(worker)
+    if (!worker.everReady) {
+      this.pendingSpawns--
+      const error = this.startError(worker)
+      if (this.startWaiter !== undefined) {
+        this.startWaiter(error)
+      } else if (!this.stopping) {
+        this.startFailures++
+        this.scheduleRespawn(error)
+      }
+    } else {
+      if (!this.stopping && !worker.planned) this.spawnWorker()
+      this.failInflight(worker)
+    }
+    this.checkIdle()
+    if (this.workers.size === 0) this.onAllDead?.()
+  }
+
+  /** Replaces a worker that failed to start, backing off, or declares the pool broken. */
+  private scheduleRespawn(error: WorkerStartError): void {
+    const live = Array.from(this.workers).some((w) => w.state === "ready")
+    if (this.startFailures >= this.options.maxStartFailures && !live && this.pendingSpawns === 0) {
+      this.broken = new WorkerStartError({
+        message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
+          error.message,
+        stderr: error.stderr
+      })
+      const broken = this.broken
+      this.failQueued(() => broken)
+      return
+    }
+    const delay = Math.min(100 * 2 ** (this.startFailures - 1), 5_000)
+    this.pendingSpawns++
+    this.respawnTimer = setTimeout(() => {
+      this.respawnTimer = undefined
+      this.pendingSpawns--
+      if (!this.stopping) this.spawnWorker()
+    }, delay)
+  }
+
+  /** Fails or requeues the tasks of a worker that died. */
+  private failInflight(worker: WorkerProcess): void {
+    const inflight = worker.inflight as Array<Entry>
+    const requeue: Array<Entry> = []
+    for (const entry of inflight) {
+      this.sent.delete(entry.id)
+      entry.worker = undefined
+      if (entry.started || entry.interruptRequested || entry.timedOut) {
+        this.crashes++
+        this.finish(
+          entry,
+          PoolErrorKind,
+          new WorkerCrashed({
+            pid: worker.pid,
+            exitCode: worker.exitCode,
+            signal: worker.signal,
+            task: entry.tag,
+            ...(worker.killReason !== undefined ? { reason: worker.killReason } : {})
+          })
+        )
+      } else {
+        entry.state = State.Queued
+        requeue.push(entry)
+      }
+    }
+    inflight.length = 0
+    // Tasks sent ahead but not started go back to the front of the queue, in order.
+    for (let i = requeue.length - 1; i >= 0; i--) this.unshift(requeue[i])
+    this.dispatch()
+  }
+
+  // -------------------------------------------------------------------------
+  // Submission and routing
+  // -------------------------------------------------------------------------
+
+  /** Accepts an entry: sends it at once when a worker has room, else queues it. */
+  submit(entry: Entry): void {
+    if (this.broken !== undefined) return this.finish(entry, PoolErrorKind, this.broken)
+    if (this.closing) return this.finish(entry, PoolErrorKind, new PoolClosed({ task: entry.tag }))
+    if (this.queued === 0) {
+      const worker = this.leastLoaded()
+      if (worker !== undefined) return this.send(worker, entry)
+    }
+    if (this.queued < this.options.maxQueue) {
+      entry.state = State.Queued
+      this.queued++
+      this.queue.push(entry)
+    } else if (this.options.queuePolicy === "reject") {
+      this.finish(entry, PoolErrorKind, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
+    } else {
+      entry.state = State.Waiting
+      this.waiting.push(entry)
+    }
+  }
+
+  private leastLoaded(): WorkerProcess | undefined {
+    let best: WorkerProcess | undefined
+    for (const worker of this.workers) {
+      if (worker.state !== "ready" || worker.inflight.length >= this.window) continue
+      if (best === undefined || worker.inflight.length < best.inflight.length) best = worker
+    }
+    return best
+  }
+
+  private send(worker: WorkerProcess, entry: Entry): void {
+    entry.state = State.Sent
+    entry.worker = worker
+    worker.inflight.push(entry)
+    this.sent.set(entry.id, entry)
+    worker.send(entry.message)
+    if (worker.inflight.length <= this.options.concurrency) this.markStarted(entry)
+  }
+
+  /** The worker runs its tasks in order, `concurrency` at a time: the first ones in flight are running. */
+  private markStarted(entry: Entry): void {
+    if (entry.started) return
+    entry.started = true
+    if (entry.timeout > 0) {
+      entry.timer = setTimeout(() => {
+        entry.timer = undefined
+        entry.timedOut = true
+        this.stop(entry)
+      }, entry.timeout)
+    }
+  }
+
+  private shift(): Entry | undefined {
+    while (this.head < this.queue.length) {
+      const entry = this.queue[this.head]
+      this.queue[this.head++] = undefined
+      if (entry !== undefined && entry.state === State.Queued) {
+        this.queued--
+        this.admitWaiting()
+        if (this.head > 1024 && this.head * 2 > this.queue.length) {
+          this.queue = this.queue.slice(this.head)
+          this.head = 0
+        }
+        return entry
+      }
+    }
+    return undefined
+  }
+
+  private unshift(entry: Entry): void {
+    this.queued++
+    if (this.head > 0) this.queue[--this.head] = entry
+    else this.queue.unshift(entry)
+  }
+
+  private admitWaiting(): void {
+    while (this.waitingHead < this.waiting.length && this.queued < this.options.maxQueue) {
+      const entry = this.waiting[this.waitingHead++]
+      if (entry.state !== State.Waiting) continue
+      entry.state = State.Queued
+      this.queued++
+      this.queue.push(entry)
+    }
+    if (this.waitingHead === this.waiting.length) {
+      this.waiting = []
+      this.waitingHead = 0
+    }
+  }
+
+  /** Sends queued entries to every worker with room. */
+  private dispatch(): void {
+    while (this.queued > 0) {
+      const worker = this.leastLoaded()
+      if (worker === undefined) return
+      this.send(worker, this.shift()!)
+    }
+  }
+
+  /** Sends queued entries to one worker that has just made room. */
+  private fill(worker: WorkerProcess): void {
+    while (this.queued > 0 && worker.state === "ready" && worker.inflight.length < this.window) {
+      this.send(worker, this.shift()!)
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Replies
+  // -------------------------------------------------------------------------
+
+  private onMessage(worker: WorkerProcess, message: Array<any>): void {
+    const kind = message[0]
+    if (kind !== FromWorker.Exit && kind !== FromWorker.BatchExit) return
+    const entry = this.sent.get(message[1])
+    if (entry === undefined || entry.worker !== worker) return
+    this.sent.delete(entry.id)
+    const inflight = worker.inflight
+    const index = inflight[0] === entry ? 0 : inflight.indexOf(entry)
+    if (index === 0) inflight.shift()
+    else inflight.splice(index, 1)
+    entry.worker = undefined
+    worker.tasksDone++
+    const running = Math.min(this.options.concurrency, inflight.length)
+    for (let i = 0; i < running; i++) this.markStarted(inflight[i] as Entry)
+    if (kind === FromWorker.BatchExit) this.finish(entry, FromWorker.BatchExit + 100, message[2])
+    else this.finish(entry, message[2], message[3])
+    if (
+      worker.state === "ready" && this.options.maxTasksPerWorker > 0 &&
+      worker.tasksDone >= this.options.maxTasksPerWorker
+    ) {
+      this.retire(worker)
+    }
+    if (worker.state === "retiring") {
+      if (inflight.length === 0) worker.shutdown()
+    } else {
+      this.fill(worker)
+    }
+    if (this.queued > 0) this.dispatch()
+    this.checkIdle()
+  }
+
+  /**
+   * Recycles a worker: it gets no new work and exits once its tasks are done,
+   * so recycling never fails a task. Its replacement is spawned at once.
+   */
+  private retire(worker: WorkerProcess): void {
+    worker.state = "retiring"
+    worker.planned = true
+    if (!this.stopping) this.spawnWorker()
+  }
+
+  /** Ends an entry exactly once. */
+  private finish(entry: Entry, kind: number, value: unknown): void {
+    if (entry.state === State.Done) return
+    entry.state = State.Done
+    if (entry.timer !== undefined) clearTimeout(entry.timer)
+    if (entry.timedOut) {
+      entry.settle(PoolErrorKind, new TaskTimeout({ task: entry.tag, timeout: entry.timeout }))
+    } else if (entry.closed) {
+      entry.settle(PoolErrorKind, new PoolClosed({ task: entry.tag }))
+    } else if (entry.interruptRequested && kind !== PoolErrorKind) {
+      entry.settle(ExitKind.Interrupted, undefined)
+    } else {
+      entry.settle(kind, value)
+    }
+    const callbacks = entry.doneCallbacks
+    if (callbacks !== undefined) {
+      entry.doneCallbacks = undefined
+      for (const callback of callbacks) callback()
+    }
+  }
+
+  /** Calls `callback` once the entry has ended: now, if it has. */
+  whenDone(entry: Entry, callback: () => void): void {
+    if (entry.state === State.Done) return callback()
+    ;(entry.doneCallbacks ??= []).push(callback)
+  }
+
+  // -------------------------------------------------------------------------
+  // Interruption
+  // -------------------------------------------------------------------------
+
+  /**
+   * Cancels an entry whose caller was interrupted: a queued entry is dropped at
+   * once, a sent one is stopped in its worker. Use {@link whenDone} to wait
+   * for the stop.
+   */
+  cancel(entry: Entry): void {
+    switch (entry.state) {
+      case State.Waiting:
+      case State.Queued: {
+        if (entry.state === State.Queued) {
+          this.queued--
+          this.admitWaiting()
+        }
+        entry.state = State.Done
+        return this.checkIdle()
+      }
+      case State.Sent: {
+        entry.interruptRequested = true
+        return this.stop(entry)
+      }
+    }
+  }
+
+  /** Asks the worker to interrupt a sent entry, and kills it if it has not stopped within the grace. */
+  private stop(entry: Entry): void {
+    const worker = entry.worker
+    if (worker === undefined) return
+    worker.send(JSON.stringify([ToWorker.Interrupt, entry.id]))
+    const grace = setTimeout(() => {
+      if (entry.state !== State.Done && entry.worker === worker) {
+        worker.kill(`task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`)
+      }
+    }, this.options.interruptGrace)
+    this.whenDone(entry, () => clearTimeout(grace))
+  }
+
+  // -------------------------------------------------------------------------
+  // Shutdown
+  // -------------------------------------------------------------------------
+
+  private get pending(): number {
+    return this.queued + this.sent.size + (this.waiting.length - this.waitingHead)
+  }
+
+  private checkIdle(): void {
+    if (this.onIdle !== undefined && this.pending === 0) {
+      const onIdle = this.onIdle
+      this.onIdle = undefined
+      onIdle()
+    }
+  }
+
+  private failQueued(error: (entry: Entry) => PoolError): void {
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      this.finish(this.waiting[i], PoolErrorKind, error(this.waiting[i]))
+    }
+    this.waiting = []
+    this.waitingHead = 0
+    for (let entry = this.shift(); entry !== undefined; entry = this.shift()) {
+      this.finish(entry, PoolErrorKind, error(entry))
+    }
+  }
+
+  /**
+   * Stops accepting work; in `drain` mode lets queued and running tasks finish
+   * within `timeout`, in `interrupt` mode ends them at once with `PoolClosed`;
+   * then asks every worker to exit and kills those still alive after `timeout`.
+   */
+  shutdown(mode: "drain" | "interrupt", timeout: number, done: () => void): void {
+    this.closing = true
+    const closed = (entry: Entry) => new PoolClosed({ task: entry.tag })
+    let killTimer: ReturnType<typeof setTimeout> | undefined
+    const finished = () => {
+      if (killTimer !== undefined) clearTimeout(killTimer)
+      process.off("exit", this.exitHook)
+      done()
+    }
+    const closeWorkers = () => {
+      this.stopping = true
+      if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer)
+      this.failQueued(closed)
+      for (const entry of Array.from(this.sent.values())) {
+        entry.closed = true
+        this.finish(entry, PoolErrorKind, undefined)
+      }
+      if (this.workers.size === 0) return finished()
+      this.onAllDead = finished
+      for (const worker of this.workers) {
+        if (worker.inflight.length > 0) worker.kill("the pool closed before its tasks finished")
+        else worker.shutdown()
+      }
+      killTimer = setTimeout(() => {
+        for (const worker of this.workers) worker.kill("the pool was closing and the worker did not exit in time")
+      }, timeout)
+    }
+    if (mode === "interrupt") {
+      this.failQueued(closed)
+      for (const entry of Array.from(this.sent.values())) {
+        entry.closed = true
+        this.stop(entry)
+      }
+    }
+    if (this.pending === 0) return closeWorkers()
+    const drainTimer = setTimeout(() => {
+      this.onIdle = undefined
+      closeWorkers()
+    }, timeout)
+    this.onIdle = () => {
+      clearTimeout(drainTimer)
+      closeWorkers()
+    }
+  }
+
+  stats(): { readonly queued: number; readonly inflight: number; readonly workers: ReadonlyArray<WorkerStats> } {
+    return {
+      queued: this.queued + (this.waiting.length - this.waitingHead),
+      inflight: this.sent.size,
+      workers: Array.from(this.workers, (w) => ({
+        pid: w.pid,
+        state: w.state,
+        inflight: w.inflight.length,
+        tasksDone: w.tasksDone
+      }))
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * One worker process: spawn, ready handshake, stderr capture, exit detection
+ * and kill. The pool-wide policy (how many, when to replace, back-off) lives in
+ * the dispatcher, which owns a set of these.
+ *
+ * @internal
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import type { Socket } from "node:net"
+import { FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import type { WorkerOptions } from "./workerMain.ts"
+
+/** @internal */
+export interface SpawnOptions {
+  readonly moduleUrl: string
+  readonly execArgv: ReadonlyArray<string>
+  readonly env: NodeJS.ProcessEnv | undefined
+  readonly worker: WorkerOptions
+  /** Forward the children's stderr to the parent's stderr. */
+  readonly inheritStderr: boolean
+}
+
+/** @internal */
+export interface WorkerEvents {
+  readonly onReady: (worker: WorkerProcess) => void
+  readonly onMessage: (worker: WorkerProcess, message: Array<any>) => void
+  /** Called once, after the process has exited and every byte it wrote has been read. */
+  readonly onClose: (worker: WorkerProcess) => void
+}
+
+const workerMain = new URL(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js", import.meta.url)
+  .pathname
+
+const stderrLimit = 16 * 1024
+
+// On Linux, setpriv makes the kernel SIGKILL the worker when the parent dies,
+// even if the worker's event loop is stuck in a CPU-bound task. Elsewhere the
+// worker exits when it sees its pipe to the parent close.
+const setpriv = process.platform === "linux"
+  ? ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => {
+    try {
+      fs.accessSync(path, fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+  : undefined
+
+/** @internal */
+export type WorkerState = "starting" | "ready" | "retiring" | "stopping" | "dead"
+
+/** @internal */
+export class WorkerProcess {
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly writer: FrameWriter
+  state: WorkerState = "starting"
+  /** The last bytes the child wrote to stderr. */
+  stderr = ""
+  exitCode: number | null = null
+  signal: NodeJS.Signals | null = null
+  /** Set when the pool ended this worker on purpose, to explain the crash. */
+  killReason: string | undefined = undefined
+  /** Tasks sent to this worker and not yet answered, in the order they were sent. */
+  readonly inflight: Array<{ readonly id: number }> = []
+  tasksDone = 0
+  /** Whether it ever said Ready: a worker that dies before that failed to start. */
+  everReady = false
+  /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
+  planned = false
+
+  private readonly events: WorkerEvents
+
+  constructor(options: SpawnOptions, events: WorkerEvents) {
+    this.events = events
+    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(options.worker)]
+    const [command, argv] = setpriv === undefined
+      ? [process.execPath, args]
+      : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
+    this.child = spawn(command, argv, {
+      stdio: ["ignore", "inherit", "pipe", "pipe"],
+      env: options.env,
+      windowsHide: true
+    })
+    this.pid = this.child.pid ?? -1
+    const channel = this.child.stdio[3] as Socket
+    this.writer = new FrameWriter(channel)
+    const reader = new FrameReader((json) => this.receive(json), options.worker.maxFrameSize)
+    channel.on("data", (chunk: Buffer) => {
+      const error = reader.push(chunk)
+      if (error !== undefined) this.kill(`protocol error: ${error.message}`)
+    })
+    channel.on("error", () => {})
+    this.child.stderr!.on("data", (chunk: Buffer) => {
+      if (options.inheritStderr) process.stderr.write(chunk)
+      this.stderr = (this.stderr + chunk.toString("utf8")).slice(-stderrLimit)
+    })
+    this.child.on("error", (error) => {
+      this.stderr += `\n${error.message}`
+    })
+    // "close" comes after "exit" and after every stdio stream has ended, so
+    // every result the worker wrote before dying has been received.
+    this.child.on("close", (code, signal) => {
+      this.exitCode = code
+      this.signal = signal
+      this.state = "dead"
+      this.events.onClose(this)
+    })
+  }
+
+  private receive(json: string): void {
+    let message: Array<any>
+    try {
+      message = JSON.parse(json)
+    } catch {
+      return this.kill("protocol error: a frame from the worker is not JSON")
+    }
+    if (message[0] === FromWorker.Ready && this.state === "starting") {
+      this.state = "ready"
+      this.everReady = true
+      return this.events.onReady(this)
+    }
+    this.events.onMessage(this, message)
+  }
+
+  get alive(): boolean {
+    return this.state !== "dead"
+  }
+
+  /** Queues one message for this tick's write. */
+  send(json: string): void {
+    if (this.state !== "dead") this.writer.send(json)
+  }
+
+  /** Asks the worker to finish what it runs and exit. */
+  shutdown(): void {
+    if (this.state === "dead" || this.state === "stopping") return
+    this.state = "stopping"
+    this.planned = true
+    this.writer.send(JSON.stringify([ToWorker.Shutdown]))
+  }
+
+  /** Ends the worker now. `reason` explains the crash to the tasks it was running. */
+  kill(reason?: string): void {
+    if (this.state === "dead") return
+    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    try {
+      this.child.kill("SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * The entry point of every worker process.
+ *
+ * `node workerMain.ts <module url> <options json>`: imports the user's module,
+ * builds the services its handlers need, says Ready on fd 3, and then serves
+ * tasks until the parent asks it to exit or its pipe to the parent closes.
+ *
+ * Imports are deep and few: every module loaded here is start-up time paid by
+ * every worker.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as net from "node:net"
+import type * as Task from "../Task.ts"
+import { isHandlers } from "../Worker.ts"
+import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
+import { ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+
+/** @internal */
+export interface WorkerOptions {
+  readonly concurrency: number
+  readonly maxFrameSize: number
+}
+
+/** Exit codes that tell the parent why a worker could not start. */
+const StartFailure = {
+  ImportFailed: 70,
+  NoHandlers: 71,
+  LayerFailed: 72
+} as const
+
+interface Job {
+  readonly id: number
+  readonly tag: string
+  readonly payload: unknown
+  readonly batch: boolean
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  interruptRequested: boolean
+}
+
+const moduleUrl = process.argv[2]
+const options: WorkerOptions = JSON.parse(process.argv[3] ?? "{}")
+
+// Ctrl-C reaches the whole process group; the parent decides when workers stop.
+process.on("SIGINT", () => {})
+
+const channel = new net.Socket({ fd: 3, readable: true, writable: true })
+const writer = new FrameWriter(channel)
+// The pipe closes when the parent exits or is killed: never outlive it.
+channel.on("end", () => process.exit(0))
+channel.on("error", () => process.exit(0))
+// Results already computed reach the parent even when a handler calls process.exit.
+process.on("exit", () => writer.flush())
+
+const fail = (code: number, message: string, cause?: unknown): never => {
+  process.stderr.write(`effect-process-pool worker ${process.pid}: ${message}\n`)
+  if (cause !== undefined) {
+    process.stderr.write(`${Cause.isCause(cause) ? Cause.pretty(cause) : formatThrown(cause)}\n`)
+  }
+  return process.exit(code)
+}
+
+const formatThrown = (u: unknown): string => u instanceof Error ? (u.stack ?? `${u.name}: ${u.message}`) : String(u)
+
+const loaded = await import(moduleUrl).catch((cause) =>
+  fail(StartFailure.ImportFailed, `the worker module ${moduleUrl} threw while it was imported:`, cause)
+)
+const served = loaded.default
+if (!isHandlers(served)) {
+  fail(
+    StartFailure.NoHandlers,
+    `the worker module ${moduleUrl} has no Worker.handlers(...) default export. ` +
+      `Add \`export default Worker.handlers(MyTask.handler(...))\` to it.`
+  )
+}
+const handlers = served.handlers
+
+const scope = Effect.runSync(Scope.make())
+let services: Context.Context<never> = Context.empty()
+if (served.layer !== undefined) {
+  const built = await Effect.runPromiseExit(Layer.buildWithScope(served.layer, scope))
+  if (Exit.isFailure(built)) {
+    fail(StartFailure.LayerFailed, `the services of the worker module ${moduleUrl} failed to build:`, built.cause)
+  } else {
+    services = built.value as Context.Context<never>
+  }
+}
+const runFork = Effect.runForkWith(services)
+
+// ---------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------
+
+const jobs = new Map<number, Job>()
+const queue: Array<Job> = []
+let queueHead = 0
+let running = 0
+let pumping = false
+let shuttingDown = false
+
+const send = (message: unknown): void => {
+  let json: string
+  try {
+    json = JSON.stringify(message)
+  } catch (cause) {
+    // Only reachable when a codec produced a value JSON cannot hold.
+    const id = (message as Array<unknown>)[1]
+    json = JSON.stringify([FromWorker.Exit, id, ExitKind.ResultInvalid, formatThrown(cause)])
+  }
+  writer.send(json)
+}
+
+const encodeExit = (
+  codec: TaskCodec | undefined,
+  exit: Exit.Exit<unknown, unknown>,
+  interruptRequested: boolean
+): [kind: number, value?: unknown] => {
+  if (Exit.isSuccess(exit)) {
+    const value = codec!.encodeSuccess(exit.value)
+    return value instanceof Invalid ? [ExitKind.ResultInvalid, value.issue] : [ExitKind.Success, value]
+  }
+  const cause = exit.cause
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Fail") {
+      const value = codec!.encodeFailure(reason.error)
+      return value instanceof Invalid ? [ExitKind.ResultInvalid, value.issue] : [ExitKind.Failure, value]
+    }
+  }
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Die") return [ExitKind.Defect, encodeDefect(reason.defect)]
+  }
+  if (interruptRequested) return [ExitKind.Interrupted]
+  return [ExitKind.Defect, encodeDefect(new Error("The task interrupted itself inside the worker"))]
+}
+
+/** Runs one payload: decode, handle. Never fails: the outcome is in the Exit. */
+const runHandler = (handler: Task.Handler.Any, codec: TaskCodec, payload: unknown): Effect.Effect<unknown, unknown> => {
+  const decoded = codec.decodePayload(payload)
+  if (decoded instanceof Invalid) return Effect.fail(decoded)
+  try {
+    return handler.run(decoded) as Effect.Effect<unknown, unknown>
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+}
+
+const runBatch = (
+  handler: Task.Handler.Any,
+  codec: TaskCodec,
+  payloads: ReadonlyArray<unknown>
+): Effect.Effect<Array<[number, unknown?]>> =>
+  Effect.suspend(() => {
+    const out: Array<[number, unknown?]> = []
+    let i = 0
+    const step: Effect.Effect<Array<[number, unknown?]>> = Effect.suspend(() => {
+      if (i >= payloads.length) return Effect.succeed(out)
+      return Effect.flatMap(Effect.exit(runHandler(handler, codec, payloads[i++])), (exit) => {
+        out.push(payloadAwareExit(codec, exit))
+        return step
+      })
+    })
+    return step
+  })
+
+/** Like {@link encodeExit}, but a payload that did not decode is reported as such. */
+const payloadAwareExit = (codec: TaskCodec, exit: Exit.Exit<unknown, unknown>): [number, unknown?] => {
+  if (Exit.isFailure(exit)) {
+    const invalid = Cause.findErrorOption(exit.cause)
+    if (invalid._tag === "Some" && invalid.value instanceof Invalid) {
+      return [ExitKind.PayloadInvalid, invalid.value.issue]
+    }
+  }
+  return encodeExit(codec, exit, false)
+}
+
+const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit<unknown, unknown>): void => {
+  running--
+  jobs.delete(job.id)
+  if (job.batch && Exit.isSuccess(exit)) {
+    send([FromWorker.BatchExit, job.id, exit.value])
+  } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {
+    send([FromWorker.Exit, job.id, ExitKind.Interrupted])
+  } else {
+    const codec = handler === undefined ? undefined : codecFor(handler.task)
+    const [kind, value] = job.batch
+      ? encodeExit(undefined, exit, job.interruptRequested)
+      : payloadAwareExit(codec!, exit)
+    send([FromWorker.Exit, job.id, kind, value])
+  }
+  if (shuttingDown && running === 0) exitGracefully()
+  else pump()
+}
+
+const start = (job: Job): void => {
+  const handler = handlers.get(job.tag)
+  if (handler === undefined) {
+    jobs.delete(job.id)
+    send([FromWorker.Exit, job.id, ExitKind.NotServed])
+    return
+  }
+  const codec = codecFor(handler.task)
+  const effect = job.batch
+    ? runBatch(handler, codec, job.payload as ReadonlyArray<unknown>)
+    : runHandler(handler, codec, job.payload)
+  running++
+  const fiber = runFork(effect)
+  const exit = fiber.pollUnsafe()
+  if (exit !== undefined) return finish(job, handler, exit)
+  job.fiber = fiber
+  fiber.addObserver((exit) => finish(job, handler, exit))
+}
+
+/**
+ * Starts queued jobs while there is room. Results already computed are written
+ * before the next job starts, so that when this process dies the parent knows
+ * exactly which jobs had started: those are the only ones it fails.
+ */
+const pump = (): void => {
+  if (pumping) return
+  pumping = true
+  while (running < options.concurrency && queueHead < queue.length) {
+    const job = queue[queueHead]
+    queue[queueHead++] = undefined as unknown as Job
+    if (queueHead === queue.length) {
+      queue.length = 0
+      queueHead = 0
+    }
+    if (job.interruptRequested) continue
+    if (writer.hasPending) writer.flush()
+    start(job)
+  }
+  pumping = false
+}
+
+const onMessage = (json: string): void => {
+  const message = JSON.parse(json) as Array<any>
+  switch (message[0]) {
+    case ToWorker.Run:
+    case ToWorker.RunBatch: {
+      const job: Job = {
+        id: message[1],
+        tag: message[2],
+        payload: message[3],
+        batch: message[0] === ToWorker.RunBatch,
+        fiber: undefined,
+        interruptRequested: false
+      }
+      jobs.set(job.id, job)
+      queue.push(job)
+      return pump()
+    }
+    case ToWorker.Interrupt: {
+      const job = jobs.get(message[1])
+      if (job === undefined || job.interruptRequested) return
+      job.interruptRequested = true
+      if (job.fiber !== undefined) return job.fiber.interruptUnsafe()
+      // Not started yet: it is skipped when its turn comes.
+      jobs.delete(job.id)
+      return send([FromWorker.Exit, job.id, ExitKind.Interrupted])
+    }
+    case ToWorker.Shutdown: {
+      shuttingDown = true
+      if (running === 0) exitGracefully()
+      return
+    }
+  }
+}
+
+let exiting = false
+const exitGracefully = (): void => {
+  if (exiting) return
+  exiting = true
+  writer.flush()
+  Effect.runFork(Scope.close(scope, Exit.void)).addObserver(() => {
+    channel.end(() => process.exit(0))
+  })
+}
+
+const reader = new FrameReader(onMessage, options.maxFrameSize)
+channel.on("data", (chunk: Buffer) => {
+  const error = reader.push(chunk)
+  if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)
+})
+
+send([FromWorker.Ready, process.pid, Array.from(handlers.keys())])
