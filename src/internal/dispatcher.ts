@@ -223,7 +223,7 @@ export class Dispatcher {
     for (const entry of inflight) {
       this.sent.delete(entry.id)
       entry.worker = undefined
-      if (entry.started || entry.interruptRequested || entry.timedOut) {
+      if (entry.started || entry.interruptRequested || entry.timedOut || entry.closed) {
         this.crashes++
         this.finish(
           entry,
@@ -271,10 +271,17 @@ export class Dispatcher {
     }
   }
 
+  /** Whether a worker may take one more task: ready, window not full, recycling budget not spent. */
+  private hasRoom(worker: WorkerProcess): boolean {
+    return worker.state === "ready" && worker.inflight.length < this.window &&
+      (this.options.maxTasksPerWorker === 0 ||
+        worker.tasksDone + worker.inflight.length < this.options.maxTasksPerWorker)
+  }
+
   private leastLoaded(): WorkerProcess | undefined {
     let best: WorkerProcess | undefined
     for (const worker of this.workers) {
-      if (worker.state !== "ready" || worker.inflight.length >= this.window) continue
+      if (!this.hasRoom(worker)) continue
       if (best === undefined || worker.inflight.length < best.inflight.length) best = worker
     }
     return best
@@ -350,7 +357,7 @@ export class Dispatcher {
 
   /** Sends queued entries to one worker that has just made room. */
   private fill(worker: WorkerProcess): void {
-    while (this.queued > 0 && worker.state === "ready" && worker.inflight.length < this.window) {
+    while (this.queued > 0 && this.hasRoom(worker)) {
       this.send(worker, this.shift()!)
     }
   }
@@ -527,6 +534,7 @@ export class Dispatcher {
       }, timeout)
     }
     if (mode === "interrupt") {
+      this.stopping = true
       this.failQueued(closed)
       for (const entry of Array.from(this.sent.values())) {
         entry.closed = true
