@@ -104,3 +104,37 @@ describe("recycling", () => {
       expect((yield* stats).crashes).toBe(0)
     }).pipe(Effect.provide(poolLayer({ maxTasksPerWorker: 3 }))))
 })
+
+describe("back pressure", () => {
+  it.live("queuePolicy reject: past maxQueue, submit fails with QueueFull and the pool goes on", () =>
+    Effect.gen(function*() {
+      // One worker with a window of 2, and one queue slot: the 4th concurrent task has no room.
+      const held = yield* Effect.forkChild(
+        Effect.forEach([0, 1, 2], () => ProcessPool.submit(Sleep, { ms: 300 }), { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep(100)
+      const error = yield* Effect.flip(ProcessPool.submit(Square, 3))
+      assert.instanceOf(error, PoolError.QueueFull)
+      expect(error.maxQueue).toBe(1)
+      expect((yield* Fiber.join(held)).length).toBe(3)
+      expect(yield* ProcessPool.submit(Square, 3)).toBe(9)
+    }).pipe(Effect.provide(poolLayer({ size: 1, maxQueue: 1, queuePolicy: "reject" }))))
+
+  it.live("queuePolicy wait: submit waits for room, and an interrupted waiter leaves no trace", () =>
+    Effect.gen(function*() {
+      const held = yield* Effect.forkChild(
+        Effect.forEach([0, 1, 2], () => ProcessPool.submit(Sleep, { ms: 300 }), { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep(100)
+      const waiter = yield* Effect.forkChild(ProcessPool.submit(Square, 4))
+      const cancelled = yield* Effect.forkChild(ProcessPool.submit(Square, 5))
+      yield* Effect.sleep(50)
+      expect((yield* stats).queued).toBe(3)
+      yield* Fiber.interrupt(cancelled)
+      expect((yield* stats).queued).toBe(2)
+      expect(yield* Fiber.join(waiter)).toBe(16)
+      yield* Fiber.join(held)
+      const s = yield* stats
+      expect({ queued: s.queued, inflight: s.inflight }).toEqual({ queued: 0, inflight: 0 })
+    }).pipe(Effect.provide(poolLayer({ size: 1, maxQueue: 1 }))))
+})

@@ -87,6 +87,8 @@ export class Dispatcher {
   private queued = 0
   private waiting: Array<Entry> = []
   private waitingHead = 0
+  /** Live entries in `waiting`: cancelled ones stay in the array until they are passed over. */
+  private waitingCount = 0
   private nextId = 0
   private startFailures = 0
   private respawnTimer: ReturnType<typeof setTimeout> | undefined = undefined
@@ -267,6 +269,7 @@ export class Dispatcher {
       this.finish(entry, PoolErrorKind, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
     } else {
       entry.state = State.Waiting
+      this.waitingCount++
       this.waiting.push(entry)
     }
   }
@@ -336,6 +339,7 @@ export class Dispatcher {
     while (this.waitingHead < this.waiting.length && this.queued < this.options.maxQueue) {
       const entry = this.waiting[this.waitingHead++]
       if (entry.state !== State.Waiting) continue
+      this.waitingCount--
       entry.state = State.Queued
       this.queued++
       this.queue.push(entry)
@@ -450,6 +454,8 @@ export class Dispatcher {
         if (entry.state === State.Queued) {
           this.queued--
           this.admitWaiting()
+        } else {
+          this.waitingCount--
         }
         entry.state = State.Done
         return this.checkIdle()
@@ -479,7 +485,7 @@ export class Dispatcher {
   // -------------------------------------------------------------------------
 
   private get pending(): number {
-    return this.queued + this.sent.size + (this.waiting.length - this.waitingHead)
+    return this.queued + this.sent.size + this.waitingCount
   }
 
   private checkIdle(): void {
@@ -492,10 +498,12 @@ export class Dispatcher {
 
   private failQueued(error: (entry: Entry) => PoolError): void {
     for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      this.finish(this.waiting[i], PoolErrorKind, error(this.waiting[i]))
+      const entry = this.waiting[i]
+      if (entry.state === State.Waiting) this.finish(entry, PoolErrorKind, error(entry))
     }
     this.waiting = []
     this.waitingHead = 0
+    this.waitingCount = 0
     for (let entry = this.shift(); entry !== undefined; entry = this.shift()) {
       this.finish(entry, PoolErrorKind, error(entry))
     }
@@ -554,7 +562,7 @@ export class Dispatcher {
 
   stats(): { readonly queued: number; readonly inflight: number; readonly workers: ReadonlyArray<WorkerStats> } {
     return {
-      queued: this.queued + (this.waiting.length - this.waitingHead),
+      queued: this.queued + this.waitingCount,
       inflight: this.sent.size,
       workers: Array.from(this.workers, (w) => ({
         pid: w.pid,

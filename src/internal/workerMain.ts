@@ -240,7 +240,12 @@ const pump = (): void => {
 }
 
 const onMessage = (json: string): void => {
-  const message = JSON.parse(json) as Array<any>
+  let message: Array<any>
+  try {
+    message = JSON.parse(json)
+  } catch {
+    return fail(1, "protocol error: a frame from the parent is not JSON")
+  }
   switch (message[0]) {
     case ToWorker.Run:
     case ToWorker.RunBatch: {
