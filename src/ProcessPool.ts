@@ -44,14 +44,14 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
-import { Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
-import { defaultMaxFrameSize, ExitKind, FromWorker, ToWorker } from "./internal/protocol.ts"
+import { BatchReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
+import { defaultMaxFrameSize, ExitKind, ToWorker } from "./internal/protocol.ts"
 import { type PoolError, SerializationError, TaskNotServed, type WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
@@ -72,6 +72,11 @@ export interface Options {
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Environment of the workers. Defaults to the parent's. */
   readonly env?: NodeJS.ProcessEnv | undefined
+  /**
+   * How many tasks are sent ahead to a busy worker, to hide the round trip.
+   * Defaults to "auto": many for tiny tasks, none for tasks of several milliseconds.
+   */
+  readonly prefetch?: number | "auto" | undefined
   /** How many tasks may wait for a worker. Defaults to 65,536. */
   readonly maxQueue?: number | undefined
   /** What `submit` does when the queue is full: wait for room (the default), or fail with `QueueFull`. */
@@ -230,12 +235,26 @@ const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown
   }
 }
 
-/** The reply kind the dispatcher uses for a batch's answer. */
-const BatchKind = FromWorker.BatchExit + 100
+const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
 
-const traceOf = (context: Context.Context<never>): unknown => {
-  const span = Context.getOption(context, Tracer.ParentSpan)
-  return Option.isSome(span) ? [span.value.traceId, span.value.spanId, span.value.sampled] : 0
+/** The reply decoder of a task, built once: every entry of the task shares it. */
+const replyDecoder = (task: Task.Task.Any): Decode => {
+  let decode = replyDecoders.get(task)
+  if (decode === undefined) {
+    const codec = codecFor(task)
+    const tag = task._tag
+    decode = (kind, value) => decodeReply(codec, tag, kind, value)
+    replyDecoders.set(task, decode)
+  }
+  return decode
+}
+
+/** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
+const currentTrace = (): unknown => {
+  const fiber = Fiber.getCurrent()
+  if (fiber === undefined) return 0
+  const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+  return span === undefined ? 0 : [span.traceId, span.spanId, span.sampled]
 }
 
 // ---------------------------------------------------------------------------
@@ -330,7 +349,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const dispatcher = new Dispatcher({
     size,
     concurrency,
-    prefetch: concurrency,
+    prefetch: options.prefetch ?? "auto",
     maxQueue: options.maxQueue ?? 65_536,
     queuePolicy: options.queuePolicy ?? "wait",
     interruptGrace: millis(options.interruptGrace, 1_000),
@@ -355,16 +374,24 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     dispatcher.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  /** Sends one encoded message and resumes with the reply, decoded by `decode`. */
+  /**
+   * Sends one message built by `message(id, trace)` and resumes with its reply,
+   * decoded by `decode`. Interrupting the caller cancels the entry and waits
+   * until the worker has stopped it.
+   */
   const run = <A, E>(
     tag: string,
-    id: number,
-    message: string,
+    message: (id: number, trace: unknown) => string,
     timeout: number,
-    decode: (kind: number, value: unknown) => Exit.Exit<A, E>
+    decode: Decode
   ): Effect.Effect<A, E> =>
     Effect.callback<A, E>((resume) => {
-      const entry = new Entry(id, tag, message, timeout, (kind, value) => resume(decode(kind, value)))
+      const id = dispatcher.id()
+      const json = message(id, currentTrace())
+      if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize) {
+        return resume(Effect.fail(tooLarge(tag, Buffer.byteLength(json), maxFrameSize) as E))
+      }
+      const entry = new Entry(id, tag, json, timeout, decode, resume)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
         dispatcher.cancel(entry)
@@ -376,59 +403,50 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     payload: Task.Task.Payload<T>,
     options?: SubmitOptions
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
-    Effect.withFiber((fiber) => {
-      const tag = task._tag
-      const codec = codecFor(task)
-      const encoded = codec.encodePayload(payload)
-      if (encoded instanceof Invalid) {
-        return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: encoded.issue }))
-      }
-      const id = dispatcher.id()
-      const message = JSON.stringify([ToWorker.Run, id, tag, encoded, traceOf(fiber.context)])
-      if (message.length > maxFrameSize / 3 && Buffer.byteLength(message) > maxFrameSize) {
-        return Effect.fail(tooLarge(tag, Buffer.byteLength(message), maxFrameSize))
-      }
-      const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
-      return run(tag, id, message, timeout, (kind, value) => decodeReply(codec, tag, kind, value))
-    })
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
+    const tag = task._tag
+    // Encoding is pure, so it is done once, when the effect is built; ids are drawn per run.
+    const encoded = codecFor(task).encodePayload(payload)
+    if (encoded instanceof Invalid) {
+      return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: encoded.issue }))
+    }
+    const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
+    return run(
+      tag,
+      (id, trace) => JSON.stringify([ToWorker.Run, id, tag, encoded, trace]),
+      timeout,
+      replyDecoder(task)
+    )
+  }
 
   /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
   const submitChunk = <T extends Task.Task.Any>(
     task: T,
     payloads: ReadonlyArray<Task.Task.Payload<T>>,
     chunker: Chunker
-  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> =>
-    Effect.withFiber((fiber) => {
-      const tag = task._tag
-      const codec = codecFor(task)
-      if (payloads.length === 1) {
-        return Effect.exit(submit(task, payloads[0])).pipe(Effect.map((exit) => [exit]))
+  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> => {
+    if (payloads.length === 1) return Effect.map(Effect.exit(submit(task, payloads[0])), (exit) => [exit])
+    const tag = task._tag
+    const codec = codecFor(task)
+    const encoded = new Array(payloads.length)
+    for (let i = 0; i < payloads.length; i++) {
+      const value = codec.encodePayload(payloads[i])
+      if (value instanceof Invalid) {
+        return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: value.issue }))
       }
-      const encoded = new Array(payloads.length)
-      for (let i = 0; i < payloads.length; i++) {
-        const value = codec.encodePayload(payloads[i])
-        if (value instanceof Invalid) {
-          return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: value.issue }))
-        }
-        encoded[i] = value
-      }
-      const id = dispatcher.id()
-      const message = JSON.stringify([ToWorker.RunBatch, id, tag, encoded, traceOf(fiber.context)])
-      if (message.length > maxFrameSize / 3 && Buffer.byteLength(message) > maxFrameSize) {
-        return Effect.fail(tooLarge(tag, Buffer.byteLength(message), maxFrameSize))
-      }
+      encoded[i] = value
+    }
+    const decodeItem = replyDecoder(task)
+    return Effect.suspend(() => {
       const started = performance.now()
-      return run<Array<Exit.Exit<any, any>>, PoolError>(tag, id, message, 0, (kind, value) => {
-        if (kind !== BatchKind) {
-          const exit = decodeReply(codec, tag, kind, value)
-          return Exit.isFailure(exit) ? exit : Exit.die(new Error("effect-process-pool: a batch got a single reply"))
-        }
+      return run(tag, (id, trace) => JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace]), 0, (kind, value) => {
+        if (kind !== BatchReply) return decodeItem(kind, value)
         chunker.record(payloads.length, performance.now() - started)
         const items = value as Array<[number, unknown]>
-        return Exit.succeed(items.map(([k, v]) => decodeReply(codec, tag, k, v)))
+        return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
       })
     })
+  }
 
   const chunkValues = <T extends Task.Task.Any>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
     Effect.flatMap(submitChunk(task, chunk, chunker), (exits) => {

@@ -6,6 +6,8 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SchemaJITCompiler from "effect/schema/SchemaJITCompiler"
+import * as SchemaAST from "effect/SchemaAST"
 import type * as Task from "../Task.ts"
 
 /** @internal */
@@ -33,7 +35,11 @@ const compile = (
   parse: (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Result.Result<unknown, Schema.SchemaError>,
   schema: Schema.Top
 ): Convert => {
-  const run = parse(Schema.toCodecJson(schema as Schema.Codec<unknown, unknown>) as Schema.Codec<unknown, unknown>)
+  const codec = Schema.toCodecJson(schema as Schema.Codec<unknown, unknown>) as Schema.Codec<unknown, unknown>
+  // Compiled once per task, on both sides: decoding and encoding run as generated code, not the interpreter.
+  SchemaJITCompiler.enable(codec.ast)
+  SchemaJITCompiler.enable(SchemaAST.flip(codec.ast))
+  const run = parse(codec)
   return (input) => {
     try {
       const result = run(input)

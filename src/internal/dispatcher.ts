@@ -15,8 +15,16 @@ import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
 /** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */
 export const PoolErrorKind = -1
 
-/** @internal */
-export type Settle = (kind: number, value: unknown) => void
+/**
+ * Turns a reply into the caller's outcome: `kind` is an `ExitKind`,
+ * `BatchReply`, or `PoolErrorKind` with a `PoolError` as `value`.
+ *
+ * @internal
+ */
+export type Decode = (kind: number, value: unknown) => unknown
+
+/** The reply kind of a batch's answer: `value` holds every item's `[kind, value]`. @internal */
+export const BatchReply = 100
 
 const State = {
   Waiting: 0,
@@ -35,6 +43,8 @@ export class Entry {
   /** Ended by a shutdown in `interrupt` mode. */
   closed = false
   timer: ReturnType<typeof setTimeout> | undefined = undefined
+  /** When it was sent, in `performance.now()` milliseconds. */
+  sentAt = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
 
@@ -44,15 +54,29 @@ export class Entry {
   readonly message: string
   /** Milliseconds from start to TaskTimeout; 0 for none. */
   readonly timeout: number
-  /** Delivers the outcome to the caller. */
-  readonly settle: Settle
+  /** Shared by every entry of a task: no closure is allocated per entry. */
+  readonly decode: Decode
+  /** Resumes the caller with the decoded outcome. */
+  readonly resume: (outcome: any) => void
 
-  constructor(id: number, tag: string, message: string, timeout: number, settle: Settle) {
+  constructor(
+    id: number,
+    tag: string,
+    message: string,
+    timeout: number,
+    decode: Decode,
+    resume: (outcome: any) => void
+  ) {
     this.id = id
     this.tag = tag
     this.message = message
     this.timeout = timeout
-    this.settle = settle
+    this.decode = decode
+    this.resume = resume
+  }
+
+  settle(kind: number, value: unknown): void {
+    this.resume(this.decode(kind, value))
   }
 }
 
@@ -61,7 +85,8 @@ export interface DispatcherOptions {
   readonly size: number
   readonly spawn: SpawnOptions
   readonly concurrency: number
-  readonly prefetch: number
+  /** Tasks sent ahead to a worker beyond its concurrency; "auto" adapts to the measured task time. */
+  readonly prefetch: number | "auto"
   readonly maxQueue: number
   readonly queuePolicy: "wait" | "reject"
   readonly interruptGrace: number
@@ -81,7 +106,8 @@ export interface WorkerStats {
 /** @internal */
 export class Dispatcher {
   private readonly workers = new Set<WorkerProcess>()
-  private readonly sent = new Map<number, Entry>()
+  /** Entries sent to a worker and not yet answered. */
+  private inflightCount = 0
   private queue: Array<Entry | undefined> = []
   private head = 0
   private queued = 0
@@ -100,7 +126,10 @@ export class Dispatcher {
   broken: WorkerStartError | undefined = undefined
   /** Tasks failed by a worker crash, for statistics. */
   crashes = 0
-  private readonly window: number
+  /** Most tasks in flight on one worker: its concurrency plus the tasks sent ahead. */
+  private window: number
+  /** Smoothed time a worker spends on one task, in milliseconds; NaN until measured. */
+  private serviceTime = Number.NaN
   /** Called once nothing is queued or in flight, while draining. */
   private onIdle: (() => void) | undefined = undefined
   private onAllDead: (() => void) | undefined = undefined
@@ -113,7 +142,7 @@ export class Dispatcher {
 
   constructor(options: DispatcherOptions) {
     this.options = options
-    this.window = options.concurrency + options.prefetch
+    this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
     process.on("exit", this.exitHook)
   }
 
@@ -222,8 +251,8 @@ export class Dispatcher {
   private failInflight(worker: WorkerProcess): void {
     const inflight = worker.inflight as Array<Entry>
     const requeue: Array<Entry> = []
+    this.inflightCount -= inflight.length
     for (const entry of inflight) {
-      this.sent.delete(entry.id)
       entry.worker = undefined
       if (entry.started || entry.interruptRequested || entry.timedOut || entry.closed) {
         this.crashes++
@@ -293,8 +322,9 @@ export class Dispatcher {
   private send(worker: WorkerProcess, entry: Entry): void {
     entry.state = State.Sent
     entry.worker = worker
+    entry.sentAt = performance.now()
     worker.inflight.push(entry)
-    this.sent.set(entry.id, entry)
+    this.inflightCount++
     worker.send(entry.message)
     if (worker.inflight.length <= this.options.concurrency) this.markStarted(entry)
   }
@@ -373,18 +403,22 @@ export class Dispatcher {
   private onMessage(worker: WorkerProcess, message: Array<any>): void {
     const kind = message[0]
     if (kind !== FromWorker.Exit && kind !== FromWorker.BatchExit) return
-    const entry = this.sent.get(message[1])
-    if (entry === undefined || entry.worker !== worker) return
-    this.sent.delete(entry.id)
-    const inflight = worker.inflight
-    const index = inflight[0] === entry ? 0 : inflight.indexOf(entry)
+    // Replies come nearly in the order tasks were sent: the entry is almost always first.
+    const inflight = worker.inflight as Array<Entry>
+    const id = message[1]
+    let index = 0
+    while (index < inflight.length && inflight[index].id !== id) index++
+    if (index === inflight.length) return
+    const entry = inflight[index]
     if (index === 0) inflight.shift()
     else inflight.splice(index, 1)
+    this.inflightCount--
     entry.worker = undefined
     worker.tasksDone++
+    this.measure(worker, entry)
     const running = Math.min(this.options.concurrency, inflight.length)
     for (let i = 0; i < running; i++) this.markStarted(inflight[i] as Entry)
-    if (kind === FromWorker.BatchExit) this.finish(entry, FromWorker.BatchExit + 100, message[2])
+    if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
     else this.finish(entry, message[2], message[3])
     if (
       worker.state === "ready" && this.options.maxTasksPerWorker > 0 &&
@@ -399,6 +433,22 @@ export class Dispatcher {
     }
     if (this.queued > 0) this.dispatch()
     this.checkIdle()
+  }
+
+  /**
+   * Learns how long a task takes, and sizes the window from it: tiny tasks are
+   * sent far ahead, so the round trip is hidden; tasks of several milliseconds
+   * are not sent ahead at all, so none waits behind a busy worker while another
+   * is idle.
+   */
+  private measure(worker: WorkerProcess, entry: Entry): void {
+    const now = performance.now()
+    const sample = (now - Math.max(entry.sentAt, worker.lastReplyAt)) * this.options.concurrency
+    worker.lastReplyAt = now
+    this.serviceTime = Number.isNaN(this.serviceTime) ? sample : this.serviceTime * 0.9 + sample * 0.1
+    if (this.options.prefetch !== "auto") return
+    const prefetch = this.serviceTime >= 5 ? 0 : Math.min(256, Math.max(1, Math.ceil(0.5 / this.serviceTime)))
+    this.window = this.options.concurrency + prefetch
   }
 
   /**
@@ -485,7 +535,7 @@ export class Dispatcher {
   // -------------------------------------------------------------------------
 
   private get pending(): number {
-    return this.queued + this.sent.size + this.waitingCount
+    return this.queued + this.inflightCount + this.waitingCount
   }
 
   private checkIdle(): void {
@@ -527,7 +577,7 @@ export class Dispatcher {
       this.stopping = true
       if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer)
       this.failQueued(closed)
-      for (const entry of Array.from(this.sent.values())) {
+      for (const entry of this.sentEntries()) {
         entry.closed = true
         this.finish(entry, PoolErrorKind, undefined)
       }
@@ -544,7 +594,7 @@ export class Dispatcher {
     if (mode === "interrupt") {
       this.stopping = true
       this.failQueued(closed)
-      for (const entry of Array.from(this.sent.values())) {
+      for (const entry of this.sentEntries()) {
         entry.closed = true
         this.stop(entry)
       }
@@ -560,10 +610,16 @@ export class Dispatcher {
     }
   }
 
+  private sentEntries(): Array<Entry> {
+    const entries: Array<Entry> = []
+    for (const worker of this.workers) entries.push(...(worker.inflight as Array<Entry>))
+    return entries
+  }
+
   stats(): { readonly queued: number; readonly inflight: number; readonly workers: ReadonlyArray<WorkerStats> } {
     return {
       queued: this.queued + this.waitingCount,
-      inflight: this.sent.size,
+      inflight: this.inflightCount,
       workers: Array.from(this.workers, (w) => ({
         pid: w.pid,
         state: w.state,

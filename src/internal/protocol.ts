@@ -2,9 +2,10 @@
  * The wire between the parent and one worker: a dedicated pipe (fd 3 in the
  * child) carrying length-prefixed JSON frames.
  *
- * A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON. Each
- * message is a JSON array whose first element is its kind. Arrays keep frames
- * small and parsing cheap.
+ * A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON: an
+ * array of the messages sent during one tick, so that one read and one
+ * `JSON.parse` serve many tasks. Each message is itself a JSON array whose
+ * first element is its kind. Arrays keep frames small and parsing cheap.
  *
  * ```
  * parent -> worker
@@ -75,8 +76,12 @@ export class FrameTooLarge extends Error {
   }
 }
 
+/** Messages are packed into frames of about this many characters at most. */
+const frameTarget = 1024 * 1024
+
 /**
- * Packs every message sent during one tick into a single write.
+ * Packs every message sent during one tick into a single write, as frames of
+ * about 1 MiB at most.
  *
  * @internal
  */
@@ -115,7 +120,18 @@ export class FrameWriter {
     const pending = this.pending
     if (pending.length === 0) return
     this.pending = []
-    this.out.write(encodeFrames(pending))
+    const frames: Array<string> = []
+    let start = 0
+    let size = 0
+    for (let i = 0; i < pending.length; i++) {
+      size += pending[i].length + 1
+      if (size >= frameTarget || i === pending.length - 1) {
+        frames.push(`[${pending.slice(start, i + 1).join(",")}]`)
+        start = i + 1
+        size = 0
+      }
+    }
+    this.out.write(encodeFrames(frames))
   }
 }
 

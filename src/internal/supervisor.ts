@@ -66,6 +66,8 @@ export class WorkerProcess {
   /** Tasks sent to this worker and not yet answered, in the order they were sent. */
   readonly inflight: Array<{ readonly id: number }> = []
   tasksDone = 0
+  /** When its last reply arrived, in `performance.now()` milliseconds. */
+  lastReplyAt = 0
   /** Whether it ever said Ready: a worker that dies before that failed to start. */
   everReady = false
   /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
@@ -111,18 +113,24 @@ export class WorkerProcess {
   }
 
   private receive(json: string): void {
-    let message: Array<any>
+    let messages: Array<Array<any>>
     try {
-      message = JSON.parse(json)
+      messages = JSON.parse(json)
     } catch {
       return this.kill("protocol error: a frame from the worker is not JSON")
     }
-    if (message[0] === FromWorker.Ready && this.state === "starting") {
-      this.state = "ready"
-      this.everReady = true
-      return this.events.onReady(this)
+    if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]
+      if (!Array.isArray(message)) return this.kill("protocol error: a message from the worker is not an array")
+      if (message[0] === FromWorker.Ready && this.state === "starting") {
+        this.state = "ready"
+        this.everReady = true
+        this.events.onReady(this)
+      } else {
+        this.events.onMessage(this, message)
+      }
     }
-    this.events.onMessage(this, message)
   }
 
   get alive(): boolean {

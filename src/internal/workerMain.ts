@@ -239,13 +239,18 @@ const pump = (): void => {
   pumping = false
 }
 
-const onMessage = (json: string): void => {
-  let message: Array<any>
+const onFrame = (json: string): void => {
+  let messages: Array<Array<any>>
   try {
-    message = JSON.parse(json)
+    messages = JSON.parse(json)
   } catch {
     return fail(1, "protocol error: a frame from the parent is not JSON")
   }
+  if (!Array.isArray(messages)) return fail(1, "protocol error: a frame from the parent is not an array")
+  for (let i = 0; i < messages.length; i++) onMessage(messages[i])
+}
+
+const onMessage = (message: Array<any>): void => {
   switch (message[0]) {
     case ToWorker.Run:
     case ToWorker.RunBatch: {
@@ -288,7 +293,7 @@ const exitGracefully = (): void => {
   })
 }
 
-const reader = new FrameReader(onMessage, options.maxFrameSize)
+const reader = new FrameReader(onFrame, options.maxFrameSize)
 channel.on("data", (chunk: Buffer) => {
   const error = reader.push(chunk)
   if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)
