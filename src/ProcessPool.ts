@@ -52,7 +52,7 @@ import * as os from "node:os"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
 import { defaultMaxFrameSize, ExitKind, ToWorker } from "./internal/protocol.ts"
-import { type PoolError, SerializationError, TaskNotServed, type WorkerStartError } from "./PoolError.ts"
+import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -64,8 +64,28 @@ import type * as Task from "./Task.ts"
 export interface Options {
   /** The worker module: a URL or path string whose default export is `Worker.handlers(...)`. */
   readonly worker: string | URL
-  /** How many worker processes. Defaults to `os.availableParallelism()`. */
+  /** How many worker processes. Defaults to `os.availableParallelism()`. Sets both `minSize` and `maxSize`. */
   readonly size?: number | undefined
+  /** Workers kept even when idle. The layer is ready once these are. Defaults to `size`, or 1 when only `maxSize` is given. */
+  readonly minSize?: number | undefined
+  /** Workers at most: the pool grows up to this while work is queued. Defaults to `size`. */
+  readonly maxSize?: number | undefined
+  /** A worker idle this long is stopped, while more than `minSize` remain. Defaults to 30 seconds. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /**
+   * A worker whose resident set size passes this many bytes after a task is
+   * recycled: it finishes the tasks it holds, then a fresh process replaces it.
+   * Guards against leaks in handlers or their libraries. Defaults to no ceiling.
+   */
+  readonly maxWorkerMemory?: number | undefined
+  /** How often workers are pinged. Defaults to 1 second. */
+  readonly heartbeatInterval?: Duration.Input | undefined
+  /**
+   * A worker that does not answer a ping sent while it was idle within this
+   * time is hung (its event loop is blocked outside any task): it is killed
+   * and replaced. Defaults to 10 seconds.
+   */
+  readonly hangTimeout?: Duration.Input | undefined
   /** How many tasks one worker runs at once. Defaults to 1: a worker is one CPU. */
   readonly workerConcurrency?: number | undefined
   /** Node flags for the workers. Defaults to the parent's, without inspector flags. */
@@ -119,11 +139,11 @@ export interface SubmitOptions {
 export interface MapOptions {
   /** Results in input order (the default), or as they complete. */
   readonly ordered?: boolean | undefined
-  /** How many chunks may be in flight at once. Defaults to twice the pool size for streams, unbounded for `map`. */
+  /** How many chunks may be in flight at once. Defaults to twice `maxSize`, plus two. */
   readonly concurrency?: number | undefined
-  /** Items per message to a worker. `"auto"` (the default) sizes chunks from the input and the measured task time. */
+  /** Items per message to a worker. `"auto"` (the default) starts at 1 and adapts to the measured time per item. */
   readonly chunkSize?: number | "auto" | undefined
-  /** For `stream`: how many results may wait for the consumer. Defaults to one chunk per worker. */
+  /** For `stream`: how many results may wait for the consumer beyond the chunks in flight. Defaults to none. */
   readonly bufferSize?: number | undefined
 }
 
@@ -134,14 +154,20 @@ export interface MapOptions {
  * @category models
  */
 export interface Stats {
+  /** Tasks waiting for a worker. */
   readonly queued: number
+  /** Tasks sent to a worker and not yet answered. */
   readonly inflight: number
+  /** Workers that died unexpectedly (killed, exited, hung or runaway) since the pool started. */
   readonly crashes: number
   readonly workers: ReadonlyArray<{
     readonly pid: number
+    /** "starting", "ready", "retiring" (recycled: finishing its tasks), "stopping" */
     readonly state: string
     readonly inflight: number
     readonly tasksDone: number
+    /** Resident set size in bytes, as of its last heartbeat; 0 before the first. */
+    readonly rss: number
   }>
 }
 
@@ -262,27 +288,22 @@ const currentTrace = (): unknown => {
 // ---------------------------------------------------------------------------
 
 /**
- * Chooses items per message. A fixed size is used as given. `"auto"` starts
- * from the input length when it is known, and adapts to the measured time of a
- * chunk, aiming at chunks of a few milliseconds: long enough to amortise the
- * round trip, short enough to keep workers evenly loaded.
+ * Chooses items per message. A fixed size is used as given. `"auto"` starts at
+ * one item and adapts to the measured time per item, aiming at chunks of about
+ * 5 ms: long enough to amortise the round trip, short enough to keep workers
+ * evenly loaded to the end. It grows at most 4x and shrinks at most 2x a step.
  */
 class Chunker {
   size: number
   private readonly fixed: boolean
-  constructor(chunkSize: number | "auto" | undefined, known: number | undefined, poolSize: number) {
+  constructor(chunkSize: number | "auto" | undefined) {
     this.fixed = typeof chunkSize === "number"
-    this.size = typeof chunkSize === "number"
-      ? Math.max(1, Math.floor(chunkSize))
-      : known === undefined
-      ? 1
-      : Math.max(1, Math.min(256, Math.ceil(known / (poolSize * 4))))
+    this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
   }
   record(items: number, millis: number): void {
     if (this.fixed || items < this.size) return
-    const perItem = millis / items
-    if (perItem * this.size < 2 && this.size < 4096) this.size *= 2
-    else if (perItem * this.size > 50 && this.size > 1) this.size = Math.max(1, this.size >> 1)
+    const desired = Math.max(1, Math.min(4096, Math.floor(5 / Math.max(millis / items, 1e-4))))
+    this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
   }
 }
 
@@ -306,9 +327,6 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
   if (chunk.length > 0) yield chunk
 }
 
-const knownLength = (inputs: Iterable<unknown>): number | undefined =>
-  Array.isArray(inputs) ? inputs.length : inputs instanceof Set || inputs instanceof Map ? inputs.size : undefined
-
 // ---------------------------------------------------------------------------
 // Construction
 // ---------------------------------------------------------------------------
@@ -317,6 +335,31 @@ const millis = (input: Duration.Input | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(input)
 
 const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !/^--(inspect|debug)/.test(arg))
+
+/**
+ * Retries an idempotent task whose worker crashed, on the task's schedule. A
+ * typed failure is never retried. When the retries are spent, the last
+ * `WorkerCrashed` says how many attempts crashed.
+ */
+const withRetry = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    let attempts = 0
+    return effect.pipe(
+      Effect.tapError((error) => Effect.sync(() => error instanceof WorkerCrashed && attempts++)),
+      Effect.retry({ schedule: task.retry!, while: (error) => error instanceof WorkerCrashed }),
+      Effect.mapError((error) =>
+        error instanceof WorkerCrashed && attempts > 1
+          ? new WorkerCrashed({
+            pid: error.pid,
+            exitCode: error.exitCode,
+            signal: error.signal,
+            task: error.task,
+            reason: `${error.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
+          }) as E
+          : error
+      )
+    )
+  })
 
 /**
  * Builds a pool in the current scope. It completes once every worker is
@@ -338,7 +381,9 @@ const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !/
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
-  const size = Math.max(1, options.size ?? os.availableParallelism())
+  const cpus = os.availableParallelism()
+  const minSize = Math.max(0, options.minSize ?? options.size ?? (options.maxSize === undefined ? cpus : 1))
+  const maxSize = Math.max(1, minSize, options.maxSize ?? options.size ?? Math.max(minSize, cpus))
   const concurrency = Math.max(1, options.workerConcurrency ?? 1)
   const maxFrameSize = options.maxFrameSize ?? defaultMaxFrameSize
   const moduleUrl = options.worker instanceof URL
@@ -347,7 +392,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     ? options.worker
     : new URL(options.worker, `file://${process.cwd()}/`).href
   const dispatcher = new Dispatcher({
-    size,
+    minSize,
+    maxSize,
+    idleTimeout: millis(options.idleTimeout, 30_000),
+    heartbeatInterval: millis(options.heartbeatInterval, 1_000),
+    hangTimeout: millis(options.hangTimeout, 10_000),
     concurrency,
     prefetch: options.prefetch ?? "auto",
     maxQueue: options.maxQueue ?? 65_536,
@@ -361,7 +410,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       execArgv: options.execArgv ?? defaultExecArgv(),
       env: options.env,
       inheritStderr: options.inheritStderr ?? true,
-      worker: { concurrency, maxFrameSize }
+      worker: { concurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
     }
   })
   const shutdownTimeout = millis(options.shutdownTimeout, 5_000)
@@ -381,13 +430,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
    */
   const run = <A, E>(
     tag: string,
-    message: (id: number, trace: unknown) => string,
+    message: (id: number, trace: unknown) => string | SerializationError,
     timeout: number,
     decode: Decode
   ): Effect.Effect<A, E> =>
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
-      const json = message(id, currentTrace())
+      let json: string | SerializationError
+      try {
+        json = message(id, currentTrace())
+      } catch (cause) {
+        json = new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
+      }
+      if (typeof json !== "string") return resume(Effect.fail(json as E))
       if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize) {
         return resume(Effect.fail(tooLarge(tag, Buffer.byteLength(json), maxFrameSize) as E))
       }
@@ -403,20 +458,24 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     payload: Task.Task.Payload<T>,
     options?: SubmitOptions
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    task.retry === undefined ? submitOnce(task, payload, options) : withRetry(task, submitOnce(task, payload, options))
+
+  const submitOnce = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options?: SubmitOptions
   ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
     const tag = task._tag
-    // Encoding is pure, so it is done once, when the effect is built; ids are drawn per run.
-    const encoded = codecFor(task).encodePayload(payload)
-    if (encoded instanceof Invalid) {
-      return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: encoded.issue }))
-    }
+    const codec = codecFor(task)
     const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
-    return run(
-      tag,
-      (id, trace) => JSON.stringify([ToWorker.Run, id, tag, encoded, trace]),
-      timeout,
-      replyDecoder(task)
-    )
+    // The payload is encoded when the effect runs, so each run sends the payload as it is then.
+    return run(tag, (id, trace) => {
+      const encoded = codec.encodePayload(payload)
+      return encoded instanceof Invalid
+        ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
+        : JSON.stringify([ToWorker.Run, id, tag, encoded, trace])
+    }, timeout, replyDecoder(task))
   }
 
   /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
@@ -424,22 +483,41 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     payloads: ReadonlyArray<Task.Task.Payload<T>>,
     chunker: Chunker
+  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> =>
+    task.retry === undefined
+      ? submitChunkOnce(task, payloads, chunker)
+      : withRetry(task, submitChunkOnce(task, payloads, chunker))
+
+  const submitChunkOnce = <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    chunker: Chunker
   ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> => {
-    if (payloads.length === 1) return Effect.map(Effect.exit(submit(task, payloads[0])), (exit) => [exit])
+    if (payloads.length === 1) {
+      return Effect.suspend(() => {
+        const started = performance.now()
+        return Effect.map(Effect.exit(submitOnce(task, payloads[0])), (exit) => {
+          chunker.record(1, performance.now() - started)
+          return [exit]
+        })
+      })
+    }
     const tag = task._tag
     const codec = codecFor(task)
-    const encoded = new Array(payloads.length)
-    for (let i = 0; i < payloads.length; i++) {
-      const value = codec.encodePayload(payloads[i])
-      if (value instanceof Invalid) {
-        return Effect.fail(new SerializationError({ task: tag, direction: "payload", issue: value.issue }))
-      }
-      encoded[i] = value
-    }
     const decodeItem = replyDecoder(task)
     return Effect.suspend(() => {
       const started = performance.now()
-      return run(tag, (id, trace) => JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace]), 0, (kind, value) => {
+      return run(tag, (id, trace) => {
+        const encoded = new Array(payloads.length)
+        for (let i = 0; i < payloads.length; i++) {
+          const value = codec.encodePayload(payloads[i])
+          if (value instanceof Invalid) {
+            return new SerializationError({ task: tag, direction: "payload", issue: value.issue })
+          }
+          encoded[i] = value
+        }
+        return JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
+      }, 0, (kind, value) => {
         if (kind !== BatchReply) return decodeItem(kind, value)
         chunker.record(payloads.length, performance.now() - started)
         const items = value as Array<[number, unknown]>
@@ -459,57 +537,29 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return Effect.succeed(values)
     })
 
-  const map = <T extends Task.Task.Any>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    Effect.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize, knownLength(inputs), size)
-      const chunks = chunksOf(inputs, chunker)
-      const concurrency = options?.concurrency ?? "unbounded"
-      if (options?.ordered === false) {
-        const out: Array<Task.Task.Success<T>> = []
-        return Effect.as(
-          Effect.forEach(chunks, (chunk) =>
-            Effect.map(chunkValues(task, chunk, chunker), (values) => {
-              for (const v of values) out.push(v)
-            }), { concurrency, discard: true }),
-          out
+  /**
+   * The engine of `map`, `mapExits` and `stream`: pulls the inputs lazily in
+   * chunks sized by the chunker, and runs `concurrency` chunks at a time.
+   */
+  const runChunks = <A, B, E, E2, R>(
+    inputs: Inputs<A, E, R>,
+    options: MapOptions | undefined,
+    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E2>
+  ): Stream.Stream<B, E | E2, R> =>
+    Stream.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize)
+      const chunks: Stream.Stream<ReadonlyArray<A>, E, R> = Stream.isStream(inputs)
+        ? Stream.flatMap(
+          Stream.chunks(inputs),
+          (natural) => Stream.fromIterable(chunksOf(natural, chunker), { chunkSize: 1 })
         )
-      }
-      return Effect.map(
-        Effect.forEach(chunks, (chunk) => chunkValues(task, chunk, chunker), { concurrency }),
-        (results) => results.flat()
-      )
-    })
-
-  const mapExits = <T extends Task.Task.Any>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    Effect.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize, knownLength(inputs), size)
-      const concurrency = options?.concurrency ?? "unbounded"
-      const out: Array<Array<Exit.Exit<any, any>>> = []
-      const ordered = options?.ordered !== false
-      let index = 0
-      return Effect.map(
-        Effect.forEach(chunksOf(inputs, chunker), (chunk) => {
-          const at = index++
-          return Effect.map(
-            Effect.catch(
-              submitChunk(task, chunk, chunker),
-              (error) => Effect.succeed(chunk.map(() => Exit.fail(error)))
-            ),
-            (exits) => {
-              if (ordered) out[at] = exits
-              else out.push(exits)
-            }
-          )
-        }, { concurrency, discard: true }),
-        () => out.flat()
+        : Stream.fromIterable(chunksOf(inputs, chunker), { chunkSize: 1 })
+      return chunks.pipe(
+        Stream.mapEffect((chunk) => run(chunk, chunker), {
+          concurrency: options?.concurrency ?? maxSize * 2 + 2,
+          unordered: options?.ordered === false
+        }),
+        Stream.flattenIterable
       )
     })
 
@@ -517,33 +567,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     options?: MapOptions
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> =>
-    Stream.suspend(() => {
-      const concurrency = options?.concurrency ?? size * 2
-      const chunker = new Chunker(
-        options?.chunkSize,
-        Stream.isStream(inputs) ? undefined : knownLength(inputs as Iterable<unknown>),
-        size
-      )
-      const chunks: Stream.Stream<ReadonlyArray<Task.Task.Payload<T>>, E, R> = Stream.isStream(inputs)
-        ? Stream.flatMap(
-          Stream.chunks(inputs as Stream.Stream<Task.Task.Payload<T>, E, R>),
-          (natural) => Stream.fromIterable(chunksOf(natural, chunker), { chunkSize: 1 })
-        )
-        : Stream.fromIterable(chunksOf(inputs as Iterable<Task.Task.Payload<T>>, chunker), { chunkSize: 1 })
-      const results = chunks.pipe(
-        Stream.mapEffect((chunk) =>
-          chunkValues(task, chunk, chunker) as Effect.Effect<
-            Array<Task.Task.Success<T>>,
-            Task.Task.Failure<T> | PoolError
-          >, {
-          concurrency,
-          unordered: options?.ordered === false
-        }),
-        Stream.flattenIterable
-      )
-      return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
-    })
+  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
+    const results = runChunks(
+      inputs,
+      options,
+      (chunk, chunker) =>
+        chunkValues(task, chunk, chunker) as Effect.Effect<
+          Array<Task.Task.Success<T>>,
+          Task.Task.Failure<T> | PoolError
+        >
+    )
+    return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
+  }
+
+  const map = <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
+    Stream.runCollect(stream(task, inputs, options))
+
+  const mapExits = <T extends Task.Task.Any>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
+    Stream.runCollect(
+      runChunks(inputs, options, (chunk, chunker) =>
+        Effect.catch(
+          submitChunk(task, chunk, chunker),
+          (error) => Effect.succeed(chunk.map(() => Exit.fail(error)))
+        ))
+    )
 
   return ProcessPool.of({
     submit,
@@ -607,6 +662,26 @@ export const submit = <T extends Task.Task.Any>(
   options?: SubmitOptions
 ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, ProcessPool> =>
   ProcessPool.use((pool) => pool.submit(task, payload, options))
+
+/**
+ * A snapshot of the pool in context: queue length, tasks in flight, worker
+ * crashes, and each worker's pid, state, load and memory.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = Effect.gen(function*() {
+ *   const { workers } = yield* ProcessPool.stats
+ *   yield* Effect.log(workers.map((w) => w.pid))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const stats: Effect.Effect<Stats, never, ProcessPool> = ProcessPool.use((pool) => pool.stats)
 
 /**
  * Runs a task over many payloads in the pool in context. Fails fast.

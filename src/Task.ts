@@ -10,6 +10,7 @@
 import type * as Effect from "effect/Effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
+import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 
 /**
@@ -55,6 +56,10 @@ export interface Task<
   readonly payloadSchema: Payload
   readonly successSchema: Success
   readonly failureSchema: Failure
+  /** Whether running the task twice is harmless. Only idempotent tasks are retried. */
+  readonly idempotent: boolean
+  /** How to retry the task when its worker crashes; `undefined` for never. */
+  readonly retry: Schedule.Schedule<unknown, unknown> | undefined
   /**
    * Binds the worker-side implementation of this task. Pass the result to
    * `Worker.handlers(...)`.
@@ -140,8 +145,8 @@ const TaskProto = {
 }
 
 /**
- * Defines a task contract. `failure` defaults to `Schema.Never`: a task without
- * typed failures.
+ * Defines a task contract. `payload` and `success` default to `Schema.Void`,
+ * and `failure` to `Schema.Never`: a task without typed failures.
  *
  * @example
  * ```ts
@@ -153,6 +158,14 @@ const TaskProto = {
  *
  * const Fib = Task.make("Fib", { payload: Schema.Int, success: Schema.Int, failure: FibTooLarge })
  *
+ * // A task that is safe to run twice may be retried when its worker crashes:
+ * const Thumbnail = Task.make("Thumbnail", {
+ *   payload: Schema.String,
+ *   success: Schema.Uint8Array,
+ *   idempotent: true,
+ *   retry: Schedule.recurs(2)
+ * })
+ *
  * // In the worker module:
  * const handler = Fib.handler((n) => n > 90 ? Effect.fail(new FibTooLarge({ n })) : Effect.succeed(fib(n)))
  * ```
@@ -162,22 +175,36 @@ const TaskProto = {
  */
 export const make = <
   const Tag extends string,
-  Payload extends AnySchema,
+  Payload extends AnySchema = Schema.Void,
   Success extends AnySchema = Schema.Void,
   Failure extends AnySchema = Schema.Never
 >(
   tag: Tag,
   options: {
-    readonly payload: Payload
+    readonly payload?: Payload | undefined
     readonly success?: Success | undefined
     readonly failure?: Failure | undefined
+    /** Running the task twice is harmless: it may be retried. */
+    readonly idempotent?: boolean | undefined
+    /**
+     * Retries the task on `WorkerCrashed`, never on a typed failure, following
+     * this schedule. Only for tasks marked `idempotent`.
+     */
+    readonly retry?: Schedule.Schedule<unknown, any> | undefined
   }
 ): Task<Tag, Payload, Success, Failure> => {
+  if (options.retry !== undefined && options.idempotent !== true) {
+    throw new Error(
+      `Task.make("${tag}"): retry is only for tasks that are safe to run twice; add idempotent: true if this one is`
+    )
+  }
   const self = Object.create(TaskProto)
   self._tag = tag
-  self.payloadSchema = options.payload
+  self.payloadSchema = options.payload ?? Schema.Void
   self.successSchema = options.success ?? Schema.Void
   self.failureSchema = options.failure ?? Schema.Never
+  self.idempotent = options.idempotent === true
+  self.retry = options.retry
   return self
 }
 

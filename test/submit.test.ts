@@ -107,6 +107,11 @@ layer(poolLayer(), { excludeTestServices: true })("map", (it) => {
       for (const chunkSize of [1, 7, "auto"] as const) {
         expect(yield* ProcessPool.map(Square, inputs, { chunkSize })).toEqual(squares)
       }
+      // A generator of unknown length is chunked and run like an array.
+      function* generated() {
+        yield* inputs
+      }
+      expect(yield* ProcessPool.map(Square, generated())).toEqual(squares)
       expect(yield* ProcessPool.map(Square, new Set([2, 3]))).toEqual([4, 9])
       expect(yield* ProcessPool.map(Square, [])).toEqual([])
     }))
@@ -148,7 +153,7 @@ layer(poolLayer(), { excludeTestServices: true })("map", (it) => {
     Effect.gen(function*() {
       let pulled = 0
       function* naturals() {
-        for (let i = 0;; i++) {
+        for (let i = 14;; i++) {
           pulled++
           yield i
         }
@@ -157,7 +162,7 @@ layer(poolLayer(), { excludeTestServices: true })("map", (it) => {
         Stream.take(10),
         Stream.runCollect
       )
-      expect(Array.from(first)).toEqual(Array.from({ length: 10 }, (_, i) => i * i))
+      expect(Array.from(first)).toEqual(Array.from({ length: 10 }, (_, i) => (i + 14) ** 2))
       // An infinite input: only a bounded prefix was read.
       expect(pulled).toBeLessThan(100)
     }))

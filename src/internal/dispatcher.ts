@@ -82,7 +82,12 @@ export class Entry {
 
 /** @internal */
 export interface DispatcherOptions {
-  readonly size: number
+  /** Workers kept even when idle; the layer waits for these to be ready. */
+  readonly minSize: number
+  /** Workers at most, when work is queued. */
+  readonly maxSize: number
+  /** A worker idle this long is stopped, while more than `minSize` remain. */
+  readonly idleTimeout: number
   readonly spawn: SpawnOptions
   readonly concurrency: number
   /** Tasks sent ahead to a worker beyond its concurrency; "auto" adapts to the measured task time. */
@@ -93,6 +98,10 @@ export interface DispatcherOptions {
   readonly startTimeout: number
   readonly maxStartFailures: number
   readonly maxTasksPerWorker: number
+  /** How often idle workers are pinged, and idle ones counted. */
+  readonly heartbeatInterval: number
+  /** A worker that leaves a ping sent while it was idle unanswered this long is hung, and killed. */
+  readonly hangTimeout: number
 }
 
 /** @internal */
@@ -101,6 +110,7 @@ export interface WorkerStats {
   readonly state: string
   readonly inflight: number
   readonly tasksDone: number
+  readonly rss: number
 }
 
 /** @internal */
@@ -124,7 +134,7 @@ export class Dispatcher {
   /** Workers are being asked to exit; none is replaced. */
   private stopping = false
   broken: WorkerStartError | undefined = undefined
-  /** Tasks failed by a worker crash, for statistics. */
+  /** Workers that died unexpectedly after they were ready. */
   crashes = 0
   /** Most tasks in flight on one worker: its concurrency plus the tasks sent ahead. */
   private window: number
@@ -137,6 +147,8 @@ export class Dispatcher {
   private readonly exitHook = () => {
     for (const worker of this.workers) worker.kill()
   }
+  private readonly heartbeat: ReturnType<typeof setInterval>
+  private pingSeq = 0
 
   readonly options: DispatcherOptions
 
@@ -144,6 +156,8 @@ export class Dispatcher {
     this.options = options
     this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
     process.on("exit", this.exitHook)
+    this.heartbeat = setInterval(() => this.tick(), options.heartbeatInterval)
+    this.heartbeat.unref()
   }
 
   id(): number {
@@ -154,19 +168,72 @@ export class Dispatcher {
   // Start-up and replacement
   // -------------------------------------------------------------------------
 
-  /** Spawns the initial workers; `done` gets the first start error, if any. */
+  /** Spawns the `minSize` initial workers; `done` gets the first start error, if any. */
   start(done: (error: WorkerStartError | undefined) => void): void {
+    if (this.options.minSize === 0) return done(undefined)
     let ready = 0
     let finished = false
     this.startWaiter = (error) => {
       if (finished) return
-      if (error !== undefined || ++ready === this.options.size) {
+      if (error !== undefined || ++ready === this.options.minSize) {
         finished = true
         this.startWaiter = undefined
         done(error)
       }
     }
-    for (let i = 0; i < this.options.size; i++) this.spawnWorker()
+    for (let i = 0; i < this.options.minSize; i++) this.spawnWorker()
+  }
+
+  /** Workers that count towards the size: ready, starting, or about to be respawned. */
+  private get active(): number {
+    let ready = 0
+    for (const worker of this.workers) if (worker.state === "ready") ready++
+    return ready + this.pendingSpawns
+  }
+
+  /** Spawns workers, up to `maxSize`, while queued work exceeds what starting workers will take. */
+  private grow(): void {
+    if (this.stopping || this.broken !== undefined) return
+    const wanted = Math.ceil(this.queued / this.window) - this.pendingSpawns
+    for (let i = 0, room = this.options.maxSize - this.active; i < wanted && i < room; i++) this.spawnWorker()
+  }
+
+  /**
+   * Runs every `heartbeatInterval`: pings workers, kills those that stopped
+   * answering while idle, and stops those idle past `idleTimeout`.
+   */
+  private tick(): void {
+    const now = performance.now()
+    let ready = 0
+    for (const worker of this.workers) if (worker.state === "ready") ready++
+    for (const worker of this.workers) {
+      if (worker.state !== "ready" && worker.state !== "retiring") continue
+      if (worker.pingSentAt > 0 && worker.pingIdle) {
+        if (now - worker.pingSentAt > this.options.hangTimeout) {
+          worker.kill(
+            `it stopped answering: its event loop was blocked for over ${this.options.hangTimeout} ms while it was idle`
+          )
+        }
+        continue
+      }
+      const idle = worker.inflight.length === 0
+      // A ping sent while the worker was busy is replaced by one sent while it is idle.
+      if (worker.pingSentAt === 0 || idle) {
+        worker.pingSeq = ++this.pingSeq
+        worker.pingSentAt = now
+        worker.pingIdle = idle
+        worker.send(JSON.stringify([ToWorker.Ping, worker.pingSeq]))
+      }
+      if (
+        idle && worker.state === "ready" && ready > this.options.minSize &&
+        now - worker.idleSince > this.options.idleTimeout
+      ) {
+        ready--
+        worker.state = "retiring"
+        worker.planned = true
+        worker.shutdown()
+      }
+    }
   }
 
   private spawnWorker(): void {
@@ -189,6 +256,7 @@ export class Dispatcher {
   private onReady(worker: WorkerProcess): void {
     this.pendingSpawns--
     this.startFailures = 0
+    worker.idleSince = performance.now()
     this.startWaiter?.(undefined)
     if (this.stopping) return worker.shutdown()
     this.fill(worker)
@@ -218,6 +286,7 @@ export class Dispatcher {
         this.scheduleRespawn(error)
       }
     } else {
+      if (!worker.planned) this.crashes++
       if (!this.stopping && !worker.planned) this.spawnWorker()
       this.failInflight(worker)
     }
@@ -255,7 +324,6 @@ export class Dispatcher {
     for (const entry of inflight) {
       entry.worker = undefined
       if (entry.started || entry.interruptRequested || entry.timedOut || entry.closed) {
-        this.crashes++
         this.finish(
           entry,
           PoolErrorKind,
@@ -294,6 +362,7 @@ export class Dispatcher {
       entry.state = State.Queued
       this.queued++
       this.queue.push(entry)
+      if (this.active < this.options.maxSize) this.grow()
     } else if (this.options.queuePolicy === "reject") {
       this.finish(entry, PoolErrorKind, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
     } else {
@@ -323,6 +392,7 @@ export class Dispatcher {
     entry.state = State.Sent
     entry.worker = worker
     entry.sentAt = performance.now()
+    worker.idleSince = 0
     worker.inflight.push(entry)
     this.inflightCount++
     worker.send(entry.message)
@@ -402,6 +472,18 @@ export class Dispatcher {
 
   private onMessage(worker: WorkerProcess, message: Array<any>): void {
     const kind = message[0]
+    if (kind === FromWorker.Pong) {
+      if (message[1] === worker.pingSeq) worker.pingSentAt = 0
+      worker.rss = message[2]
+      return
+    }
+    if (kind === FromWorker.Recycle) {
+      if (worker.state === "ready") {
+        this.retire(worker)
+        if (worker.inflight.length === 0) worker.shutdown()
+      }
+      return
+    }
     if (kind !== FromWorker.Exit && kind !== FromWorker.BatchExit) return
     // Replies come nearly in the order tasks were sent: the entry is almost always first.
     const inflight = worker.inflight as Array<Entry>
@@ -426,6 +508,7 @@ export class Dispatcher {
     ) {
       this.retire(worker)
     }
+    if (inflight.length === 0) worker.idleSince = performance.now()
     if (worker.state === "retiring") {
       if (inflight.length === 0) worker.shutdown()
     } else {
@@ -566,6 +649,7 @@ export class Dispatcher {
    */
   shutdown(mode: "drain" | "interrupt", timeout: number, done: () => void): void {
     this.closing = true
+    clearInterval(this.heartbeat)
     const closed = (entry: Entry) => new PoolClosed({ task: entry.tag })
     let killTimer: ReturnType<typeof setTimeout> | undefined
     const finished = () => {
@@ -624,7 +708,8 @@ export class Dispatcher {
         pid: w.pid,
         state: w.state,
         inflight: w.inflight.length,
-        tasksDone: w.tasksDone
+        tasksDone: w.tasksDone,
+        rss: w.rss
       }))
     }
   }

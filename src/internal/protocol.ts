@@ -13,10 +13,13 @@
  *   [RunBatch,  id, tag, [payload, ...], trace] many payloads of one task, one reply
  *   [Interrupt, id]                           stop task id (queued or running)
  *   [Shutdown]                                finish and exit
+ *   [Ping, seq]                               answer at once: the event loop is alive
  * worker -> parent
  *   [Ready, pid, [tag, ...]]                  the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
  *   [BatchExit, id, [[kind, value], ...]]     every item of batch id ended
+ *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
+ *   [Recycle, reason]                         past its memory ceiling: replace me
  * ```
  *
  * `trace` is `0` or `[traceId, spanId, sampled]`, the caller's span, so that
@@ -31,14 +34,17 @@ export const ToWorker = {
   Run: 0,
   Interrupt: 1,
   Shutdown: 2,
-  RunBatch: 3
+  RunBatch: 3,
+  Ping: 4
 } as const
 
 /** @internal */
 export const FromWorker = {
   Ready: 0,
   Exit: 1,
-  BatchExit: 2
+  BatchExit: 2,
+  Pong: 3,
+  Recycle: 4
 } as const
 
 /** @internal */

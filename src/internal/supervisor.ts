@@ -68,6 +68,15 @@ export class WorkerProcess {
   tasksDone = 0
   /** When its last reply arrived, in `performance.now()` milliseconds. */
   lastReplyAt = 0
+  /** Since when it has had nothing in flight; 0 while busy. */
+  idleSince = 0
+  /** When the outstanding ping was sent; 0 when none is outstanding. */
+  pingSentAt = 0
+  pingSeq = 0
+  /** Whether the outstanding ping was sent while the worker was idle. */
+  pingIdle = false
+  /** Resident set size in bytes, as of its last answer to a ping. */
+  rss = 0
   /** Whether it ever said Ready: a worker that dies before that failed to start. */
   everReady = false
   /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */

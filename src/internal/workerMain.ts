@@ -27,6 +27,8 @@ import { ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./prot
 export interface WorkerOptions {
   readonly concurrency: number
   readonly maxFrameSize: number
+  /** Resident set size in bytes past which the worker asks to be recycled; 0 for no ceiling. */
+  readonly maxMemory: number
 }
 
 /** Exit codes that tell the parent why a worker could not start. */
@@ -194,8 +196,18 @@ const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit
       : payloadAwareExit(codec!, exit)
     send([FromWorker.Exit, job.id, kind, value])
   }
+  if (options.maxMemory > 0 && !recycleRequested) checkMemory()
   if (shuttingDown && running === 0) exitGracefully()
   else pump()
+}
+
+let recycleRequested = false
+/** Past the memory ceiling, asks the parent for a replacement; the parent stops sending work here. */
+const checkMemory = (): void => {
+  const rss = process.memoryUsage.rss()
+  if (rss <= options.maxMemory) return
+  recycleRequested = true
+  send([FromWorker.Recycle, `its resident set size of ${rss} bytes is over maxWorkerMemory (${options.maxMemory})`])
 }
 
 const start = (job: Job): void => {
@@ -275,6 +287,8 @@ const onMessage = (message: Array<any>): void => {
       jobs.delete(job.id)
       return send([FromWorker.Exit, job.id, ExitKind.Interrupted])
     }
+    case ToWorker.Ping:
+      return send([FromWorker.Pong, message[1], process.memoryUsage.rss()])
     case ToWorker.Shutdown: {
       shuttingDown = true
       if (running === 0) exitGracefully()
