@@ -443,7 +443,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         json = new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
       }
       if (typeof json !== "string") return resume(Effect.fail(json as E))
-      if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize) {
+      // A message travels alone in a frame as `[message]`: two bytes more.
+      if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize - 2) {
         return resume(Effect.fail(tooLarge(tag, Buffer.byteLength(json), maxFrameSize) as E))
       }
       const entry = new Entry(id, tag, json, timeout, decode, resume)
@@ -470,12 +471,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const codec = codecFor(task)
     const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
     // The payload is encoded when the effect runs, so each run sends the payload as it is then.
-    return run(tag, (id, trace) => {
-      const encoded = codec.encodePayload(payload)
-      return encoded instanceof Invalid
-        ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
-        : JSON.stringify([ToWorker.Run, id, tag, encoded, trace])
-    }, timeout, replyDecoder(task))
+    return run(
+      tag,
+      (id, trace) => {
+        const encoded = codec.encodePayload(payload)
+        return encoded instanceof Invalid
+          ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
+          : JSON.stringify([ToWorker.Run, id, tag, encoded, trace])
+      },
+      timeout,
+      replyDecoder(task)
+    )
   }
 
   /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
@@ -507,22 +513,27 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const decodeItem = replyDecoder(task)
     return Effect.suspend(() => {
       const started = performance.now()
-      return run(tag, (id, trace) => {
-        const encoded = new Array(payloads.length)
-        for (let i = 0; i < payloads.length; i++) {
-          const value = codec.encodePayload(payloads[i])
-          if (value instanceof Invalid) {
-            return new SerializationError({ task: tag, direction: "payload", issue: value.issue })
+      return run(
+        tag,
+        (id, trace) => {
+          const encoded = new Array(payloads.length)
+          for (let i = 0; i < payloads.length; i++) {
+            const value = codec.encodePayload(payloads[i])
+            if (value instanceof Invalid) {
+              return new SerializationError({ task: tag, direction: "payload", issue: value.issue })
+            }
+            encoded[i] = value
           }
-          encoded[i] = value
+          return JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
+        },
+        0,
+        (kind, value) => {
+          if (kind !== BatchReply) return decodeItem(kind, value)
+          chunker.record(payloads.length, performance.now() - started)
+          const items = value as Array<[number, unknown]>
+          return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
         }
-        return JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
-      }, 0, (kind, value) => {
-        if (kind !== BatchReply) return decodeItem(kind, value)
-        chunker.record(payloads.length, performance.now() - started)
-        const items = value as Array<[number, unknown]>
-        return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
-      })
+      )
     })
   }
 

@@ -191,6 +191,19 @@ export class Dispatcher {
     return ready + this.pendingSpawns
   }
 
+  /**
+   * Pings a worker. An `idle` ping is one no task of the worker can delay: it
+   * was sent while the worker had nothing in flight, or just ahead of the task
+   * that makes it busy, which the worker answers before it starts that task.
+   * Only an idle ping left unanswered shows a hang.
+   */
+  private ping(worker: WorkerProcess, idle: boolean): void {
+    worker.pingSeq = ++this.pingSeq
+    worker.pingSentAt = performance.now()
+    worker.pingIdle = idle
+    worker.send(JSON.stringify([ToWorker.Ping, worker.pingSeq]))
+  }
+
   /** Spawns workers, up to `maxSize`, while queued work exceeds what starting workers will take. */
   private grow(): void {
     if (this.stopping || this.broken !== undefined) return
@@ -218,12 +231,7 @@ export class Dispatcher {
       }
       const idle = worker.inflight.length === 0
       // A ping sent while the worker was busy is replaced by one sent while it is idle.
-      if (worker.pingSentAt === 0 || idle) {
-        worker.pingSeq = ++this.pingSeq
-        worker.pingSentAt = now
-        worker.pingIdle = idle
-        worker.send(JSON.stringify([ToWorker.Ping, worker.pingSeq]))
-      }
+      if (worker.pingSentAt === 0 || idle) this.ping(worker, idle)
       if (
         idle && worker.state === "ready" && ready > this.options.minSize &&
         now - worker.idleSince > this.options.idleTimeout
@@ -393,6 +401,8 @@ export class Dispatcher {
     entry.worker = worker
     entry.sentAt = performance.now()
     worker.idleSince = 0
+    // Proof of life ahead of the first task after a pause: see `ping`.
+    if (worker.inflight.length === 0 && !(worker.pingSentAt > 0 && worker.pingIdle)) this.ping(worker, true)
     worker.inflight.push(entry)
     this.inflightCount++
     worker.send(entry.message)

@@ -100,6 +100,9 @@ const runFork = Effect.runForkWith(services)
 // Serving
 // ---------------------------------------------------------------------------
 
+/** The largest message that fits in a frame on its own, as `[message]`. */
+const maxMessage = options.maxFrameSize - 2
+
 const jobs = new Map<number, Job>()
 const queue: Array<Job> = []
 let queueHead = 0
@@ -107,14 +110,18 @@ let running = 0
 let pumping = false
 let shuttingDown = false
 
-const send = (message: unknown): void => {
+const send = (message: Array<unknown>): void => {
   let json: string
   try {
     json = JSON.stringify(message)
   } catch (cause) {
     // Only reachable when a codec produced a value JSON cannot hold.
-    const id = (message as Array<unknown>)[1]
-    json = JSON.stringify([FromWorker.Exit, id, ExitKind.ResultInvalid, formatThrown(cause)])
+    json = JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, formatThrown(cause)])
+  }
+  if (json.length > maxMessage / 3 && Buffer.byteLength(json) > maxMessage) {
+    const issue = `the encoded result is ${Buffer.byteLength(json)} bytes, more than maxFrameSize ` +
+      `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
+    json = JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue])
   }
   writer.send(json)
 }
@@ -197,7 +204,10 @@ const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit
     send([FromWorker.Exit, job.id, kind, value])
   }
   if (options.maxMemory > 0 && !recycleRequested) checkMemory()
-  if (shuttingDown && running === 0) exitGracefully()
+  if (shuttingDown && running === 0) return exitGracefully()
+  // With nothing waiting there is nothing to pack the result with: write it now,
+  // before anything else the handler left behind can hold the event loop.
+  if (queueHead >= queue.length) writer.flush()
   else pump()
 }
 

@@ -1,0 +1,169 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as fs from "node:fs"
+import * as PoolError from "../src/PoolError.ts"
+import * as ProcessPool from "../src/ProcessPool.ts"
+import {
+  Big,
+  BlockLater,
+  CrashAlways,
+  CrashOnce,
+  Exit as ExitTask,
+  FailCounted,
+  Leak,
+  Negative,
+  Pid,
+  Point,
+  Rich,
+  Sleep,
+  Square
+} from "./fixtures/tasks.ts"
+import { fixture, isAlive, poolLayer, stats, tempFile, waitUntil, workerPids } from "./helpers.ts"
+
+const readyCount = Effect.map(stats, (s) => s.workers.filter((w) => w.state === "ready").length)
+
+describe("hung workers", () => {
+  it.live("a worker whose event loop blocks while idle is killed and replaced; its task fails clearly", () =>
+    Effect.gen(function*() {
+      const pid = yield* ProcessPool.submit(BlockLater, 60_000)
+      yield* Effect.sleep(50)
+      // Sent to the blocked worker: it can never start.
+      const error = yield* Effect.flip(ProcessPool.submit(Square, 3))
+      assert.instanceOf(error, PoolError.WorkerCrashed)
+      expect(error.pid).toBe(pid)
+      expect(error.reason).toContain("stopped answering")
+      expect(isAlive(pid)).toBe(false)
+      expect(yield* ProcessPool.submit(Square, 3)).toBe(9)
+      expect((yield* stats).crashes).toBe(1)
+    }).pipe(Effect.provide(poolLayer({ size: 1, heartbeatInterval: 50, hangTimeout: 400 }))))
+
+  it.live("a task that keeps the CPU busy longer than hangTimeout is not mistaken for a hang", () =>
+    Effect.gen(function*() {
+      const [pid] = yield* workerPids
+      const spun = yield* ProcessPool.submit(Sleep, { ms: 0 }).pipe(
+        Effect.andThen(ProcessPool.submit(BlockLater, 0)),
+        Effect.andThen(ProcessPool.submit(Pid, { ms: 0 }))
+      )
+      expect(spun).toBe(pid)
+      // A CPU-bound task of 3x hangTimeout: heartbeats go unanswered while it runs, by design.
+      const { Spin } = yield* Effect.promise(() => import("./fixtures/tasks.ts"))
+      expect(yield* ProcessPool.submit(Spin, 900)).toBe(pid)
+      expect((yield* stats).crashes).toBe(0)
+    }).pipe(Effect.provide(poolLayer({ size: 1, heartbeatInterval: 50, hangTimeout: 300 }))))
+})
+
+describe("recycling", () => {
+  it.live("a worker past maxWorkerMemory is recycled after its task, and no task fails", () =>
+    Effect.gen(function*() {
+      const [first] = yield* workerPids
+      expect(yield* ProcessPool.submit(Leak, 300)).toBe(first)
+      yield* waitUntil("the leaking worker to be replaced", () => !isAlive(first))
+      const next = yield* ProcessPool.submit(Pid, { ms: 0 })
+      expect(next).not.toBe(first)
+      expect((yield* stats).crashes).toBe(0)
+    }).pipe(Effect.provide(poolLayer({ size: 1, maxWorkerMemory: 250 * 1024 * 1024 }))))
+})
+
+describe("elastic size", () => {
+  it.live("the pool grows to maxSize under load and shrinks back to minSize when idle", () =>
+    Effect.gen(function*() {
+      expect(yield* readyCount).toBe(1)
+      const pids = yield* Effect.forEach(Array.from({ length: 12 }, () => 0), () =>
+        ProcessPool.submit(Pid, { ms: 400 }), {
+        concurrency: "unbounded"
+      })
+      const distinct = new Set(pids).size
+      expect(distinct).toBeGreaterThan(1)
+      expect(distinct).toBeLessThanOrEqual(3)
+      yield* waitUntil(
+        "the pool to shrink to minSize",
+        Effect.map(readyCount, (n) =>
+          n === 1),
+        10_000
+      )
+      expect((yield* stats).crashes).toBe(0)
+    }).pipe(Effect.provide(poolLayer({ minSize: 1, maxSize: 3, idleTimeout: 300, heartbeatInterval: 50 }))))
+})
+
+describe("start-up failures", () => {
+  it.live("a replacement that keeps failing to start backs off, then the pool reports itself broken", () =>
+    Effect.gen(function*() {
+      const counter = tempFile("starts")
+      process.env.FLAKY_COUNTER = counter
+      const layer = poolLayer({ worker: fixture("flaky-start.ts"), size: 1, maxStartFailures: 3 })
+      yield* Effect.gen(function*() {
+        const crash = yield* Effect.flip(ProcessPool.submit(ExitTask, 1))
+        assert.instanceOf(crash, PoolError.WorkerCrashed)
+        // Queued while the replacement keeps failing: it ends with the start error, not a hang.
+        const waiting = yield* Effect.flip(ProcessPool.submit(Square, 2))
+        assert.instanceOf(waiting, PoolError.WorkerStartError)
+        expect(waiting.message).toContain("failed to start 3 times in a row")
+        expect(waiting.stderr).toContain("the license server is down")
+        // Later work fails at once with the same error; nothing respawns in a loop.
+        const later = yield* Effect.flip(ProcessPool.submit(Square, 2))
+        assert.instanceOf(later, PoolError.WorkerStartError)
+        yield* Effect.sleep(300)
+        expect(Number(fs.readFileSync(counter, "utf8"))).toBe(4)
+      }).pipe(Effect.provide(layer), Effect.ensuring(Effect.sync(() => delete process.env.FLAKY_COUNTER)))
+    }))
+})
+
+describe("retries", () => {
+  it.live("an idempotent task whose worker crashed is retried, and succeeds", () =>
+    Effect.gen(function*() {
+      const marker = tempFile("crashed-once")
+      const pid = yield* ProcessPool.submit(CrashOnce, marker)
+      expect(fs.existsSync(marker)).toBe(true)
+      expect(pid).toBeGreaterThan(0)
+      expect((yield* stats).crashes).toBe(1)
+    }).pipe(Effect.provide(poolLayer({ size: 1 }))))
+
+  it.live("a payload that crashes every worker is reported with its tag once the retries are spent", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ProcessPool.submit(CrashAlways, undefined))
+      assert.instanceOf(error, PoolError.WorkerCrashed)
+      expect(error.task).toBe("CrashAlways")
+      expect(error.exitCode).toBe(9)
+      expect(error.reason).toContain("every one of 3 attempts crashed a worker")
+      expect((yield* stats).crashes).toBe(3)
+    }).pipe(Effect.provide(poolLayer({ size: 1 }))))
+
+  it.live("a typed failure is never retried", () =>
+    Effect.gen(function*() {
+      const file = tempFile("runs")
+      const error = yield* Effect.flip(ProcessPool.submit(FailCounted, file))
+      assert.instanceOf(error, Negative)
+      expect(fs.readFileSync(file, "utf8")).toBe("x")
+    }).pipe(Effect.provide(poolLayer({ size: 1 }))))
+
+  it.live("retry needs idempotent: true", () =>
+    Effect.gen(function*() {
+      const { Task } = yield* Effect.promise(() => import("../src/index.ts"))
+      const { Schedule, Schema } = yield* Effect.promise(() => import("effect"))
+      expect(() => Task.make("Unsafe", { payload: Schema.Number, retry: Schedule.recurs(1) })).toThrow(/idempotent/)
+    }))
+})
+
+describe("maximum frame size", () => {
+  it.live("a payload over maxFrameSize fails at the caller; a result over it fails as a result error", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        ProcessPool.submit(Rich, {
+          at: new Date(0),
+          big: 1n,
+          bytes: new Uint8Array(64 * 1024),
+          point: new Point({ x: 0, y: 0 })
+        })
+      )
+      assert.instanceOf(error, PoolError.SerializationError)
+      expect(error.direction).toBe("payload")
+      expect(error.issue).toContain("maxFrameSize")
+      const result = yield* Effect.flip(ProcessPool.submit(Big, 100_000))
+      assert.instanceOf(result, PoolError.SerializationError)
+      expect(result.direction).toBe("result")
+      expect(result.issue).toContain("maxFrameSize")
+      // The worker was not harmed.
+      expect((yield* ProcessPool.submit(Big, 1_000)).length).toBe(1_000)
+      expect((yield* stats).crashes).toBe(0)
+    }).pipe(Effect.provide(poolLayer({ size: 1, maxFrameSize: 32 * 1024 }))))
+})
