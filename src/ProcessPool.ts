@@ -432,7 +432,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     tag: string,
     message: (id: number, trace: unknown) => string | SerializationError,
     timeout: number,
-    decode: Decode
+    decode: Decode,
+    batchSize = 0
   ): Effect.Effect<A, E> =>
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
@@ -447,7 +448,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize - 2) {
         return resume(Effect.fail(tooLarge(tag, Buffer.byteLength(json), maxFrameSize) as E))
       }
-      const entry = new Entry(id, tag, json, timeout, decode, resume)
+      const entry = new Entry(id, tag, json, timeout, decode, resume, batchSize)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
         dispatcher.cancel(entry)
@@ -532,7 +533,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           chunker.record(payloads.length, performance.now() - started)
           const items = value as Array<[number, unknown]>
           return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
-        }
+        },
+        payloads.length
       )
     })
   }

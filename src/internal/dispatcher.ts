@@ -9,7 +9,7 @@
  */
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
 import type { PoolError } from "../PoolError.ts"
-import { ExitKind, FromWorker, ToWorker } from "./protocol.ts"
+import { ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
 import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
 
 /** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */
@@ -32,6 +32,12 @@ const State = {
   Sent: 2,
   Done: 3
 } as const
+
+const isBatchReply = (items: Array<unknown>, size: number): boolean => {
+  if (items.length !== size) return false
+  for (const item of items) if (!Array.isArray(item) || !isExitKind(item[0])) return false
+  return true
+}
 
 /** @internal */
 export class Entry {
@@ -58,6 +64,8 @@ export class Entry {
   readonly decode: Decode
   /** Resumes the caller with the decoded outcome. */
   readonly resume: (outcome: any) => void
+  /** Items in a batch; 0 for a single task. */
+  readonly batchSize: number
 
   constructor(
     id: number,
@@ -65,7 +73,8 @@ export class Entry {
     message: string,
     timeout: number,
     decode: Decode,
-    resume: (outcome: any) => void
+    resume: (outcome: any) => void,
+    batchSize: number
   ) {
     this.id = id
     this.tag = tag
@@ -73,6 +82,7 @@ export class Entry {
     this.timeout = timeout
     this.decode = decode
     this.resume = resume
+    this.batchSize = batchSize
   }
 
   settle(kind: number, value: unknown): void {
@@ -221,6 +231,11 @@ export class Dispatcher {
     for (const worker of this.workers) if (worker.state === "ready") ready++
     for (const worker of this.workers) {
       if (worker.state !== "ready" && worker.state !== "retiring") continue
+      // The rest of a frame comes within moments of its start; one that does not means the stream is broken.
+      if (worker.reader.partialSince > 0 && now - worker.reader.partialSince > this.options.hangTimeout) {
+        worker.kill(`protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`)
+        continue
+      }
       if (worker.pingSentAt > 0 && worker.pingIdle) {
         if (now - worker.pingSentAt > this.options.hangTimeout) {
           worker.kill(
@@ -494,7 +509,15 @@ export class Dispatcher {
       }
       return
     }
-    if (kind !== FromWorker.Exit && kind !== FromWorker.BatchExit) return
+    if (
+      kind === FromWorker.Exit
+        ? !isExitKind(message[2])
+        : kind !== FromWorker.BatchExit || !Array.isArray(message[2])
+    ) {
+      return worker.kill(
+        `protocol error: an unexpected message from the worker: ${JSON.stringify(message).slice(0, 200)}`
+      )
+    }
     // Replies come nearly in the order tasks were sent: the entry is almost always first.
     const inflight = worker.inflight as Array<Entry>
     const id = message[1]
@@ -502,6 +525,9 @@ export class Dispatcher {
     while (index < inflight.length && inflight[index].id !== id) index++
     if (index === inflight.length) return
     const entry = inflight[index]
+    if (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize)) {
+      return worker.kill(`protocol error: a malformed answer to batch ${id} from the worker`)
+    }
     if (index === 0) inflight.shift()
     else inflight.splice(index, 1)
     this.inflightCount--

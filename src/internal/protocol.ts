@@ -68,6 +68,10 @@ export const ExitKind = {
 /** @internal */
 export type ExitKind = typeof ExitKind[keyof typeof ExitKind]
 
+/** Whether a value is a known `ExitKind`. @internal */
+export const isExitKind = (u: unknown): u is ExitKind =>
+  typeof u === "number" && Number.isInteger(u) && u >= ExitKind.Success && u <= ExitKind.NotServed
+
 /** @internal */
 export const defaultMaxFrameSize = 256 * 1024 * 1024
 
@@ -173,6 +177,8 @@ export class FrameReader {
   // Bytes that must have arrived before parsing is worth trying: a large frame
   // arriving in many reads is concatenated once, not once per read.
   private needed = 4
+  /** Since when part of a frame has been waiting for the rest, in `performance.now()` ms; 0 when none. */
+  partialSince = 0
 
   private readonly onFrame: (json: string) => void
   private readonly maxFrameSize: number
@@ -185,7 +191,10 @@ export class FrameReader {
   push(chunk: Buffer): FrameTooLarge | undefined {
     this.chunks.push(chunk)
     this.size += chunk.length
-    if (this.size < this.needed) return undefined
+    if (this.size < this.needed) {
+      if (this.size > 0 && this.partialSince === 0) this.partialSince = performance.now()
+      return undefined
+    }
     const buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size)
     this.chunks = []
     this.size = 0
@@ -207,6 +216,9 @@ export class FrameReader {
       // A small remainder is copied so that it does not pin a large read buffer.
       this.chunks.push(rest.length < 4096 ? Buffer.from(rest) : rest)
       this.size = rest.length
+      if (offset > 0 || this.partialSince === 0) this.partialSince = performance.now()
+    } else {
+      this.partialSince = 0
     }
     return undefined
   }

@@ -56,6 +56,7 @@ export class WorkerProcess {
   readonly child: ChildProcess
   readonly pid: number
   readonly writer: FrameWriter
+  readonly reader: FrameReader
   state: WorkerState = "starting"
   /** The last bytes the child wrote to stderr. */
   stderr = ""
@@ -63,6 +64,8 @@ export class WorkerProcess {
   signal: NodeJS.Signals | null = null
   /** Set when the pool ended this worker on purpose, to explain the crash. */
   killReason: string | undefined = undefined
+  /** Set once the pool has decided to kill it: what it says after that is ignored. */
+  killed = false
   /** Tasks sent to this worker and not yet answered, in the order they were sent. */
   readonly inflight: Array<{ readonly id: number }> = []
   tasksDone = 0
@@ -99,6 +102,7 @@ export class WorkerProcess {
     const channel = this.child.stdio[3] as Socket
     this.writer = new FrameWriter(channel)
     const reader = new FrameReader((json) => this.receive(json), options.worker.maxFrameSize)
+    this.reader = reader
     channel.on("data", (chunk: Buffer) => {
       const error = reader.push(chunk)
       if (error !== undefined) this.kill(`protocol error: ${error.message}`)
@@ -122,6 +126,7 @@ export class WorkerProcess {
   }
 
   private receive(json: string): void {
+    if (this.killed) return
     let messages: Array<Array<any>>
     try {
       messages = JSON.parse(json)
@@ -129,13 +134,15 @@ export class WorkerProcess {
       return this.kill("protocol error: a frame from the worker is not JSON")
     }
     if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
-    for (let i = 0; i < messages.length; i++) {
+    for (let i = 0; i < messages.length && !this.killed; i++) {
       const message = messages[i]
       if (!Array.isArray(message)) return this.kill("protocol error: a message from the worker is not an array")
       if (message[0] === FromWorker.Ready && this.state === "starting") {
         this.state = "ready"
         this.everReady = true
         this.events.onReady(this)
+      } else if (this.state === "starting") {
+        return this.kill("protocol error: the worker spoke before it was ready")
       } else {
         this.events.onMessage(this, message)
       }
@@ -159,9 +166,15 @@ export class WorkerProcess {
     this.writer.send(JSON.stringify([ToWorker.Shutdown]))
   }
 
-  /** Ends the worker now. `reason` explains the crash to the tasks it was running. */
+  /**
+   * Ends the worker now. `reason` explains the crash to the tasks it was
+   * running. From this moment it gets no work, and nothing more it says is
+   * believed.
+   */
   kill(reason?: string): void {
     if (this.state === "dead") return
+    this.state = "stopping"
+    this.killed = true
     if (reason !== undefined && this.killReason === undefined) this.killReason = reason
     try {
       this.child.kill("SIGKILL")

@@ -269,7 +269,11 @@ const onFrame = (json: string): void => {
     return fail(1, "protocol error: a frame from the parent is not JSON")
   }
   if (!Array.isArray(messages)) return fail(1, "protocol error: a frame from the parent is not an array")
-  for (let i = 0; i < messages.length; i++) onMessage(messages[i])
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]
+    if (!Array.isArray(message)) return fail(1, "protocol error: a message from the parent is not an array")
+    onMessage(message)
+  }
 }
 
 const onMessage = (message: Array<any>): void => {

@@ -1,0 +1,177 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import fc from "fast-check"
+import { spawn } from "node:child_process"
+import type { Socket } from "node:net"
+import {
+  encodeFrames,
+  FrameReader,
+  FrameTooLarge,
+  FrameWriter,
+  FromWorker,
+  ToWorker
+} from "../src/internal/protocol.ts"
+import * as PoolError from "../src/PoolError.ts"
+import * as ProcessPool from "../src/ProcessPool.ts"
+import { Garbage, Square } from "./fixtures/tasks.ts"
+import { fixture, poolLayer, stats } from "./helpers.ts"
+
+const frame = (messages: ReadonlyArray<unknown>): Buffer => encodeFrames([JSON.stringify(messages)])
+
+/** Bytes that break the protocol in the ways that matter: raw noise, bad JSON, wrong shapes, truncation, huge lengths. */
+const hostileBytes = (maxFrameSize: number) =>
+  fc.oneof(
+    fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
+    fc.string({ minLength: 1 }).map((text) => encodeFrames([text])),
+    fc.jsonValue().filter((v) => !Array.isArray(v)).map((v) => encodeFrames([JSON.stringify(v)])),
+    fc.array(fc.jsonValue(), { maxLength: 4 }).map((messages) => frame(messages)),
+    fc.tuple(fc.array(fc.jsonValue(), { minLength: 1, maxLength: 4 }), fc.nat()).map(([messages, cut]) => {
+      const whole = frame([messages])
+      return whole.subarray(0, 1 + (cut % (whole.length - 1)))
+    }),
+    fc.integer({ min: maxFrameSize + 1, max: 0xffffffff }).map((length) => {
+      const header = Buffer.alloc(4)
+      header.writeUInt32BE(length)
+      return header
+    })
+  )
+
+describe("framing", () => {
+  it("messages split at any points reassemble exactly, in order", () =>
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.jsonValue(), { maxLength: 5 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (messages, cuts) => {
+          const chunks: Array<Buffer> = []
+          const writer = new FrameWriter({ write: (chunk) => chunks.push(Buffer.from(chunk)) }, () => {})
+          for (const message of messages) writer.send(JSON.stringify(message))
+          writer.flush()
+          const bytes = Buffer.concat(chunks)
+          const received: Array<unknown> = []
+          const reader = new FrameReader((json) => received.push(...JSON.parse(json)))
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+          let at = 0
+          for (const point of [...points, bytes.length]) {
+            expect(reader.push(bytes.subarray(at, point))).toBeUndefined()
+            at = point
+          }
+          expect(received).toEqual(messages)
+          expect(reader.partialSince).toBe(0)
+        }
+      )
+    ))
+
+  it("any bytes at all: the reader never throws, and a huge announced length is refused before it is buffered", () =>
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), fc.integer({ min: 8, max: 64 }), (bytes, max) => {
+        const reader = new FrameReader(() => {}, max)
+        const result = reader.push(Buffer.from(bytes))
+        if (result !== undefined) {
+          assert.instanceOf(result, FrameTooLarge)
+          expect(result.size).toBeGreaterThan(max)
+        }
+      })
+    ))
+})
+
+/** Starts a bare worker process on the main fixture, and resolves once it said Ready. */
+const startWorker = (maxFrameSize: number) =>
+  Effect.callback<{ child: ReturnType<typeof spawn>; channel: Socket; messages: Array<Array<unknown>> }, Error>(
+    (resume) => {
+      const workerMain = new URL("../src/internal/workerMain.ts", import.meta.url).pathname
+      const options = JSON.stringify({ concurrency: 1, maxFrameSize, maxMemory: 0 })
+      const child = spawn(process.execPath, [workerMain, fixture("worker.ts").href, options], {
+        stdio: ["ignore", "ignore", "pipe", "pipe"]
+      })
+      const channel = child.stdio[3] as Socket
+      const messages: Array<Array<unknown>> = []
+      const reader = new FrameReader((json) => {
+        messages.push(...JSON.parse(json))
+        if (messages[0]?.[0] === FromWorker.Ready) resume(Effect.succeed({ child, channel, messages }))
+      })
+      channel.on("data", (chunk: Buffer) => reader.push(chunk))
+      channel.on("error", () => {})
+      child.on("exit", (code) => resume(Effect.fail(new Error(`the worker exited with ${code} before it was ready`))))
+    }
+  )
+
+describe("fuzzing the worker's end", () => {
+  it.live(
+    "hostile frames from the parent: the worker answers or exits with a protocol error, never hangs",
+    () =>
+      Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(hostileBytes(4096), async (bytes) => {
+            const { channel, child, messages } = await Effect.runPromise(startWorker(4096))
+            let stderr = ""
+            child.stderr!.on("data", (chunk) => (stderr += chunk))
+            const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+            try {
+              channel.write(bytes)
+              channel.write(frame([[ToWorker.Ping, 7]]))
+              const answered = new Promise<"pong">((resolve) => {
+                const check = setInterval(() => {
+                  if (messages.some((m) => m[0] === FromWorker.Pong && m[1] === 7)) {
+                    clearInterval(check)
+                    resolve("pong")
+                  }
+                }, 10)
+                child.on("exit", () => clearInterval(check))
+              })
+              const first = await Promise.race([answered, exited, delay(3_000, "silent" as const)])
+              if (first === "silent") {
+                // Waiting on the rest of a truncated frame is fine, as long as closing the pipe ends it.
+                channel.end()
+                const code = await Promise.race([exited, delay(3_000, "still running" as const)])
+                expect(code).not.toBe("still running")
+              } else if (first !== "pong") {
+                expect(first).not.toBe(0)
+                expect(stderr).toContain("protocol error")
+              }
+            } finally {
+              child.kill("SIGKILL")
+            }
+          }),
+          { numRuns: 15 }
+        )
+      ),
+    { timeout: 120_000 }
+  )
+})
+
+describe("fuzzing the parent's end", () => {
+  it.live(
+    "hostile bytes from a worker: the task ends in a result or a typed error, and the pool goes on",
+    () =>
+      Effect.gen(function*() {
+        const pool = yield* ProcessPool.ProcessPool
+        const outcomes = { success: 0, crashed: 0 }
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(hostileBytes(64 * 1024), async (bytes) => {
+              const exit = await Effect.runPromise(Effect.exit(pool.submit(Garbage, bytes.toString("base64"))))
+              if (Exit.isSuccess(exit)) {
+                outcomes.success++
+              } else {
+                const error = Cause.squash(exit.cause)
+                assert(PoolError.isPoolError(error), `not a pool error: ${String(error)}`)
+                outcomes.crashed++
+              }
+              expect(await Effect.runPromise(pool.submit(Square, 3))).toBe(9)
+            }),
+            { numRuns: 25 }
+          )
+        )
+        expect(outcomes.success + outcomes.crashed).toBe(25)
+        expect((yield* stats).workers.length).toBe(1)
+      }).pipe(
+        Effect.provide(poolLayer({ size: 1, maxFrameSize: 64 * 1024, heartbeatInterval: 50, hangTimeout: 500 }))
+      ),
+    { timeout: 120_000 }
+  )
+})
+
+const delay = <A>(ms: number, value: A) => new Promise<A>((resolve) => setTimeout(() => resolve(value), ms))
