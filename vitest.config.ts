@@ -9,6 +9,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Every test spawns real processes; the machine has 2 cores.
-    fileParallelism: false
+    fileParallelism: false,
+    // The soak measures the live heap after a forced collection.
+    execArgv: ["--expose-gc"]
   }
 })
