@@ -2,7 +2,7 @@
 //
 // CPU-bound work: iterated SHA-256 over 200 buffers of 4 KiB, first serially in
 // this process, then with ProcessPool.map over one worker per available CPU.
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ProcessPool, Task, Worker } from "effect-process-pool"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"

@@ -11,7 +11,7 @@
 //       task1 = executor.submit(task)
 //       task2 = executor.submit(task)
 //       print(task1.result(), task2.result())
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ProcessPool, Task, Worker } from "effect-process-pool"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
