@@ -1,0 +1,14 @@
+/**
+ * Case 5: program start to first result with effect-process-pool, 2 workers.
+ */
+import * as Effect from "effect/Effect"
+import { ProcessPool } from "../../src/index.ts"
+import { Square } from "../tasks.ts"
+
+const program = Effect.scoped(Effect.gen(function*() {
+  const pool = yield* ProcessPool.make({ worker: new URL("../worker.ts", import.meta.url), size: 2 })
+  const result = yield* pool.submit(Square, 7)
+  process.stdout.write(`FIRST ${result}\n`)
+}))
+
+Effect.runPromise(program).then(() => process.exit(0))
