@@ -50,7 +50,7 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
-import { BatchReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
+import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
 import { defaultMaxFrameSize, ExitKind, ToWorker } from "./internal/protocol.ts"
 import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
@@ -260,6 +260,16 @@ const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown
       return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
   }
 }
+
+/** A chunk's outcome: every item's `Exit`, or, when all succeeded, their values alone. */
+class Values {
+  readonly values: ReadonlyArray<unknown>
+  constructor(values: ReadonlyArray<unknown>) {
+    this.values = values
+  }
+}
+
+type ChunkResult = Array<Exit.Exit<any, any>> | Values
 
 const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
 
@@ -490,7 +500,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     payloads: ReadonlyArray<Task.Task.Payload<T>>,
     chunker: Chunker
-  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> =>
+  ): Effect.Effect<ChunkResult, PoolError> =>
     task.retry === undefined
       ? submitChunkOnce(task, payloads, chunker)
       : withRetry(task, submitChunkOnce(task, payloads, chunker))
@@ -499,7 +509,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     task: T,
     payloads: ReadonlyArray<Task.Task.Payload<T>>,
     chunker: Chunker
-  ): Effect.Effect<Array<Exit.Exit<any, any>>, PoolError> => {
+  ): Effect.Effect<ChunkResult, PoolError> => {
     if (payloads.length === 1) {
       return Effect.suspend(() => {
         const started = performance.now()
@@ -517,18 +527,24 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return run(
         tag,
         (id, trace) => {
-          const encoded = new Array(payloads.length)
-          for (let i = 0; i < payloads.length; i++) {
-            const value = codec.encodePayload(payloads[i])
-            if (value instanceof Invalid) {
-              return new SerializationError({ task: tag, direction: "payload", issue: value.issue })
-            }
-            encoded[i] = value
-          }
-          return JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
+          // One codec call for the chunk; the item that does not fit is named in the issue's path.
+          const encoded = codec.encodePayloads(payloads)
+          return encoded instanceof Invalid
+            ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
+            : JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
         },
         0,
         (kind, value) => {
+          if (kind === BatchValuesReply) {
+            chunker.record(payloads.length, performance.now() - started)
+            const values = codec.decodeSuccesses(value)
+            // Should one value not decode, each is decoded alone, so that only that item fails.
+            return Exit.succeed(
+              values instanceof Invalid
+                ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
+                : new Values(values as ReadonlyArray<unknown>)
+            )
+          }
           if (kind !== BatchReply) return decodeItem(kind, value)
           chunker.record(payloads.length, performance.now() - started)
           const items = value as Array<[number, unknown]>
@@ -540,10 +556,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   const chunkValues = <T extends Task.Task.Any>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
-    Effect.flatMap(submitChunk(task, chunk, chunker), (exits) => {
-      const values = new Array(exits.length)
-      for (let i = 0; i < exits.length; i++) {
-        const exit = exits[i]
+    Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
+      if (result instanceof Values) return Effect.succeed(result.values)
+      const values = new Array(result.length)
+      for (let i = 0; i < result.length; i++) {
+        const exit = result[i]
         if (Exit.isFailure(exit)) return exit
         values[i] = exit.value
       }
@@ -551,7 +568,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
 
   /**
-   * The engine of `map`, `mapExits` and `stream`: pulls the inputs lazily in
+   * The engine of `stream`: pulls the inputs lazily in
    * chunks sized by the chunker, and runs `concurrency` chunks at a time.
    */
   const runChunks = <A, B, E, E2, R>(
@@ -593,25 +610,60 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
   }
 
+  /**
+   * The engine of `map` and `mapExits`: `concurrency` fibers pull chunks from
+   * one lazy iterator over the inputs, so chunk sizes adapt as results come in
+   * and memory stays bounded, and each chunk's results land at its index. When
+   * one fiber fails, `Effect.forEach` interrupts the others.
+   */
+  const collectChunks = <A, B, E>(
+    inputs: Iterable<A>,
+    options: MapOptions | undefined,
+    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E>
+  ): Effect.Effect<Array<B>, E> =>
+    Effect.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize)
+      const chunks = chunksOf(inputs, chunker)
+      const ordered = options?.ordered !== false
+      const results: Array<ReadonlyArray<B>> = []
+      let next = 0
+      const loop: Effect.Effect<void, E> = Effect.suspend(() => {
+        const item = chunks.next()
+        if (item.done === true) return Effect.void
+        const at = next++
+        return Effect.flatMap(run(item.value, chunker), (values) => {
+          if (ordered) results[at] = values
+          else results.push(values)
+          return loop
+        })
+      })
+      const fibers = Math.max(1, options?.concurrency ?? maxSize * 2 + 2)
+      return Effect.map(
+        Effect.forEach(Array.from({ length: fibers }, () => loop), (fiber) => fiber, {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        () => results.flat() as Array<B>
+      )
+    })
+
   const map = <T extends Task.Task.Any>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
   ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    Stream.runCollect(stream(task, inputs, options))
+    collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
 
   const mapExits = <T extends Task.Task.Any>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
   ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    Stream.runCollect(
-      runChunks(inputs, options, (chunk, chunker) =>
-        Effect.catch(
-          submitChunk(task, chunk, chunker),
-          (error) => Effect.succeed(chunk.map(() => Exit.fail(error)))
-        ))
-    )
+    collectChunks(inputs, options, (chunk, chunker) =>
+      Effect.match(submitChunk(task, chunk, chunker), {
+        onFailure: (error) => chunk.map(() => Exit.fail(error)),
+        onSuccess: (result) => result instanceof Values ? result.values.map(Exit.succeed) : result
+      }))
 
   return ProcessPool.of({
     submit,

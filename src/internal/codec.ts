@@ -29,6 +29,17 @@ export interface TaskCodec {
   readonly decodeSuccess: Convert
   readonly encodeFailure: Convert
   readonly decodeFailure: Convert
+  /** Whole chunks in one call each, for batches: built on first use. */
+  readonly encodePayloads: Convert
+  readonly decodePayloads: Convert
+  readonly encodeSuccesses: Convert
+  readonly decodeSuccesses: Convert
+}
+
+/** A converter compiled on its first call, so that tasks never run in batches pay nothing for it. */
+const lazy = (build: () => Convert): Convert => {
+  let convert: Convert | undefined
+  return (input) => (convert ??= build())(input)
 }
 
 const compile = (
@@ -65,7 +76,11 @@ export const codecFor = (task: Task.Task.Any): TaskCodec => {
       encodeSuccess: encoder(task.successSchema),
       decodeSuccess: decoder(task.successSchema),
       encodeFailure: encoder(task.failureSchema),
-      decodeFailure: decoder(task.failureSchema)
+      decodeFailure: decoder(task.failureSchema),
+      encodePayloads: lazy(() => encoder(Schema.Array(task.payloadSchema))),
+      decodePayloads: lazy(() => decoder(Schema.Array(task.payloadSchema))),
+      encodeSuccesses: lazy(() => encoder(Schema.Array(task.successSchema))),
+      decodeSuccesses: lazy(() => decoder(Schema.Array(task.successSchema)))
     }
     cache.set(task, codec)
   }

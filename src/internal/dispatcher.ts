@@ -26,6 +26,9 @@ export type Decode = (kind: number, value: unknown) => unknown
 /** The reply kind of a batch's answer: `value` holds every item's `[kind, value]`. @internal */
 export const BatchReply = 100
 
+/** The reply kind of a batch whose items all succeeded: `value` holds their encoded values. @internal */
+export const BatchValuesReply = 101
+
 const State = {
   Waiting: 0,
   Queued: 1,
@@ -512,7 +515,7 @@ export class Dispatcher {
     if (
       kind === FromWorker.Exit
         ? !isExitKind(message[2])
-        : kind !== FromWorker.BatchExit || !Array.isArray(message[2])
+        : (kind !== FromWorker.BatchExit && kind !== FromWorker.BatchValues) || !Array.isArray(message[2])
     ) {
       return worker.kill(
         `protocol error: an unexpected message from the worker: ${JSON.stringify(message).slice(0, 200)}`
@@ -525,7 +528,10 @@ export class Dispatcher {
     while (index < inflight.length && inflight[index].id !== id) index++
     if (index === inflight.length) return
     const entry = inflight[index]
-    if (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize)) {
+    if (
+      (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize)) ||
+      (kind === FromWorker.BatchValues && message[2].length !== entry.batchSize)
+    ) {
       return worker.kill(`protocol error: a malformed answer to batch ${id} from the worker`)
     }
     if (index === 0) inflight.shift()
@@ -537,6 +543,7 @@ export class Dispatcher {
     const running = Math.min(this.options.concurrency, inflight.length)
     for (let i = 0; i < running; i++) this.markStarted(inflight[i] as Entry)
     if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
+    else if (kind === FromWorker.BatchValues) this.finish(entry, BatchValuesReply, message[2])
     else this.finish(entry, message[2], message[3])
     if (
       worker.state === "ready" && this.options.maxTasksPerWorker > 0 &&

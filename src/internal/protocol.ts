@@ -18,6 +18,7 @@
  *   [Ready, pid, [tag, ...]]                  the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
  *   [BatchExit, id, [[kind, value], ...]]     every item of batch id ended
+ *   [BatchValues, id, [value, ...]]           every item of batch id succeeded: the values alone
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
  *   [Recycle, reason]                         past its memory ceiling: replace me
  * ```
@@ -44,7 +45,8 @@ export const FromWorker = {
   Exit: 1,
   BatchExit: 2,
   Pong: 3,
-  Recycle: 4
+  Recycle: 4,
+  BatchValues: 5
 } as const
 
 /** @internal */

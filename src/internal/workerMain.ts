@@ -153,30 +153,57 @@ const encodeExit = (
 const runHandler = (handler: Task.Handler.Any, codec: TaskCodec, payload: unknown): Effect.Effect<unknown, unknown> => {
   const decoded = codec.decodePayload(payload)
   if (decoded instanceof Invalid) return Effect.fail(decoded)
-  try {
-    return handler.run(decoded) as Effect.Effect<unknown, unknown>
-  } catch (defect) {
-    return Effect.die(defect)
-  }
+  return runDecoded(handler, decoded)
 }
 
+/** The outcome of a batch: every item's `[kind, value]`, or, when all succeeded, their encoded values alone. */
+type BatchOutcome = Array<[number, unknown?]> | { readonly values: unknown }
+
+/**
+ * Runs the items of a batch one after another in one fiber. Payloads are
+ * decoded, and successes encoded, a whole chunk per codec call; the item by
+ * item path is taken only to report which items failed.
+ */
 const runBatch = (
   handler: Task.Handler.Any,
   codec: TaskCodec,
   payloads: ReadonlyArray<unknown>
-): Effect.Effect<Array<[number, unknown?]>> =>
+): Effect.Effect<BatchOutcome> =>
   Effect.suspend(() => {
-    const out: Array<[number, unknown?]> = []
+    const decoded = codec.decodePayloads(payloads)
+    const valid = !(decoded instanceof Invalid)
+    const exits: Array<Exit.Exit<unknown, unknown>> = []
+    let allSucceeded = true
     let i = 0
-    const step: Effect.Effect<Array<[number, unknown?]>> = Effect.suspend(() => {
-      if (i >= payloads.length) return Effect.succeed(out)
-      return Effect.flatMap(Effect.exit(runHandler(handler, codec, payloads[i++])), (exit) => {
-        out.push(payloadAwareExit(codec, exit))
-        return step
-      })
+    const step: Effect.Effect<BatchOutcome> = Effect.suspend(() => {
+      if (i < payloads.length) {
+        const index = i++
+        const run = valid
+          ? runDecoded(handler, (decoded as Array<unknown>)[index])
+          : runHandler(handler, codec, payloads[index])
+        return Effect.flatMap(Effect.exit(run), (exit) => {
+          if (allSucceeded && !Exit.isSuccess(exit)) allSucceeded = false
+          exits.push(exit)
+          return step
+        })
+      }
+      if (allSucceeded) {
+        const values = codec.encodeSuccesses(exits.map((exit) => (exit as Exit.Success<unknown>).value))
+        if (!(values instanceof Invalid)) return Effect.succeed({ values })
+      }
+      return Effect.succeed(exits.map((exit) => payloadAwareExit(codec, exit)))
     })
     return step
   })
+
+/** Runs one decoded payload. */
+const runDecoded = (handler: Task.Handler.Any, payload: unknown): Effect.Effect<unknown, unknown> => {
+  try {
+    return handler.run(payload) as Effect.Effect<unknown, unknown>
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+}
 
 /** Like {@link encodeExit}, but a payload that did not decode is reported as such. */
 const payloadAwareExit = (codec: TaskCodec, exit: Exit.Exit<unknown, unknown>): [number, unknown?] => {
@@ -193,7 +220,9 @@ const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit
   running--
   jobs.delete(job.id)
   if (job.batch && Exit.isSuccess(exit)) {
-    send([FromWorker.BatchExit, job.id, exit.value])
+    const outcome = exit.value as BatchOutcome
+    if (Array.isArray(outcome)) send([FromWorker.BatchExit, job.id, outcome])
+    else send([FromWorker.BatchValues, job.id, outcome.values])
   } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {
     send([FromWorker.Exit, job.id, ExitKind.Interrupted])
   } else {
