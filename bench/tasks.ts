@@ -21,11 +21,15 @@ const Item = Schema.Struct({
   tags: Schema.Array(Schema.String)
 })
 
-/** Case 7: a ~100 KB object and a 1 MiB Uint8Array in, a checksum out. */
+/**
+ * Case 7: a ~100 KB object and a 1 MiB Uint8Array in, a checksum out. Declared
+ * binary, as a task that carries bytes should be: the bytes travel raw.
+ */
 export const Checksum = Task.make("Checksum", {
   payload: Schema.Struct({
     doc: Schema.Struct({ id: Schema.Number, items: Schema.Array(Item) }),
     bytes: Schema.Uint8Array
   }),
-  success: Schema.Number
+  success: Schema.Number,
+  serialization: "binary"
 })

@@ -50,9 +50,10 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as v8 from "node:v8"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
-import { defaultMaxFrameSize, ExitKind, ToWorker } from "./internal/protocol.ts"
+import { Binary, defaultMaxFrameSize, ExitKind, maxFrameLimit, ToWorker } from "./internal/protocol.ts"
 import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
@@ -103,7 +104,7 @@ export interface Options {
   readonly compileCache?: string | false | undefined
   /**
    * How many tasks are sent ahead to a busy worker, to hide the round trip.
-   * Defaults to "auto": many for tiny tasks, none for tasks of several milliseconds.
+   * Defaults to "auto": up to 256 for tiny tasks, one for tasks of a millisecond or more.
    */
   readonly prefetch?: number | "auto" | undefined
   /** How many tasks may wait for a worker. Defaults to 65,536. */
@@ -294,6 +295,10 @@ const replyDecoder = (task: Task.Task.Any): Decode => {
   return decode
 }
 
+/** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
+const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
+  task.serialization === "binary" ? new Binary(v8.serialize(message)) : JSON.stringify(message)
+
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
 const currentTrace = (): unknown => {
   const fiber = Fiber.getCurrent()
@@ -412,7 +417,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const minSize = Math.max(0, options.minSize ?? options.size ?? (options.maxSize === undefined ? cpus : 1))
   const maxSize = Math.max(1, minSize, options.maxSize ?? options.size ?? Math.max(minSize, cpus))
   const concurrency = Math.max(1, options.workerConcurrency ?? 1)
-  const maxFrameSize = options.maxFrameSize ?? defaultMaxFrameSize
+  const maxFrameSize = Math.min(options.maxFrameSize ?? defaultMaxFrameSize, maxFrameLimit)
   const moduleUrl = options.worker instanceof URL
     ? options.worker.href
     : /^[a-z][a-z0-9+.-]*:/i.test(options.worker)
@@ -457,25 +462,28 @@ export const make = Effect.fnUntraced(function*(options: Options) {
    */
   const run = <A, E>(
     tag: string,
-    message: (id: number, trace: unknown) => string | SerializationError,
+    message: (id: number, trace: unknown) => string | Binary | SerializationError,
     timeout: number,
     decode: Decode,
     batchSize = 0
   ): Effect.Effect<A, E> =>
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
-      let json: string | SerializationError
+      let encoded: string | Binary | SerializationError
       try {
-        json = message(id, currentTrace())
+        encoded = message(id, currentTrace())
       } catch (cause) {
-        json = new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
+        encoded = new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
       }
-      if (typeof json !== "string") return resume(Effect.fail(json as E))
-      // A message travels alone in a frame as `[message]`: two bytes more.
-      if (json.length > maxFrameSize / 3 && Buffer.byteLength(json) > maxFrameSize - 2) {
-        return resume(Effect.fail(tooLarge(tag, Buffer.byteLength(json), maxFrameSize) as E))
-      }
-      const entry = new Entry(id, tag, json, timeout, decode, resume, batchSize)
+      if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
+      // A JSON message travels alone in a frame as `[message]`: two bytes more.
+      const size = encoded instanceof Binary
+        ? encoded.bytes.length
+        : encoded.length > maxFrameSize / 3
+        ? Buffer.byteLength(encoded) + 2
+        : 0
+      if (size > maxFrameSize) return resume(Effect.fail(tooLarge(tag, size, maxFrameSize) as E))
+      const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
         dispatcher.cancel(entry)
@@ -505,7 +513,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         const encoded = codec.encodePayload(payload)
         return encoded instanceof Invalid
           ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
-          : JSON.stringify([ToWorker.Run, id, tag, encoded, trace])
+          : wire(task, [ToWorker.Run, id, tag, encoded, trace])
       },
       timeout,
       replyDecoder(task)
@@ -548,7 +556,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           const encoded = codec.encodePayloads(payloads)
           return encoded instanceof Invalid
             ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
-            : JSON.stringify([ToWorker.RunBatch, id, tag, encoded, trace])
+            : wire(task, [ToWorker.RunBatch, id, tag, encoded, trace])
         },
         0,
         (kind, value) => {

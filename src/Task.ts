@@ -60,6 +60,8 @@ export interface Task<
   readonly idempotent: boolean
   /** How to retry the task when its worker crashes; `undefined` for never. */
   readonly retry: Schedule.Schedule<unknown, unknown> | undefined
+  /** How its values cross the process boundary: see {@link make}. */
+  readonly serialization: "json" | "binary"
   /**
    * Binds the worker-side implementation of this task. Pass the result to
    * `Worker.handlers(...)`.
@@ -191,6 +193,15 @@ export const make = <
      * this schedule. Only for tasks marked `idempotent`.
      */
     readonly retry?: Schedule.Schedule<unknown, any> | undefined
+    /**
+     * How values cross the process boundary. `"json"` (the default) sends each
+     * Schema's JSON encoding: the fastest for numbers, strings and plain
+     * objects. `"binary"` sends each Schema's own encoded form through V8's
+     * serializer, so a `Uint8Array` travels as raw bytes rather than base64,
+     * and `Date`, `BigInt`, `Map` and `Set` need no conversion: use it for
+     * tasks that carry bytes.
+     */
+    readonly serialization?: "json" | "binary" | undefined
   }
 ): Task<Tag, Payload, Success, Failure> => {
   if (options.retry !== undefined && options.idempotent !== true) {
@@ -205,6 +216,7 @@ export const make = <
   self.failureSchema = options.failure ?? Schema.Never
   self.idempotent = options.idempotent === true
   self.retry = options.retry
+  self.serialization = options.serialization ?? "json"
   return self
 }
 

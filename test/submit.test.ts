@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
-import { BadResult, Greeting, Negative, Pid, Point, Rich, Square, Unserved } from "./fixtures/tasks.ts"
+import { BadResult, BinaryEcho, Greeting, Negative, Pid, Point, Rich, Square, Unserved } from "./fixtures/tasks.ts"
 import { poolLayer } from "./helpers.ts"
 
 layer(poolLayer(), { excludeTestServices: true })("submit", (it) => {
@@ -57,6 +57,31 @@ layer(poolLayer(), { excludeTestServices: true })("submit", (it) => {
       expect(Array.from(output.bytes)).toEqual([0, 1, 254, 255])
       assert.instanceOf(output.point, Point)
       expect(output.point.norm()).toBe(5)
+    }))
+
+  it.effect("a binary task carries bytes raw, with rich values and typed failures, alone and in batches", () =>
+    Effect.gen(function*() {
+      const bytes = new Uint8Array(4 * 1024 * 1024).map((_, i) => i % 251)
+      const input = { bytes, at: new Date("2024-02-29T12:00:00Z"), big: 2n ** 70n, point: new Point({ x: 3, y: 4 }) }
+      const output = yield* ProcessPool.submit(BinaryEcho, input)
+      assert.instanceOf(output.bytes, Uint8Array)
+      expect(output.bytes.length).toBe(bytes.length)
+      expect(Buffer.from(output.bytes).equals(Buffer.from(bytes))).toBe(true)
+      expect(output.sum).toBe(bytes.reduce((a, b) => a + b, 0))
+      expect(output.at.getTime()).toBe(input.at.getTime())
+      expect(output.big).toBe(2n ** 70n)
+      assert.instanceOf(output.point, Point)
+      const error = yield* Effect.flip(ProcessPool.submit(BinaryEcho, { ...input, bytes: new Uint8Array(0) }))
+      assert.instanceOf(error, Negative)
+      const small = Array.from({ length: 50 }, (_, i) => ({ ...input, bytes: new Uint8Array([i, 1]) }))
+      const sums = yield* ProcessPool.map(BinaryEcho, small, { chunkSize: 8 })
+      expect(sums.map((s) => s.sum)).toEqual(small.map((_, i) => i + 1))
+      const exits = yield* ProcessPool.mapExits(BinaryEcho, [small[3], { ...input, bytes: new Uint8Array(0) }], {
+        chunkSize: 2
+      })
+      expect(Exit.isSuccess(exits[0])).toBe(true)
+      assert(Exit.isFailure(exits[1]))
+      assert.instanceOf(Cause.squash(exits[1].cause), Negative)
     }))
 
   it.effect("a bad payload fails at the caller and is never sent", () =>

@@ -44,9 +44,14 @@ const lazy = (build: () => Convert): Convert => {
 
 const compile = (
   parse: (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Result.Result<unknown, Schema.SchemaError>,
-  schema: Schema.Top
+  schema: Schema.Top,
+  json: boolean
 ): Convert => {
-  const codec = Schema.toCodecJson(schema as Schema.Codec<unknown, unknown>) as Schema.Codec<unknown, unknown>
+  // JSON tasks use each Schema's JSON codec; binary tasks its own encoded form, which V8 carries as is.
+  const codec = (json ? Schema.toCodecJson(schema as Schema.Codec<unknown, unknown>) : schema) as Schema.Codec<
+    unknown,
+    unknown
+  >
   // Compiled once per task, on both sides: decoding and encoding run as generated code, not the interpreter.
   SchemaJITCompiler.enable(codec.ast)
   SchemaJITCompiler.enable(SchemaAST.flip(codec.ast))
@@ -61,8 +66,8 @@ const compile = (
   }
 }
 
-const encoder = (schema: Schema.Top) => compile(Schema.encodeUnknownResult, schema)
-const decoder = (schema: Schema.Top) => compile(Schema.decodeUnknownResult, schema)
+const encoder = (schema: Schema.Top, json = true) => compile(Schema.encodeUnknownResult, schema, json)
+const decoder = (schema: Schema.Top, json = true) => compile(Schema.decodeUnknownResult, schema, json)
 
 const cache = new WeakMap<Task.Task.Any, TaskCodec>()
 
@@ -70,17 +75,18 @@ const cache = new WeakMap<Task.Task.Any, TaskCodec>()
 export const codecFor = (task: Task.Task.Any): TaskCodec => {
   let codec = cache.get(task)
   if (codec === undefined) {
+    const json = task.serialization !== "binary"
     codec = {
-      encodePayload: encoder(task.payloadSchema),
-      decodePayload: decoder(task.payloadSchema),
-      encodeSuccess: encoder(task.successSchema),
-      decodeSuccess: decoder(task.successSchema),
-      encodeFailure: encoder(task.failureSchema),
-      decodeFailure: decoder(task.failureSchema),
-      encodePayloads: lazy(() => encoder(Schema.Array(task.payloadSchema))),
-      decodePayloads: lazy(() => decoder(Schema.Array(task.payloadSchema))),
-      encodeSuccesses: lazy(() => encoder(Schema.Array(task.successSchema))),
-      decodeSuccesses: lazy(() => decoder(Schema.Array(task.successSchema)))
+      encodePayload: encoder(task.payloadSchema, json),
+      decodePayload: decoder(task.payloadSchema, json),
+      encodeSuccess: encoder(task.successSchema, json),
+      decodeSuccess: decoder(task.successSchema, json),
+      encodeFailure: encoder(task.failureSchema, json),
+      decodeFailure: decoder(task.failureSchema, json),
+      encodePayloads: lazy(() => encoder(Schema.Array(task.payloadSchema), json)),
+      decodePayloads: lazy(() => decoder(Schema.Array(task.payloadSchema), json)),
+      encodeSuccesses: lazy(() => encoder(Schema.Array(task.successSchema), json)),
+      decodeSuccesses: lazy(() => decoder(Schema.Array(task.successSchema), json))
     }
     cache.set(task, codec)
   }

@@ -9,7 +9,7 @@
  */
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
 import type { PoolError } from "../PoolError.ts"
-import { ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
+import { type Binary, ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
 import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
 
 /** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */
@@ -60,7 +60,7 @@ export class Entry {
   readonly id: number
   readonly tag: string
   /** The encoded Run or RunBatch message. */
-  readonly message: string
+  readonly message: string | Binary
   /** Milliseconds from start to TaskTimeout; 0 for none. */
   readonly timeout: number
   /** Shared by every entry of a task: no closure is allocated per entry. */
@@ -73,7 +73,7 @@ export class Entry {
   constructor(
     id: number,
     tag: string,
-    message: string,
+    message: string | Binary,
     timeout: number,
     decode: Decode,
     resume: (outcome: any) => void,
@@ -568,9 +568,9 @@ export class Dispatcher {
 
   /**
    * Learns how long a task takes, and sizes the window from it: tiny tasks are
-   * sent far ahead, so the round trip is hidden; tasks of several milliseconds
-   * are not sent ahead at all, so none waits behind a busy worker while another
-   * is idle.
+   * sent far ahead, so the round trip is hidden; longer ones one ahead, so the
+   * next payload crosses the pipe while the current task runs, and at most one
+   * task waits behind a busy worker while another is idle.
    */
   private measure(worker: WorkerProcess, entry: Entry): void {
     const now = performance.now()
@@ -578,7 +578,7 @@ export class Dispatcher {
     worker.lastReplyAt = now
     this.serviceTime = Number.isNaN(this.serviceTime) ? sample : this.serviceTime * 0.9 + sample * 0.1
     if (this.options.prefetch !== "auto") return
-    const prefetch = this.serviceTime >= 5 ? 0 : Math.min(256, Math.max(1, Math.ceil(0.5 / this.serviceTime)))
+    const prefetch = Math.min(256, Math.max(1, Math.ceil(0.5 / this.serviceTime)))
     this.window = this.options.concurrency + prefetch
   }
 

@@ -91,30 +91,50 @@ export class FrameTooLarge extends Error {
 /** Messages are packed into frames of about this many characters at most. */
 const frameTarget = 1024 * 1024
 
+/** The high bit of a frame's length marks a binary frame: one message in V8's serialization format. */
+const binaryFlag = 0x80000000
+
+/** The largest frame the length field can describe. @internal */
+export const maxFrameLimit = binaryFlag - 1
+
 /**
- * Packs every message sent during one tick into a single write, as frames of
- * about 1 MiB at most.
+ * A message already serialized by V8 (`v8.serialize`), for tasks declared
+ * with `serialization: "binary"`: bytes travel raw, not as base64 in JSON.
+ *
+ * @internal
+ */
+export class Binary {
+  readonly bytes: Buffer
+  constructor(bytes: Buffer) {
+    this.bytes = bytes
+  }
+}
+
+/**
+ * Packs every message sent during one tick into a single write. JSON messages
+ * share frames of about 1 MiB at most; each binary message has a frame of its
+ * own. Messages keep the order in which they were sent.
  *
  * @internal
  */
 export class FrameWriter {
-  private pending: Array<string> = []
+  private pending: Array<string | Binary> = []
   private scheduled = false
 
-  private readonly out: { write(chunk: Uint8Array): unknown }
+  private readonly out: FrameSink
   private readonly schedule: (flush: () => void) => void
 
   constructor(
-    out: { write(chunk: Uint8Array): unknown },
+    out: FrameSink,
     schedule: (flush: () => void) => void = setImmediate
   ) {
     this.out = out
     this.schedule = schedule
   }
 
-  /** Queues one JSON-encoded message for the end of this tick. */
-  send(json: string): void {
-    this.pending.push(json)
+  /** Queues one message, JSON-encoded or binary, for the end of this tick. */
+  send(message: string | Binary): void {
+    this.pending.push(message)
     if (!this.scheduled) {
       this.scheduled = true
       this.schedule(this.flush)
@@ -132,44 +152,97 @@ export class FrameWriter {
     const pending = this.pending
     if (pending.length === 0) return
     this.pending = []
-    const frames: Array<string> = []
+    const frames: Array<string | Binary> = []
     let start = 0
     let size = 0
     for (let i = 0; i < pending.length; i++) {
-      size += pending[i].length + 1
+      const message = pending[i]
+      if (message instanceof Binary) {
+        if (start < i) frames.push(`[${pending.slice(start, i).join(",")}]`)
+        frames.push(message)
+        start = i + 1
+        size = 0
+        continue
+      }
+      size += message.length + 1
       if (size >= frameTarget || i === pending.length - 1) {
         frames.push(`[${pending.slice(start, i + 1).join(",")}]`)
         start = i + 1
         size = 0
       }
     }
-    this.out.write(encodeFrames(frames))
+    writeFrames(this.out, frames)
   }
 }
 
+/** Where frames are written: a socket, or anything with `write`; `cork` and `uncork` allow one gathered write. */
+export interface FrameSink {
+  write(chunk: Uint8Array): unknown
+  cork?(): void
+  uncork?(): void
+}
+
+/** Binary frames at least this large are written in place, not copied into the frame buffer. */
+const inPlace = 64 * 1024
+
+/**
+ * Writes frames in one gathered write: small frames are packed into one
+ * buffer, and the bytes of a large binary frame are handed to the socket as
+ * they are, without a copy.
+ */
+const writeFrames = (out: FrameSink, frames: ReadonlyArray<string | Binary>): void => {
+  if (out.cork === undefined || !frames.some((frame) => frame instanceof Binary && frame.bytes.length >= inPlace)) {
+    out.write(encodeFrames(frames))
+    return
+  }
+  out.cork()
+  let start = 0
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i]
+    if (!(frame instanceof Binary) || frame.bytes.length < inPlace) continue
+    if (start < i) out.write(encodeFrames(frames.slice(start, i)))
+    const header = Buffer.allocUnsafe(4)
+    header.writeUInt32BE((frame.bytes.length | binaryFlag) >>> 0, 0)
+    out.write(header)
+    out.write(frame.bytes)
+    start = i + 1
+  }
+  if (start < frames.length) out.write(encodeFrames(frames.slice(start)))
+  out.uncork!()
+}
+
 /** @internal */
-export const encodeFrames = (messages: ReadonlyArray<string>): Buffer => {
+export const encodeFrames = (frames: ReadonlyArray<string | Binary>): Buffer => {
   let total = 0
-  const lengths = new Array<number>(messages.length)
-  for (let i = 0; i < messages.length; i++) {
-    const length = Buffer.byteLength(messages[i])
+  const lengths = new Array<number>(frames.length)
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i]
+    const length = frame instanceof Binary ? frame.bytes.length : Buffer.byteLength(frame)
     lengths[i] = length
     total += 4 + length
   }
   const buffer = Buffer.allocUnsafe(total)
   let offset = 0
-  for (let i = 0; i < messages.length; i++) {
-    buffer.writeUInt32BE(lengths[i], offset)
-    offset += 4
-    offset += buffer.write(messages[i], offset, "utf8")
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i]
+    if (frame instanceof Binary) {
+      buffer.writeUInt32BE((lengths[i] | binaryFlag) >>> 0, offset)
+      offset += 4
+      offset += frame.bytes.copy(buffer, offset)
+    } else {
+      buffer.writeUInt32BE(lengths[i], offset)
+      offset += 4
+      offset += buffer.write(frame, offset, "utf8")
+    }
   }
   return buffer
 }
 
 /**
- * Splits a byte stream into frames. `push` returns a `FrameTooLarge` when a
- * frame announces more than `maxFrameSize` bytes; the stream cannot be trusted
- * after that.
+ * Splits a byte stream into frames: a JSON frame goes to `onJson` as text, a
+ * binary frame to `onBinary` as bytes. `push` returns a `FrameTooLarge` when
+ * a frame announces more than `maxFrameSize` bytes; the stream cannot be
+ * trusted after that.
  *
  * @internal
  */
@@ -182,11 +255,17 @@ export class FrameReader {
   /** Since when part of a frame has been waiting for the rest, in `performance.now()` ms; 0 when none. */
   partialSince = 0
 
-  private readonly onFrame: (json: string) => void
+  private readonly onJson: (json: string) => void
+  private readonly onBinary: (bytes: Buffer) => void
   private readonly maxFrameSize: number
 
-  constructor(onFrame: (json: string) => void, maxFrameSize: number = defaultMaxFrameSize) {
-    this.onFrame = onFrame
+  constructor(
+    onJson: (json: string) => void,
+    onBinary: (bytes: Buffer) => void,
+    maxFrameSize: number = defaultMaxFrameSize
+  ) {
+    this.onJson = onJson
+    this.onBinary = onBinary
     this.maxFrameSize = maxFrameSize
   }
 
@@ -204,13 +283,16 @@ export class FrameReader {
     let offset = 0
     const end = buffer.length
     while (end - offset >= 4) {
-      const length = buffer.readUInt32BE(offset)
+      const header = buffer.readUInt32BE(offset)
+      const binary = header >= binaryFlag
+      const length = binary ? header - binaryFlag : header
       if (length > this.maxFrameSize) return new FrameTooLarge(length, this.maxFrameSize)
       if (end - offset - 4 < length) {
         this.needed = 4 + length
         break
       }
-      this.onFrame(buffer.toString("utf8", offset + 4, offset + 4 + length))
+      if (binary) this.onBinary(buffer.subarray(offset + 4, offset + 4 + length))
+      else this.onJson(buffer.toString("utf8", offset + 4, offset + 4 + length))
       offset += 4 + length
     }
     if (offset < end) {

@@ -8,7 +8,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import { FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import * as v8 from "node:v8"
+import { type Binary, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
 import type { WorkerOptions } from "./workerMain.ts"
 
 /** @internal */
@@ -103,7 +104,11 @@ export class WorkerProcess {
     // Flushed once the current job and its microtasks are done: every message sent meanwhile, from
     // any fiber of the same scheduler batch, goes out in the same write, without waiting a loop phase.
     this.writer = new FrameWriter(channel, queueMicrotask)
-    const reader = new FrameReader((json) => this.receive(json), options.worker.maxFrameSize)
+    const reader = new FrameReader(
+      (json) => this.receiveJson(json),
+      (bytes) => this.receiveBinary(bytes),
+      options.worker.maxFrameSize
+    )
     this.reader = reader
     channel.on("data", (chunk: Buffer) => {
       const error = reader.push(chunk)
@@ -127,7 +132,7 @@ export class WorkerProcess {
     })
   }
 
-  private receive(json: string): void {
+  private receiveJson(json: string): void {
     if (this.killed) return
     let messages: Array<Array<any>>
     try {
@@ -136,6 +141,21 @@ export class WorkerProcess {
       return this.kill("protocol error: a frame from the worker is not JSON")
     }
     if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
+    this.receive(messages)
+  }
+
+  private receiveBinary(bytes: Buffer): void {
+    if (this.killed) return
+    let message: Array<any>
+    try {
+      message = v8.deserialize(bytes)
+    } catch {
+      return this.kill("protocol error: a binary frame from the worker does not deserialize")
+    }
+    this.receive([message])
+  }
+
+  private receive(messages: Array<Array<any>>): void {
     for (let i = 0; i < messages.length && !this.killed; i++) {
       const message = messages[i]
       if (!Array.isArray(message)) return this.kill("protocol error: a message from the worker is not an array")
@@ -156,7 +176,7 @@ export class WorkerProcess {
   }
 
   /** Queues one message for this tick's write. */
-  send(json: string): void {
+  send(json: string | Binary): void {
     if (this.state !== "dead") this.writer.send(json)
   }
 

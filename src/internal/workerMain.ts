@@ -18,10 +18,11 @@ import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as net from "node:net"
+import * as v8 from "node:v8"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { Binary, ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -110,20 +111,28 @@ let running = 0
 let pumping = false
 let shuttingDown = false
 
-const send = (message: Array<unknown>): void => {
-  let json: string
+/** Queues a message; `binary` for the results of tasks declared with `serialization: "binary"`. */
+const send = (message: Array<unknown>, binary = false): void => {
+  let encoded: string | Binary
+  let size: number
   try {
-    json = JSON.stringify(message)
+    if (binary) {
+      encoded = new Binary(v8.serialize(message))
+      size = encoded.bytes.length
+    } else {
+      encoded = JSON.stringify(message)
+      size = encoded.length > maxMessage / 3 ? Buffer.byteLength(encoded) : 0
+    }
   } catch (cause) {
-    // Only reachable when a codec produced a value JSON cannot hold.
-    json = JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, formatThrown(cause)])
+    // Only reachable when a codec produced a value the wire format cannot hold.
+    return writer.send(JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, formatThrown(cause)]))
   }
-  if (json.length > maxMessage / 3 && Buffer.byteLength(json) > maxMessage) {
-    const issue = `the encoded result is ${Buffer.byteLength(json)} bytes, more than maxFrameSize ` +
+  if (size > maxMessage) {
+    const issue = `the encoded result is ${size} bytes, more than maxFrameSize ` +
       `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
-    json = JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue])
+    return writer.send(JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue]))
   }
-  writer.send(json)
+  writer.send(encoded)
 }
 
 const encodeExit = (
@@ -219,10 +228,11 @@ const payloadAwareExit = (codec: TaskCodec, exit: Exit.Exit<unknown, unknown>): 
 const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit<unknown, unknown>): void => {
   running--
   jobs.delete(job.id)
+  const binary = handler?.task.serialization === "binary"
   if (job.batch && Exit.isSuccess(exit)) {
     const outcome = exit.value as BatchOutcome
-    if (Array.isArray(outcome)) send([FromWorker.BatchExit, job.id, outcome])
-    else send([FromWorker.BatchValues, job.id, outcome.values])
+    if (Array.isArray(outcome)) send([FromWorker.BatchExit, job.id, outcome], binary)
+    else send([FromWorker.BatchValues, job.id, outcome.values], binary)
   } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {
     send([FromWorker.Exit, job.id, ExitKind.Interrupted])
   } else {
@@ -230,7 +240,7 @@ const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit
     const [kind, value] = job.batch
       ? encodeExit(undefined, exit, job.interruptRequested)
       : payloadAwareExit(codec!, exit)
-    send([FromWorker.Exit, job.id, kind, value])
+    send([FromWorker.Exit, job.id, kind, value], binary)
   }
   if (options.maxMemory > 0 && !recycleRequested) checkMemory()
   if (shuttingDown && running === 0) return exitGracefully()
@@ -350,7 +360,18 @@ const exitGracefully = (): void => {
   })
 }
 
-const reader = new FrameReader(onFrame, options.maxFrameSize)
+const onBinary = (bytes: Buffer): void => {
+  let message: unknown
+  try {
+    message = v8.deserialize(bytes)
+  } catch {
+    return fail(1, "protocol error: a binary frame from the parent does not deserialize")
+  }
+  if (!Array.isArray(message)) return fail(1, "protocol error: a message from the parent is not an array")
+  onMessage(message)
+}
+
+const reader = new FrameReader(onFrame, onBinary, options.maxFrameSize)
 channel.on("data", (chunk: Buffer) => {
   const error = reader.push(chunk)
   if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)
