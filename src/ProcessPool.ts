@@ -51,7 +51,7 @@ import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as v8 from "node:v8"
-import { codecFor, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
+import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
 import { Binary, defaultMaxFrameSize, ExitKind, maxFrameLimit, ToWorker } from "./internal/protocol.ts"
 import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
@@ -299,6 +299,20 @@ const replyDecoder = (task: Task.Task.Any): Decode => {
 const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
   task.serialization === "binary" ? new Binary(v8.serialize(message)) : JSON.stringify(message)
 
+/**
+ * Builds a Run or RunBatch message once the run has its id: the payload is
+ * encoded when the effect runs, so each run sends the payload as it is then,
+ * or fails with the SerializationError that says why it cannot be sent.
+ */
+const runMessage =
+  (task: Task.Task.Any, kind: number, encode: Convert, payload: unknown) =>
+  (id: number, trace: unknown): string | Binary | SerializationError => {
+    const encoded = encode(payload)
+    return encoded instanceof Invalid
+      ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
+      : wire(task, [kind, id, task._tag, encoded, trace])
+  }
+
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
 const currentTrace = (): unknown => {
   const fiber = Fiber.getCurrent()
@@ -506,18 +520,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const tag = task._tag
     const codec = codecFor(task)
     const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
-    // The payload is encoded when the effect runs, so each run sends the payload as it is then.
-    return run(
-      tag,
-      (id, trace) => {
-        const encoded = codec.encodePayload(payload)
-        return encoded instanceof Invalid
-          ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
-          : wire(task, [ToWorker.Run, id, tag, encoded, trace])
-      },
-      timeout,
-      replyDecoder(task)
-    )
+    return run(tag, runMessage(task, ToWorker.Run, codec.encodePayload, payload), timeout, replyDecoder(task))
   }
 
   /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
@@ -549,15 +552,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const decodeItem = replyDecoder(task)
     return Effect.suspend(() => {
       const started = performance.now()
+      // One codec call for the chunk; the item that does not fit is named in the issue's path.
       return run(
         tag,
-        (id, trace) => {
-          // One codec call for the chunk; the item that does not fit is named in the issue's path.
-          const encoded = codec.encodePayloads(payloads)
-          return encoded instanceof Invalid
-            ? new SerializationError({ task: tag, direction: "payload", issue: encoded.issue })
-            : wire(task, [ToWorker.RunBatch, id, tag, encoded, trace])
-        },
+        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads),
         0,
         (kind, value) => {
           if (kind === BatchValuesReply) {
