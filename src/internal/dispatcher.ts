@@ -164,6 +164,8 @@ export class Dispatcher {
   private pingSeq = 0
   /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
   private readonly pingAhead: boolean
+  /** Whether the pool may grow past `minSize` while work is queued. */
+  private readonly elastic: boolean
 
   readonly options: DispatcherOptions
 
@@ -172,6 +174,7 @@ export class Dispatcher {
     this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
     process.on("exit", this.exitHook)
     this.pingAhead = Number.isFinite(options.hangTimeout)
+    this.elastic = options.maxSize > options.minSize
     this.heartbeat = setInterval(() => this.tick(), options.heartbeatInterval)
     this.heartbeat.unref()
   }
@@ -391,7 +394,8 @@ export class Dispatcher {
       entry.state = State.Queued
       this.queued++
       this.queue.push(entry)
-      if (this.active < this.options.maxSize) this.grow()
+      // A fixed-size pool never grows: crashes and recycling replace their own workers.
+      if (this.elastic) this.grow()
     } else if (this.options.queuePolicy === "reject") {
       this.finish(entry, PoolErrorKind, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
     } else {
