@@ -29,6 +29,14 @@ export const BatchReply = 100
 /** The reply kind of a batch whose items all succeeded: `value` holds their encoded values. @internal */
 export const BatchValuesReply = 101
 
+/**
+ * A worker idle at least this long (ms) gets a ping ahead of its next task.
+ * One that answered more recently is left alone: calls made back to back pay no
+ * extra message, and an event loop that blocks within this window of its last
+ * answer is still caught by the next heartbeat if the worker is idle then.
+ */
+const pingAheadAfter = 1
+
 const State = {
   Waiting: 0,
   Queued: 1,
@@ -425,11 +433,15 @@ export class Dispatcher {
     entry.state = State.Sent
     entry.worker = worker
     entry.sentAt = performance.now()
-    worker.idleSince = 0
-    // Proof of life ahead of the first task after a pause: see `ping`.
-    if (this.pingAhead && worker.inflight.length === 0 && !(worker.pingSentAt > 0 && worker.pingIdle)) {
+    // Proof of life ahead of the first task after a pause: see `ping`. Back-to-back
+    // calls skip it: a worker that answered under `pingAheadAfter` ago was alive then.
+    if (
+      this.pingAhead && worker.inflight.length === 0 && entry.sentAt - worker.idleSince >= pingAheadAfter &&
+      !(worker.pingSentAt > 0 && worker.pingIdle)
+    ) {
       this.ping(worker, true)
     }
+    worker.idleSince = 0
     worker.inflight.push(entry)
     this.inflightCount++
     worker.send(entry.message)
@@ -551,9 +563,6 @@ export class Dispatcher {
     this.measure(worker, entry)
     const running = Math.min(this.options.concurrency, inflight.length)
     for (let i = 0; i < running; i++) this.markStarted(inflight[i] as Entry)
-    if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
-    else if (kind === FromWorker.BatchValues) this.finish(entry, BatchValuesReply, message[2])
-    else this.finish(entry, message[2], message[3])
     if (
       worker.state === "ready" && this.options.maxTasksPerWorker > 0 &&
       worker.tasksDone >= this.options.maxTasksPerWorker
@@ -561,6 +570,10 @@ export class Dispatcher {
       this.retire(worker)
     }
     if (inflight.length === 0) worker.idleSince = performance.now()
+    // The caller resumes inside `finish` and may submit again at once: the worker's state is settled first.
+    if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
+    else if (kind === FromWorker.BatchValues) this.finish(entry, BatchValuesReply, message[2])
+    else this.finish(entry, message[2], message[3])
     if (worker.state === "retiring") {
       if (inflight.length === 0) worker.shutdown()
     } else {
