@@ -648,14 +648,21 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const chunker = new Chunker(options?.chunkSize)
       const chunks = chunksOf(inputs, chunker)
       const ordered = options?.ordered !== false
+      // An array's results go straight to their place in the output; other inputs are collected by chunk.
+      const output: Array<B> | undefined = ordered && Array.isArray(inputs) ? new Array(inputs.length) : undefined
       const results: Array<ReadonlyArray<B>> = []
       let next = 0
+      let consumed = 0
       const loop: Effect.Effect<void, E> = Effect.suspend(() => {
         const item = chunks.next()
         if (item.done === true) return Effect.void
         const at = next++
+        const start = consumed
+        consumed += item.value.length
         return Effect.flatMap(run(item.value, chunker), (values) => {
-          if (ordered) results[at] = values
+          if (output !== undefined) {
+            for (let i = 0; i < values.length; i++) output[start + i] = values[i]
+          } else if (ordered) results[at] = values
           else results.push(values)
           return loop
         })
@@ -666,7 +673,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           concurrency: "unbounded",
           discard: true
         }),
-        () => results.flat() as Array<B>
+        () => output ?? results.flat() as Array<B>
       )
     })
 

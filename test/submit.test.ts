@@ -5,7 +5,18 @@ import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
-import { BadResult, BinaryEcho, Greeting, Negative, Pid, Point, Rich, Square, Unserved } from "./fixtures/tasks.ts"
+import {
+  BadResult,
+  BinaryEcho,
+  Greeting,
+  Negative,
+  Pid,
+  Plain,
+  Point,
+  Rich,
+  Square,
+  Unserved
+} from "./fixtures/tasks.ts"
 import { poolLayer } from "./helpers.ts"
 
 layer(poolLayer(), { excludeTestServices: true })("submit", (it) => {
@@ -152,6 +163,35 @@ layer(poolLayer(), { excludeTestServices: true })("map", (it) => {
       const error = yield* Effect.flip(ProcessPool.map(Square, [1, 2, -5, 4], { chunkSize: 2 }))
       assert.instanceOf(error, Negative)
       expect(error.n).toBe(-5)
+    }))
+
+  it.effect("plain data arrives as its Schema says: extra keys dropped, NaN and Infinity kept, bad values refused", () =>
+    Effect.gen(function*() {
+      const payload = { n: 2, name: "x", tags: ["t"], kind: "a" as const }
+      const withExtra = { ...payload, extra: 1 } as typeof payload
+      class Instance {
+        n = 4
+        name = "y"
+        tags = []
+        kind = "b" as const
+      }
+      const expected = { keys: ["n", "name", "tags", "kind"], n: 4 }
+      expect(yield* ProcessPool.submit(Plain, payload)).toEqual(expected)
+      expect(yield* ProcessPool.submit(Plain, withExtra)).toEqual(expected)
+      expect(yield* ProcessPool.submit(Plain, new Instance())).toEqual({ ...expected, n: 8 })
+      // Non-finite numbers are not JSON: they take the Schema's JSON codec, alone and in chunks.
+      expect((yield* ProcessPool.submit(Plain, { ...payload, n: NaN })).n).toBeNaN()
+      expect(yield* ProcessPool.map(Square, [Infinity, 3, NaN], { chunkSize: 3 })).toEqual([Infinity, 9, NaN])
+      const items = [payload, withExtra, { ...payload, n: -Infinity }]
+      expect(yield* ProcessPool.map(Plain, items, { chunkSize: 3 })).toEqual([
+        expected,
+        expected,
+        { ...expected, n: -Infinity }
+      ])
+      const bad = { ...payload, kind: "c" } as unknown as typeof payload
+      const error = yield* Effect.flip(ProcessPool.map(Plain, [payload, bad], { chunkSize: 2 }))
+      assert.instanceOf(error, PoolError.SerializationError)
+      expect(error.issue).toContain("kind")
     }))
 
   it.effect("a bad payload in map fails with SerializationError", () =>

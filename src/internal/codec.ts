@@ -42,6 +42,93 @@ const lazy = (build: () => Convert): Convert => {
   return (input) => (convert ??= build())(input)
 }
 
+/**
+ * A guard for values whose encoded form is the value itself, or `undefined`
+ * when the Schema may change or check a value beyond its shape. It covers
+ * plain data: strings, finite numbers, booleans, null, string, number and
+ * boolean literals, and arrays, tuples and structs of those, with no checks,
+ * transformations or optional keys. A value it accepts needs no codec call:
+ * both the Schema's JSON codec and the Schema itself would return it as is.
+ * A value it rejects goes through the codec, which transforms it or says why
+ * it is invalid.
+ */
+const plainGuard = (ast: SchemaAST.AST): ((input: unknown) => boolean) | undefined => {
+  if (ast.checks !== undefined || ast.encoding !== undefined || ast.context?.isOptional === true) return undefined
+  switch (ast._tag) {
+    case "String":
+      return (input) => typeof input === "string"
+    case "Number":
+      return (input) => typeof input === "number" && Number.isFinite(input)
+    case "Boolean":
+      return (input) => typeof input === "boolean"
+    case "Null":
+      return (input) => input === null
+    case "Literal": {
+      const literal = ast.literal
+      if (typeof literal === "bigint" || (typeof literal === "number" && !Number.isFinite(literal))) return undefined
+      return (input) => input === literal
+    }
+    case "Union": {
+      const literals = new Set<unknown>()
+      for (const member of ast.types) {
+        const guard = plainGuard(member)
+        if (guard === undefined || member._tag !== "Literal") return undefined
+        literals.add(member.literal)
+      }
+      return (input) => literals.has(input)
+    }
+    case "Arrays": {
+      if (ast.encodingChecks !== undefined || ast.rest.length > 1) return undefined
+      const elements: Array<(input: unknown) => boolean> = []
+      for (const element of ast.elements) {
+        const guard = plainGuard(element)
+        if (guard === undefined) return undefined
+        elements.push(guard)
+      }
+      const length = elements.length
+      if (ast.rest.length === 0) {
+        return (input) => {
+          if (!Array.isArray(input) || input.length !== length) return false
+          for (let i = 0; i < length; i++) if (!elements[i](input[i])) return false
+          return true
+        }
+      }
+      const rest = plainGuard(ast.rest[0])
+      if (rest === undefined || length > 0) return undefined
+      return (input) => {
+        if (!Array.isArray(input)) return false
+        for (let i = 0; i < input.length; i++) if (!rest(input[i])) return false
+        return true
+      }
+    }
+    case "Objects": {
+      if (ast.encodingChecks !== undefined || ast.indexSignatures.length > 0) return undefined
+      const fields: Record<string, (input: unknown) => boolean> = Object.create(null)
+      const count = ast.propertySignatures.length
+      for (const property of ast.propertySignatures) {
+        const guard = typeof property.name === "string" ? plainGuard(property.type) : undefined
+        if (guard === undefined) return undefined
+        fields[property.name as string] = guard
+      }
+      // Exactly the declared keys, own and enumerable, on a plain object: what the codec would build.
+      return (input) => {
+        if (typeof input !== "object" || input === null || Array.isArray(input)) return false
+        const proto = Object.getPrototypeOf(input)
+        if (proto !== Object.prototype && proto !== null) return false
+        const keys = Object.keys(input)
+        if (keys.length !== count) return false
+        for (let i = 0; i < keys.length; i++) {
+          const guard = fields[keys[i]]
+          if (guard === undefined || !guard((input as Record<string, unknown>)[keys[i]])) return false
+        }
+        return true
+      }
+    }
+    default:
+      return undefined
+  }
+}
+
 const compile = (
   parse: (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Result.Result<unknown, Schema.SchemaError>,
   schema: Schema.Top,
@@ -56,7 +143,7 @@ const compile = (
   SchemaJITCompiler.enable(codec.ast)
   SchemaJITCompiler.enable(SchemaAST.flip(codec.ast))
   const run = parse(codec)
-  return (input) => {
+  const convert: Convert = (input) => {
     try {
       const result = run(input)
       return Result.isSuccess(result) ? result.success : new Invalid(result.failure.message)
@@ -64,6 +151,8 @@ const compile = (
       return new Invalid(cause instanceof Error ? cause.message : String(cause))
     }
   }
+  const plain = plainGuard(schema.ast)
+  return plain === undefined ? convert : (input) => plain(input) ? input : convert(input)
 }
 
 const encoder = (schema: Schema.Top, json = true) => compile(Schema.encodeUnknownResult, schema, json)

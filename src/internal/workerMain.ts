@@ -181,26 +181,40 @@ const runBatch = (
   Effect.suspend(() => {
     const decoded = codec.decodePayloads(payloads)
     const valid = !(decoded instanceof Invalid)
-    const exits: Array<Exit.Exit<unknown, unknown>> = []
-    let allSucceeded = true
+    // The values while every item succeeds; every item's Exit from the first one that does not.
+    const values: Array<unknown> = []
+    let exits: Array<Exit.Exit<unknown, unknown>> | undefined
     let i = 0
+    const record = (exit: Exit.Exit<unknown, unknown>): void => {
+      if (exits === undefined) {
+        if (Exit.isSuccess(exit)) return void values.push(exit.value)
+        exits = values.map((value) => Exit.succeed(value))
+      }
+      exits.push(exit)
+    }
     const step: Effect.Effect<BatchOutcome> = Effect.suspend(() => {
-      if (i < payloads.length) {
+      while (i < payloads.length) {
         const index = i++
         const run = valid
           ? runDecoded(handler, (decoded as Array<unknown>)[index])
           : runHandler(handler, codec, payloads[index])
+        // A handler that answers with a ready value (`Effect.succeed`, `Effect.fail`) needs no fiber step.
+        if (Exit.isExit(run)) {
+          record(run)
+          continue
+        }
         return Effect.flatMap(Effect.exit(run), (exit) => {
-          if (allSucceeded && !Exit.isSuccess(exit)) allSucceeded = false
-          exits.push(exit)
+          record(exit)
           return step
         })
       }
-      if (allSucceeded) {
-        const values = codec.encodeSuccesses(exits.map((exit) => (exit as Exit.Success<unknown>).value))
-        if (!(values instanceof Invalid)) return Effect.succeed({ values })
+      if (exits === undefined) {
+        const encoded = codec.encodeSuccesses(values)
+        if (!(encoded instanceof Invalid)) return Effect.succeed({ values: encoded })
       }
-      return Effect.succeed(exits.map((exit) => payloadAwareExit(codec, exit)))
+      return Effect.succeed(
+        (exits ?? values.map((value) => Exit.succeed(value))).map((exit) => payloadAwareExit(codec, exit))
+      )
     })
     return step
   })
@@ -271,6 +285,8 @@ const start = (job: Job): void => {
     ? runBatch(handler, codec, job.payload as ReadonlyArray<unknown>)
     : runHandler(handler, codec, job.payload)
   running++
+  // A ready value (`Effect.succeed`, `Effect.fail`, a bad payload) is its own outcome: no fiber.
+  if (!job.batch && Exit.isExit(effect)) return finish(job, handler, effect)
   const fiber = runFork(effect)
   const exit = fiber.pollUnsafe()
   if (exit !== undefined) return finish(job, handler, exit)
