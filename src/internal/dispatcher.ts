@@ -515,6 +515,21 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Tops up the workers that are down to half their prefetch. Refilling on
+   * every reply would send one task per write and per read on both sides; with
+   * this low-water mark, tiny tasks travel by the hundred, and a worker still
+   * holds half its prefetch, enough to hide the round trip, when the refill
+   * is sent.
+   */
+  private refill(): void {
+    const lowWater = this.window - ((this.window - this.options.concurrency + 1) >> 1)
+    for (const worker of this.workers) {
+      if (this.queued === 0) return
+      if (worker.inflight.length <= lowWater) this.fill(worker)
+    }
+  }
+
   // -------------------------------------------------------------------------
   // Replies
   // -------------------------------------------------------------------------
@@ -574,12 +589,8 @@ export class Dispatcher {
     if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
     else if (kind === FromWorker.BatchValues) this.finish(entry, BatchValuesReply, message[2])
     else this.finish(entry, message[2], message[3])
-    if (worker.state === "retiring") {
-      if (inflight.length === 0) worker.shutdown()
-    } else {
-      this.fill(worker)
-    }
-    if (this.queued > 0) this.dispatch()
+    if (worker.state === "retiring" && inflight.length === 0) worker.shutdown()
+    if (this.queued > 0) this.refill()
     this.checkIdle()
   }
 
