@@ -29,6 +29,19 @@ import { digest } from "./work.ts"
 const root = new URL("..", import.meta.url).pathname
 const here = (path: string) => new URL(path, import.meta.url).pathname
 
+// Ours runs from the built package, as installed from npm: `npm run bench` builds it first.
+const newest = (dir: string): number =>
+  Math.max(
+    0,
+    ...fs.readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => fs.statSync(`${entry.parentPath}/${entry.name}`).mtimeMs)
+  )
+if (!fs.existsSync(`${root}dist/index.js`) || newest(`${root}dist`) < newest(`${root}src`)) {
+  process.stderr.write("dist/ is missing or older than src/: run `npm run bench`, which builds it first\n")
+  process.exit(1)
+}
+
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.includes(`--${name}`)
 const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)

@@ -2,8 +2,8 @@
  * The benchmark's task contracts for effect-process-pool, shared by the
  * parent (bench/pools/ours.ts, bench/startup/ours.ts) and bench/worker.ts.
  */
+import * as Task from "effect-process-pool/Task"
 import * as Schema from "effect/Schema"
-import * as Task from "../src/Task.ts"
 
 /** Cases 1, 2, 3 and 5: n * n. */
 export const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })

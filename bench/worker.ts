@@ -1,8 +1,8 @@
 /**
  * The worker module of effect-process-pool in the benchmark.
  */
+import * as Worker from "effect-process-pool/Worker"
 import * as Effect from "effect/Effect"
-import * as Worker from "../src/Worker.ts"
 import { Checksum, Digest, Square } from "./tasks.ts"
 import { checksum, digest } from "./work.ts"
 

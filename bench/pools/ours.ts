@@ -2,10 +2,10 @@
  * effect-process-pool, used the way the README shows: a scoped pool, `submit`
  * per task, `map` with automatic chunking.
  */
+import * as ProcessPool from "effect-process-pool/ProcessPool"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as ProcessPool from "../../src/ProcessPool.ts"
 import { Checksum, Digest, Square } from "../tasks.ts"
 import type { Adapter } from "./types.ts"
 

@@ -1,8 +1,8 @@
 /**
  * Case 5: program start to first result with effect-process-pool, 2 workers.
  */
+import { ProcessPool } from "effect-process-pool"
 import * as Effect from "effect/Effect"
-import { ProcessPool } from "../../src/index.ts"
 import { Square } from "../tasks.ts"
 
 const program = Effect.scoped(Effect.gen(function*() {
