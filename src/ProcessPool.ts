@@ -178,6 +178,11 @@ export interface Stats {
     readonly tasksDone: number
     /** Resident set size in bytes, as of its last heartbeat; 0 before the first. */
     readonly rss: number
+    /**
+     * Payload bytes sent to it through its shared file (tmpfs, Linux) rather
+     * than its pipe: messages of 64 KiB or more go that way.
+     */
+    readonly sharedBytes: number
   }>
 }
 

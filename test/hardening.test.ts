@@ -1,15 +1,20 @@
 import { assert, describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import {
   Big,
+  BinaryEcho,
   BlockLater,
   CrashAlways,
   CrashOnce,
   Exit as ExitTask,
   FailCounted,
+  Greeting,
   Leak,
   Negative,
   Pid,
@@ -166,4 +171,65 @@ describe("maximum frame size", () => {
       expect((yield* ProcessPool.submit(Big, 1_000)).length).toBe(1_000)
       expect((yield* stats).crashes).toBe(0)
     }).pipe(Effect.provide(poolLayer({ size: 1, maxFrameSize: 32 * 1024 }))))
+})
+
+describe("shared file", () => {
+  const hasTmpfs = process.platform === "linux" && fs.existsSync("/dev/shm")
+
+  it.live("large payloads cross through an unnamed shared file, binary and JSON, and a crash loses only its task", () =>
+    Effect.gen(function*() {
+      const pids = yield* workerPids
+      if (hasTmpfs) {
+        // Each worker's fd 4 is the shared file, already unlinked: nothing can be left behind.
+        for (const pid of pids) {
+          expect(fs.readlinkSync(`/proc/${pid}/fd/4`)).toMatch(/^\/dev\/shm\/effect-process-pool-\d+-\d+ \(deleted\)$/)
+        }
+      }
+      const point = new Point({ x: 3, y: 4 })
+      const inputs = Array.from({ length: 40 }, (_, i) => ({
+        bytes: new Uint8Array(512 * 1024).fill(i + 1),
+        at: new Date(i),
+        big: BigInt(i),
+        point
+      }))
+      const name = "n".repeat(200 * 1024)
+      const fiber = yield* Effect.forkChild(Effect.all([
+        Effect.forEach(inputs, (input) => Effect.exit(ProcessPool.submit(BinaryEcho, input)), { concurrency: 8 }),
+        Effect.forEach(inputs, () => Effect.exit(ProcessPool.submit(Greeting, name)), { concurrency: 8 })
+      ]))
+      yield* waitUntil("shared bytes sent", Effect.map(stats, (s) => s.workers.some((w) => w.sharedBytes > 0)))
+      const victim = (yield* stats).workers.find((w) => w.inflight > 0 && w.sharedBytes > 0)
+      assert.isDefined(victim)
+      process.kill(victim.pid, "SIGKILL")
+      const [echoes, greetings] = yield* Fiber.join(fiber)
+      let crashed = 0
+      echoes.forEach((exit, i) => {
+        if (Exit.isSuccess(exit)) {
+          expect(exit.value.bytes.length).toBe(512 * 1024)
+          expect(exit.value.sum).toBe((i + 1) * 512 * 1024 % 2 ** 53)
+          expect(exit.value.big).toBe(BigInt(i))
+        } else {
+          crashed++
+          const error = Cause.findErrorOption(exit.cause)
+          assert.isTrue(error._tag === "Some" && error.value instanceof PoolError.WorkerCrashed)
+        }
+      })
+      greetings.forEach((exit) => {
+        if (Exit.isSuccess(exit)) expect(exit.value).toContain(name)
+        else crashed++
+      })
+      // Only the task running in the killed worker fails; the ones sent ahead to it run elsewhere.
+      expect(crashed).toBeLessThanOrEqual(1)
+      const after = yield* stats
+      expect(after.crashes).toBe(1)
+      if (hasTmpfs) expect(after.workers.reduce((sum, w) => sum + w.sharedBytes, 0)).toBeGreaterThan(0)
+      // The pool goes on, over the replacement's shared file too.
+      const again = yield* ProcessPool.submit(BinaryEcho, inputs[5])
+      expect(again.sum).toBe(6 * 512 * 1024)
+      if (hasTmpfs) {
+        expect(fs.readdirSync("/dev/shm").filter((f) => f.startsWith(`effect-process-pool-${process.pid}-`))).toEqual(
+          []
+        )
+      }
+    }).pipe(Effect.provide(poolLayer())))
 })

@@ -9,10 +9,12 @@ import * as v8 from "node:v8"
 import {
   Binary,
   encodeFrames,
+  FrameInvalid,
   FrameReader,
   FrameTooLarge,
   FrameWriter,
   FromWorker,
+  Shared,
   ToWorker
 } from "../src/internal/protocol.ts"
 import * as PoolError from "../src/PoolError.ts"
@@ -78,12 +80,86 @@ describe("framing", () => {
       fc.property(fc.uint8Array({ maxLength: 256 }), fc.integer({ min: 8, max: 64 }), (bytes, max) => {
         const reader = new FrameReader(() => {}, () => {}, max)
         const result = reader.push(Buffer.from(bytes))
-        if (result !== undefined) {
-          assert.instanceOf(result, FrameTooLarge)
-          expect(result.size).toBeGreaterThan(max)
-        }
+        if (result instanceof FrameTooLarge) expect(result.size).toBeGreaterThan(max)
+        else if (result !== undefined) assert.instanceOf(result, FrameInvalid)
       })
     ))
+
+  it("shared frames are read from the shared file and arrive in order with the rest", () =>
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.array(fc.jsonValue(), { maxLength: 5 }),
+            fc.constantFrom("json", "binary", "shared", "sharedJson")
+          ),
+          { minLength: 1, maxLength: 20 }
+        ),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (sent, cuts) => {
+          const chunks: Array<Buffer> = []
+          const file: Array<Buffer> = []
+          let fileSize = 0
+          const writer = new FrameWriter({ write: (chunk) => chunks.push(Buffer.from(chunk)) }, () => {})
+          for (const [message, how] of sent) {
+            if (how === "json") writer.send(JSON.stringify(message))
+            else if (how === "binary") writer.send(new Binary(v8.serialize(message)))
+            else {
+              // What the supervisor does: the bytes go to the file, a reference to the pipe.
+              const bytes = how === "shared" ? v8.serialize(message) : Buffer.from(`[${JSON.stringify(message)}]`)
+              writer.send(new Shared(how === "shared", fileSize, bytes.length))
+              file.push(bytes)
+              fileSize += bytes.length
+            }
+          }
+          writer.flush()
+          const whole = Buffer.concat(file)
+          const bytes = Buffer.concat(chunks)
+          const received: Array<unknown> = []
+          const reader = new FrameReader(
+            (json) => received.push(...JSON.parse(json)),
+            (frame) => received.push(v8.deserialize(frame)),
+            undefined,
+            (offset, length) => Buffer.from(whole.subarray(offset, offset + length))
+          )
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+          let at = 0
+          for (const point of [...points, bytes.length]) {
+            expect(reader.push(bytes.subarray(at, point))).toBeUndefined()
+            at = point
+          }
+          expect(JSON.parse(JSON.stringify(received))).toEqual(JSON.parse(JSON.stringify(sent.map(([m]) => m))))
+        }
+      )
+    ))
+
+  it("a shared frame that cannot be followed is refused", () => {
+    const ref = encodeFrames([new Shared(true, 0, 16)])
+    // No shared file on this side.
+    assert.instanceOf(new FrameReader(() => {}, () => {}).push(ref), FrameInvalid)
+    // The file cannot be read there.
+    const failing = new FrameReader(() => {}, () => {}, undefined, () => {
+      throw new Error("EOF")
+    })
+    const error = failing.push(ref)
+    assert.instanceOf(error, FrameInvalid)
+    expect(error.message).toContain("EOF")
+    // Beyond the maximum frame size.
+    assert.instanceOf(new FrameReader(() => {}, () => {}, 8, () => Buffer.alloc(16)).push(ref), FrameTooLarge)
+    // A body of the wrong size, and an offset that is not a position.
+    const wrongSize = Buffer.from(ref)
+    wrongSize.writeUInt32BE((0x40000000 | 12) >>> 0, 0)
+    assert.instanceOf(
+      new FrameReader(() => {}, () => {}, undefined, () => Buffer.alloc(16)).push(wrongSize),
+      FrameInvalid
+    )
+    const nowhere = Buffer.from(ref)
+    nowhere.writeDoubleBE(-1, 5)
+    assert.instanceOf(
+      new FrameReader(() => {}, () => {}, undefined, () => Buffer.alloc(16)).push(nowhere),
+      FrameInvalid
+    )
+  })
 })
 
 /** Starts a bare worker process on the main fixture, and resolves once it said Ready. */

@@ -132,6 +132,7 @@ export interface WorkerStats {
   readonly inflight: number
   readonly tasksDone: number
   readonly rss: number
+  readonly sharedBytes: number
 }
 
 /** @internal */
@@ -444,7 +445,7 @@ export class Dispatcher {
     worker.idleSince = 0
     worker.inflight.push(entry)
     this.inflightCount++
-    worker.send(entry.message)
+    worker.send(entry.message, entry.id)
     if (worker.inflight.length <= this.options.concurrency) this.markStarted(entry)
   }
 
@@ -785,7 +786,8 @@ export class Dispatcher {
         state: w.state,
         inflight: w.inflight.length,
         tasksDone: w.tasksDone,
-        rss: w.rss
+        rss: w.rss,
+        sharedBytes: w.shared?.sentBytes ?? 0
       }))
     }
   }

@@ -77,6 +77,9 @@ export const isExitKind = (u: unknown): u is ExitKind =>
 /** @internal */
 export const defaultMaxFrameSize = 256 * 1024 * 1024
 
+/** A frame that breaks the protocol in another way: the stream cannot be trusted after it. @internal */
+export class FrameInvalid extends Error {}
+
 /** @internal */
 export class FrameTooLarge extends Error {
   readonly size: number
@@ -94,8 +97,39 @@ const frameTarget = 1024 * 1024
 /** The high bit of a frame's length marks a binary frame: one message in V8's serialization format. */
 const binaryFlag = 0x80000000
 
+/**
+ * The next bit marks a shared frame: its 13 bytes say where, in the worker's
+ * shared file, the real frame's bytes were written, and whether they are a
+ * binary message or a JSON frame. See {@link Shared}.
+ */
+const sharedFlag = 0x40000000
+
+/** The size of a shared frame's body: kind (1 byte), offset (8), length (4). */
+const sharedBody = 13
+
 /** The largest frame the length field can describe. @internal */
-export const maxFrameLimit = binaryFlag - 1
+export const maxFrameLimit = sharedFlag - 1
+
+/**
+ * A large message that travels through a shared file instead of the pipe:
+ * the sender has written its bytes at `offset`, and the pipe carries only
+ * this reference. A pipe holds about 200 KB, so a message of a megabyte
+ * crosses it in many rounds, each waiting for both processes to be
+ * scheduled; through the file it is one write and one read of memory the
+ * kernel already holds (tmpfs pages, reused).
+ *
+ * @internal
+ */
+export class Shared {
+  readonly binary: boolean
+  readonly offset: number
+  readonly length: number
+  constructor(binary: boolean, offset: number, length: number) {
+    this.binary = binary
+    this.offset = offset
+    this.length = length
+  }
+}
 
 /**
  * A message already serialized by V8 (`v8.serialize`), for tasks declared
@@ -118,7 +152,7 @@ export class Binary {
  * @internal
  */
 export class FrameWriter {
-  private pending: Array<string | Binary> = []
+  private pending: Array<string | Binary | Shared> = []
   private scheduled = false
 
   private readonly out: FrameSink
@@ -132,8 +166,8 @@ export class FrameWriter {
     this.schedule = schedule
   }
 
-  /** Queues one message, JSON-encoded or binary, for the end of this tick. */
-  send(message: string | Binary): void {
+  /** Queues one message, JSON-encoded, binary or shared, for the end of this tick. */
+  send(message: string | Binary | Shared): void {
     this.pending.push(message)
     if (!this.scheduled) {
       this.scheduled = true
@@ -152,12 +186,12 @@ export class FrameWriter {
     const pending = this.pending
     if (pending.length === 0) return
     this.pending = []
-    const frames: Array<string | Binary> = []
+    const frames: Array<string | Binary | Shared> = []
     let start = 0
     let size = 0
     for (let i = 0; i < pending.length; i++) {
       const message = pending[i]
-      if (message instanceof Binary) {
+      if (typeof message !== "string") {
         if (start < i) frames.push(`[${pending.slice(start, i).join(",")}]`)
         frames.push(message)
         start = i + 1
@@ -190,7 +224,7 @@ const inPlace = 64 * 1024
  * buffer, and the bytes of a large binary frame are handed to the socket as
  * they are, without a copy.
  */
-const writeFrames = (out: FrameSink, frames: ReadonlyArray<string | Binary>): void => {
+const writeFrames = (out: FrameSink, frames: ReadonlyArray<string | Binary | Shared>): void => {
   if (out.cork === undefined || !frames.some((frame) => frame instanceof Binary && frame.bytes.length >= inPlace)) {
     out.write(encodeFrames(frames))
     return
@@ -212,12 +246,16 @@ const writeFrames = (out: FrameSink, frames: ReadonlyArray<string | Binary>): vo
 }
 
 /** @internal */
-export const encodeFrames = (frames: ReadonlyArray<string | Binary>): Buffer => {
+export const encodeFrames = (frames: ReadonlyArray<string | Binary | Shared>): Buffer => {
   let total = 0
   const lengths = new Array<number>(frames.length)
   for (let i = 0; i < frames.length; i++) {
     const frame = frames[i]
-    const length = frame instanceof Binary ? frame.bytes.length : Buffer.byteLength(frame)
+    const length = frame instanceof Binary
+      ? frame.bytes.length
+      : frame instanceof Shared
+      ? sharedBody
+      : Buffer.byteLength(frame)
     lengths[i] = length
     total += 4 + length
   }
@@ -229,6 +267,12 @@ export const encodeFrames = (frames: ReadonlyArray<string | Binary>): Buffer => 
       buffer.writeUInt32BE((lengths[i] | binaryFlag) >>> 0, offset)
       offset += 4
       offset += frame.bytes.copy(buffer, offset)
+    } else if (frame instanceof Shared) {
+      buffer.writeUInt32BE((sharedBody | sharedFlag) >>> 0, offset)
+      buffer.writeUInt8(frame.binary ? 1 : 0, offset + 4)
+      buffer.writeDoubleBE(frame.offset, offset + 5)
+      buffer.writeUInt32BE(frame.length, offset + 13)
+      offset += 4 + sharedBody
     } else {
       buffer.writeUInt32BE(lengths[i], offset)
       offset += 4
@@ -240,9 +284,11 @@ export const encodeFrames = (frames: ReadonlyArray<string | Binary>): Buffer => 
 
 /**
  * Splits a byte stream into frames: a JSON frame goes to `onJson` as text, a
- * binary frame to `onBinary` as bytes. `push` returns a `FrameTooLarge` when
- * a frame announces more than `maxFrameSize` bytes; the stream cannot be
- * trusted after that.
+ * binary frame to `onBinary` as bytes, and a shared frame is read with
+ * `readShared` and handed on as the frame it points to. `push` returns a
+ * `FrameTooLarge` when a frame announces more than `maxFrameSize` bytes, and
+ * a `FrameInvalid` for a shared frame it cannot follow; the stream cannot be
+ * trusted after either.
  *
  * @internal
  */
@@ -258,18 +304,42 @@ export class FrameReader {
   private readonly onJson: (json: string) => void
   private readonly onBinary: (bytes: Buffer) => void
   private readonly maxFrameSize: number
+  private readonly readShared: ((offset: number, length: number) => Buffer) | undefined
 
   constructor(
     onJson: (json: string) => void,
     onBinary: (bytes: Buffer) => void,
-    maxFrameSize: number = defaultMaxFrameSize
+    maxFrameSize: number = defaultMaxFrameSize,
+    readShared?: (offset: number, length: number) => Buffer
   ) {
     this.onJson = onJson
     this.onBinary = onBinary
     this.maxFrameSize = maxFrameSize
+    this.readShared = readShared
   }
 
-  push(chunk: Buffer): FrameTooLarge | undefined {
+  /** Reads the frame a shared frame points to, and hands it on like one that came through the pipe. */
+  private shared(body: Buffer): FrameTooLarge | FrameInvalid | undefined {
+    const binary = body.readUInt8(0)
+    const offset = body.readDoubleBE(1)
+    const length = body.readUInt32BE(9)
+    if (length > this.maxFrameSize) return new FrameTooLarge(length, this.maxFrameSize)
+    if (this.readShared === undefined) return new FrameInvalid("a shared frame came, but there is no shared file")
+    if (binary > 1 || !Number.isSafeInteger(offset) || offset < 0) {
+      return new FrameInvalid("a shared frame points nowhere")
+    }
+    let bytes: Buffer
+    try {
+      bytes = this.readShared(offset, length)
+    } catch (cause) {
+      return new FrameInvalid(`the shared file could not be read: ${cause instanceof Error ? cause.message : cause}`)
+    }
+    if (binary === 1) this.onBinary(bytes)
+    else this.onJson(bytes.toString("utf8"))
+    return undefined
+  }
+
+  push(chunk: Buffer): FrameTooLarge | FrameInvalid | undefined {
     this.chunks.push(chunk)
     this.size += chunk.length
     if (this.size < this.needed) {
@@ -285,13 +355,18 @@ export class FrameReader {
     while (end - offset >= 4) {
       const header = buffer.readUInt32BE(offset)
       const binary = header >= binaryFlag
-      const length = binary ? header - binaryFlag : header
+      const shared = !binary && header >= sharedFlag
+      const length = binary ? header - binaryFlag : shared ? header - sharedFlag : header
+      if (shared && length !== sharedBody) return new FrameInvalid(`a shared frame of ${length} bytes`)
       if (length > this.maxFrameSize) return new FrameTooLarge(length, this.maxFrameSize)
       if (end - offset - 4 < length) {
         this.needed = 4 + length
         break
       }
-      if (binary) this.onBinary(buffer.subarray(offset + 4, offset + 4 + length))
+      if (shared) {
+        const error = this.shared(buffer.subarray(offset + 4, offset + 4 + length))
+        if (error !== undefined) return error
+      } else if (binary) this.onBinary(buffer.subarray(offset + 4, offset + 4 + length))
       else this.onJson(buffer.toString("utf8", offset + 4, offset + 4 + length))
       offset += 4 + length
     }

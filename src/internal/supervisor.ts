@@ -9,7 +9,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import * as v8 from "node:v8"
-import { type Binary, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { Binary, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
+import { SharedFile, sharedThreshold } from "./sharedFile.ts"
 import type { WorkerOptions } from "./workerMain.ts"
 
 /** @internal */
@@ -86,19 +87,30 @@ export class WorkerProcess {
   /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
   planned = false
 
+  /** Where large payloads for this worker are written; `undefined` where there is no tmpfs. */
+  readonly shared: SharedFile | undefined
+
   private readonly events: WorkerEvents
 
   constructor(options: SpawnOptions, events: WorkerEvents) {
     this.events = events
-    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(options.worker)]
+    this.shared = SharedFile.open()
+    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined }
+    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
     const [command, argv] = setpriv === undefined
       ? [process.execPath, args]
       : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
-    this.child = spawn(command, argv, {
-      stdio: ["ignore", "inherit", "pipe", "pipe"],
-      env: options.env,
-      windowsHide: true
-    })
+    try {
+      this.child = spawn(command, argv, {
+        // fd 4 is the shared file, when there is one.
+        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore"],
+        env: options.env,
+        windowsHide: true
+      })
+    } catch (error) {
+      this.shared?.close()
+      throw error
+    }
     this.pid = this.child.pid ?? -1
     const channel = this.child.stdio[3] as Socket
     // Flushed once the current job and its microtasks are done: every message sent meanwhile, from
@@ -125,6 +137,7 @@ export class WorkerProcess {
     // "close" comes after "exit" and after every stdio stream has ended, so
     // every result the worker wrote before dying has been received.
     this.child.on("close", (code, signal) => {
+      this.shared?.close()
       this.exitCode = code
       this.signal = signal
       this.state = "dead"
@@ -166,6 +179,10 @@ export class WorkerProcess {
       } else if (this.state === "starting") {
         return this.kill("protocol error: the worker spoke before it was ready")
       } else {
+        // A reply means the worker has read its payload: the payload's region of the shared file is free.
+        if (this.shared !== undefined && message[0] !== FromWorker.Pong && message[0] !== FromWorker.Recycle) {
+          this.shared.release(message[1])
+        }
         this.events.onMessage(this, message)
       }
     }
@@ -175,9 +192,23 @@ export class WorkerProcess {
     return this.state !== "dead"
   }
 
-  /** Queues one message for this tick's write. */
-  send(json: string | Binary): void {
-    if (this.state !== "dead") this.writer.send(json)
+  /**
+   * Queues one message for this tick's write. A large message with an `id`
+   * (a Run or RunBatch) is written to the shared file at once, and only its
+   * reference takes the pipe; the region is freed when the reply to `id` comes.
+   */
+  send(message: string | Binary, id?: number): void {
+    if (this.state === "dead") return
+    if (id !== undefined && this.shared !== undefined) {
+      const binary = message instanceof Binary
+      if ((binary ? message.bytes.length : message.length) >= sharedThreshold) {
+        // A JSON message travels as a frame of its own: `[message]`.
+        const bytes = binary ? message.bytes : Buffer.from(`[${message}]`)
+        const offset = this.shared.write(id, bytes)
+        if (offset !== undefined) return this.writer.send(new Shared(binary, offset, bytes.length))
+      }
+    }
+    this.writer.send(message)
   }
 
   /** Asks the worker to finish what it runs and exit. */

@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as fs from "node:fs"
 import * as net from "node:net"
 import * as v8 from "node:v8"
 import type * as Task from "../Task.ts"
@@ -30,6 +31,8 @@ export interface WorkerOptions {
   readonly maxFrameSize: number
   /** Resident set size in bytes past which the worker asks to be recycled; 0 for no ceiling. */
   readonly maxMemory: number
+  /** Whether fd 4 is a shared file that large payloads are written to (see sharedFile.ts). */
+  readonly shared?: boolean
 }
 
 /** Exit codes that tell the parent why a worker could not start. */
@@ -387,7 +390,23 @@ const onBinary = (bytes: Buffer): void => {
   onMessage(message)
 }
 
-const reader = new FrameReader(onFrame, onBinary, options.maxFrameSize)
+/** Reads a payload the parent wrote to the shared file (fd 4). */
+const readShared = (offset: number, length: number): Buffer => {
+  const bytes = Buffer.allocUnsafe(length)
+  for (let read = 0; read < length;) {
+    const n = fs.readSync(4, bytes, read, length - read, offset + read)
+    if (n === 0) throw new Error(`the shared file ends before ${offset + length} bytes`)
+    read += n
+  }
+  return bytes
+}
+
+const reader = new FrameReader(
+  onFrame,
+  onBinary,
+  options.maxFrameSize,
+  options.shared === true ? readShared : undefined
+)
 channel.on("data", (chunk: Buffer) => {
   const error = reader.push(chunk)
   if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)

@@ -1,0 +1,134 @@
+/**
+ * The parent's side of a worker's shared file: large messages are written
+ * here and only a reference to them crosses the pipe (see `Shared` in
+ * protocol.ts).
+ *
+ * The file lives in tmpfs (`/dev/shm`), is opened by the parent and passed to
+ * the worker as its file descriptor 4, and is unlinked at once: no name is
+ * ever left behind, whatever happens to either process. Regions are reused
+ * lowest offset first, so a steady stream of large payloads rewrites pages
+ * the kernel already holds instead of allocating new ones.
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+
+/** Messages at least this large go through the shared file. */
+export const sharedThreshold = 64 * 1024
+
+/** The most a worker's shared file holds at once; past it, messages take the pipe. */
+const capacity = 256 * 1024 * 1024
+
+/** When everything is released and the file has grown past this, its pages are given back. */
+const shrinkAbove = 16 * 1024 * 1024
+
+const directory = "/dev/shm"
+
+let files = 0
+
+interface Region {
+  readonly id: number
+  readonly offset: number
+  readonly end: number
+}
+
+/** @internal */
+export class SharedFile {
+  readonly fd: number
+  /** Bytes sent through the file, for the pool's stats. */
+  sentBytes = 0
+  /** Regions written and not yet known to be read, by offset. */
+  private regions: Array<Region> = []
+  private size = 0
+  private broken = false
+
+  private constructor(fd: number) {
+    this.fd = fd
+  }
+
+  /** Opens a fresh, already unlinked file; `undefined` where there is no tmpfs to put it in. */
+  static open(): SharedFile | undefined {
+    if (process.platform !== "linux") return undefined
+    const path = `${directory}/effect-process-pool-${process.pid}-${++files}`
+    let fd: number
+    try {
+      fd = fs.openSync(path, "wx+", 0o600)
+    } catch {
+      return undefined
+    }
+    try {
+      fs.unlinkSync(path)
+    } catch {
+      fs.closeSync(fd)
+      return undefined
+    }
+    return new SharedFile(fd)
+  }
+
+  /**
+   * Writes the bytes of message `id` and returns where, or `undefined` when
+   * they should take the pipe: the file is full, or it failed once (a full
+   * tmpfs, for one), after which it is no longer used.
+   */
+  write(id: number, bytes: Uint8Array): number | undefined {
+    if (this.broken) return undefined
+    const offset = this.place(bytes.length)
+    if (offset === undefined) return undefined
+    try {
+      let written = 0
+      while (written < bytes.length) {
+        written += fs.writeSync(this.fd, bytes, written, bytes.length - written, offset + written)
+      }
+    } catch {
+      this.broken = true
+      return undefined
+    }
+    this.insert({ id, offset, end: offset + bytes.length })
+    this.sentBytes += bytes.length
+    return offset
+  }
+
+  /** Frees the region of message `id`: its reply has come, so the worker has read it. */
+  release(id: number): void {
+    const regions = this.regions
+    if (regions.length === 0) return
+    const index = regions.findIndex((region) => region.id === id)
+    if (index < 0) return
+    regions.splice(index, 1)
+    if (regions.length === 0 && this.size > shrinkAbove && !this.broken) {
+      try {
+        fs.ftruncateSync(this.fd, 0)
+        this.size = 0
+      } catch {
+        this.broken = true
+      }
+    }
+  }
+
+  close(): void {
+    try {
+      fs.closeSync(this.fd)
+    } catch {
+      // already closed
+    }
+  }
+
+  /** The lowest offset with room for `length` bytes, or `undefined` past the capacity. */
+  private place(length: number): number | undefined {
+    let offset = 0
+    for (const region of this.regions) {
+      if (region.offset - offset >= length) break
+      offset = region.end
+    }
+    if (offset + length > capacity) return undefined
+    if (offset + length > this.size) this.size = offset + length
+    return offset
+  }
+
+  private insert(region: Region): void {
+    const regions = this.regions
+    let i = regions.length
+    while (i > 0 && regions[i - 1].offset > region.offset) i--
+    regions.splice(i, 0, region)
+  }
+}
