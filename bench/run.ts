@@ -101,6 +101,7 @@ const config: Config = {
   tiny: quick ? 20_000 : 100_000,
   mapItems: quick ? 200_000 : 1_000_000,
   latencyCalls: quick ? 1_000 : 5_000,
+  latencyWarmup: quick ? 2_000 : 10_000,
   cpuTasks: quick ? 60 : 200,
   digestRounds: calibrate(),
   cpuTaskMs,
