@@ -21,6 +21,7 @@ import {
   Point,
   Rich,
   Sleep,
+  Spin,
   Square
 } from "./fixtures/tasks.ts"
 import { fixture, isAlive, poolLayer, stats, tempFile, waitUntil, workerPids } from "./helpers.ts"
@@ -232,4 +233,24 @@ describe("shared file", () => {
         )
       }
     }).pipe(Effect.provide(poolLayer())))
+
+  // Without tmpfs, results take the pipe, and this is what they do.
+  it.live.skipIf(!hasTmpfs)(
+    "a large result reaches the parent at once, not after the CPU-bound task behind it",
+    () =>
+      Effect.gen(function*() {
+        // Sent together: the worker answers Big, then spins for 5 s without yielding.
+        const spin = yield* Effect.forkChild(Effect.exit(ProcessPool.submit(Spin, 5_000)))
+        const big = yield* ProcessPool.submit(Big, 2_000_000)
+        expect(big.length).toBe(2_000_000)
+        // Through a pipe, the rest of those 2 MB would wait in the worker until the spin ended,
+        // and arrive with its result. Here the spin is still running: killing the worker fails it.
+        const [pid] = yield* workerPids
+        process.kill(pid, "SIGKILL")
+        const exit = yield* Fiber.join(spin)
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Cause.findErrorOption((exit as Exit.Failure<unknown, unknown>).cause)
+        assert.isTrue(error._tag === "Some" && error.value instanceof PoolError.WorkerCrashed)
+      }).pipe(Effect.provide(poolLayer({ size: 1, prefetch: 1 })))
+  )
 })

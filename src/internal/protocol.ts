@@ -14,6 +14,8 @@
  *   [Interrupt, id]                           stop task id (queued or running)
  *   [Shutdown]                                finish and exit
  *   [Ping, seq]                               answer at once: the event loop is alive
+ *   [Release, offset]                         the parent has read what the worker put at offset
+ *                                             in its shared file: the region is free
  * worker -> parent
  *   [Ready, pid, [tag, ...]]                  the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
@@ -22,6 +24,9 @@
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
  *   [Recycle, reason]                         past its memory ceiling: replace me
  * ```
+ *
+ * A message of 64 KiB or more may instead be written to the sender's shared
+ * file, with only a reference (a shared frame) on the pipe: see `Shared`.
  *
  * `trace` is `0` or `[traceId, spanId, sampled]`, the caller's span, so that
  * worker spans can join the caller's trace. Kinds not listed are reserved: a
@@ -36,7 +41,8 @@ export const ToWorker = {
   Interrupt: 1,
   Shutdown: 2,
   RunBatch: 3,
-  Ping: 4
+  Ping: 4,
+  Release: 5
 } as const
 
 /** @internal */

@@ -1,13 +1,14 @@
 /**
- * The parent's side of a worker's shared file: large messages are written
- * here and only a reference to them crosses the pipe (see `Shared` in
- * protocol.ts).
+ * The writing side of a shared file: large messages are written here and
+ * only a reference to them crosses the pipe (see `Shared` in protocol.ts).
  *
- * The file lives in tmpfs (`/dev/shm`), is opened by the parent and passed to
- * the worker as its file descriptor 4, and is unlinked at once: no name is
- * ever left behind, whatever happens to either process. Regions are reused
- * lowest offset first, so a steady stream of large payloads rewrites pages
- * the kernel already holds instead of allocating new ones.
+ * Each worker has two, both in tmpfs (`/dev/shm`), opened by the parent,
+ * passed to the worker as its file descriptors 4 (parent to worker) and 5
+ * (worker to parent), and unlinked at once: no name is ever left behind,
+ * whatever happens to either process. The reader frees a region by its reply
+ * (payloads) or by a Release message (results). Regions are reused lowest
+ * offset first, so a steady stream of large messages rewrites pages the
+ * kernel already holds instead of allocating new ones.
  *
  * @internal
  */
@@ -42,7 +43,7 @@ export class SharedFile {
   private size = 0
   private broken = false
 
-  private constructor(fd: number) {
+  constructor(fd: number) {
     this.fd = fd
   }
 
@@ -90,9 +91,16 @@ export class SharedFile {
 
   /** Frees the region of message `id`: its reply has come, so the worker has read it. */
   release(id: number): void {
+    if (this.regions.length > 0) this.remove(this.regions.findIndex((region) => region.id === id))
+  }
+
+  /** Frees the region that starts at `offset`: the reader says it has read it. */
+  releaseAt(offset: number): void {
+    if (this.regions.length > 0) this.remove(this.regions.findIndex((region) => region.offset === offset))
+  }
+
+  private remove(index: number): void {
     const regions = this.regions
-    if (regions.length === 0) return
-    const index = regions.findIndex((region) => region.id === id)
     if (index < 0) return
     regions.splice(index, 1)
     if (regions.length === 0 && this.size > shrinkAbove && !this.broken) {
@@ -103,6 +111,17 @@ export class SharedFile {
         this.broken = true
       }
     }
+  }
+
+  /** Reads `length` bytes at `offset` of the file open as `fd`: the reading side of a shared file. */
+  static read(fd: number, offset: number, length: number): Buffer {
+    const bytes = Buffer.allocUnsafe(length)
+    for (let read = 0; read < length;) {
+      const n = fs.readSync(fd, bytes, read, length - read, offset + read)
+      if (n === 0) throw new Error(`the shared file ends before ${offset + length} bytes`)
+      read += n
+    }
+    return bytes
   }
 
   close(): void {

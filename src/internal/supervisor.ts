@@ -87,14 +87,20 @@ export class WorkerProcess {
   /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
   planned = false
 
-  /** Where large payloads for this worker are written; `undefined` where there is no tmpfs. */
+  /** Where large payloads for this worker are written (its fd 4); `undefined` where there is no tmpfs. */
   readonly shared: SharedFile | undefined
+  /** Where the worker writes its large results (its fd 5), with `shared`. */
+  private readonly sharedResults: SharedFile | undefined
 
   private readonly events: WorkerEvents
 
   constructor(options: SpawnOptions, events: WorkerEvents) {
     this.events = events
-    this.shared = SharedFile.open()
+    const shared = SharedFile.open()
+    const sharedResults = shared === undefined ? undefined : SharedFile.open()
+    if (sharedResults === undefined) shared?.close()
+    this.shared = sharedResults === undefined ? undefined : shared
+    this.sharedResults = sharedResults
     const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined }
     const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
     const [command, argv] = setpriv === undefined
@@ -102,13 +108,14 @@ export class WorkerProcess {
       : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
     try {
       this.child = spawn(command, argv, {
-        // fd 4 is the shared file, when there is one.
-        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore"],
+        // fds 4 and 5 are the shared files, when there are.
+        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore", sharedResults?.fd ?? "ignore"],
         env: options.env,
         windowsHide: true
       })
     } catch (error) {
       this.shared?.close()
+      sharedResults?.close()
       throw error
     }
     this.pid = this.child.pid ?? -1
@@ -119,7 +126,13 @@ export class WorkerProcess {
     const reader = new FrameReader(
       (json) => this.receiveJson(json),
       (bytes) => this.receiveBinary(bytes),
-      options.worker.maxFrameSize
+      options.worker.maxFrameSize,
+      sharedResults === undefined ? undefined : (offset, length) => {
+        const bytes = SharedFile.read(sharedResults.fd, offset, length)
+        // Read: the worker may reuse the region.
+        this.send(JSON.stringify([ToWorker.Release, offset]))
+        return bytes
+      }
     )
     this.reader = reader
     channel.on("data", (chunk: Buffer) => {
@@ -138,6 +151,7 @@ export class WorkerProcess {
     // every result the worker wrote before dying has been received.
     this.child.on("close", (code, signal) => {
       this.shared?.close()
+      this.sharedResults?.close()
       this.exitCode = code
       this.signal = signal
       this.state = "dead"

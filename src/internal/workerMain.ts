@@ -17,13 +17,13 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
-import * as fs from "node:fs"
 import * as net from "node:net"
 import * as v8 from "node:v8"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { Binary, ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { Binary, ExitKind, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
+import { SharedFile, sharedThreshold } from "./sharedFile.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -59,6 +59,8 @@ process.on("SIGINT", () => {})
 
 const channel = new net.Socket({ fd: 3, readable: true, writable: true })
 const writer = new FrameWriter(channel)
+/** Where large results go (fd 5): written at once, even when a CPU-bound task starts right after. */
+const sharedOut = options.shared === true ? new SharedFile(5) : undefined
 // The pipe closes when the parent exits or is killed: never outlive it.
 channel.on("end", () => process.exit(0))
 channel.on("error", () => process.exit(0))
@@ -134,6 +136,12 @@ const send = (message: Array<unknown>, binary = false): void => {
     const issue = `the encoded result is ${size} bytes, more than maxFrameSize ` +
       `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
     return writer.send(JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue]))
+  }
+  if (sharedOut !== undefined && (encoded instanceof Binary ? size : encoded.length) >= sharedThreshold) {
+    // A JSON message travels as a frame of its own: `[message]`. The parent releases the region once read.
+    const bytes = encoded instanceof Binary ? encoded.bytes : Buffer.from(`[${encoded}]`)
+    const offset = sharedOut.write(0, bytes)
+    if (offset !== undefined) return writer.send(new Shared(encoded instanceof Binary, offset, bytes.length))
   }
   writer.send(encoded)
 }
@@ -361,6 +369,9 @@ const onMessage = (message: Array<any>): void => {
     }
     case ToWorker.Ping:
       return send([FromWorker.Pong, message[1], process.memoryUsage.rss()])
+    case ToWorker.Release:
+      if (typeof message[1] === "number") sharedOut?.releaseAt(message[1])
+      return
     case ToWorker.Shutdown: {
       shuttingDown = true
       if (running === 0) exitGracefully()
@@ -390,22 +401,12 @@ const onBinary = (bytes: Buffer): void => {
   onMessage(message)
 }
 
-/** Reads a payload the parent wrote to the shared file (fd 4). */
-const readShared = (offset: number, length: number): Buffer => {
-  const bytes = Buffer.allocUnsafe(length)
-  for (let read = 0; read < length;) {
-    const n = fs.readSync(4, bytes, read, length - read, offset + read)
-    if (n === 0) throw new Error(`the shared file ends before ${offset + length} bytes`)
-    read += n
-  }
-  return bytes
-}
-
 const reader = new FrameReader(
   onFrame,
   onBinary,
   options.maxFrameSize,
-  options.shared === true ? readShared : undefined
+  // Payloads the parent wrote to the shared file, fd 4.
+  options.shared === true ? (offset, length) => SharedFile.read(4, offset, length) : undefined
 )
 channel.on("data", (chunk: Buffer) => {
   const error = reader.push(chunk)
