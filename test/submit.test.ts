@@ -15,6 +15,7 @@ import {
   Point,
   Rich,
   Square,
+  Traced,
   Unserved
 } from "./fixtures/tasks.ts"
 import { poolLayer } from "./helpers.ts"
@@ -125,6 +126,21 @@ layer(poolLayer(), { excludeTestServices: true })("submit", (it) => {
       expect(error.task).toBe("Unserved")
       expect(PoolError.isPoolError(error)).toBe(true)
       expect(PoolError.isPoolError(new Negative({ n: 1 }))).toBe(false)
+    }))
+
+  it.effect("called inside a span, a task runs in a span of its own in the caller's trace, alone and in batches", () =>
+    Effect.gen(function*() {
+      expect(yield* ProcessPool.submit(Traced, 0)).toEqual({ traceId: "", name: "", parentSpanId: "" })
+      const [caller, alone, batch] = yield* Effect.gen(function*() {
+        const span = yield* Effect.currentSpan
+        return [
+          span,
+          yield* ProcessPool.submit(Traced, 0),
+          yield* ProcessPool.map(Traced, [1, 2, 3], { chunkSize: 3 })
+        ] as const
+      }).pipe(Effect.withSpan("caller"))
+      expect(alone).toEqual({ traceId: caller.traceId, name: "ProcessPool.task Traced", parentSpanId: caller.spanId })
+      for (const item of batch) expect(item.traceId).toBe(caller.traceId)
     }))
 
   it.effect("handlers get the services of Worker.provide", () =>

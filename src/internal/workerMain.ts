@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import * as net from "node:net"
 import * as v8 from "node:v8"
 import type * as Task from "../Task.ts"
@@ -47,9 +48,17 @@ interface Job {
   readonly tag: string
   readonly payload: unknown
   readonly batch: boolean
+  /** The caller's span, when it had one: the task's span joins its trace. */
+  readonly parent: Tracer.ExternalSpan | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   interruptRequested: boolean
 }
+
+/** The caller's span from a Run message's `[traceId, spanId, sampled]`; anything else is no span. */
+const parentSpan = (trace: unknown): Tracer.ExternalSpan | undefined =>
+  Array.isArray(trace) && typeof trace[0] === "string" && typeof trace[1] === "string"
+    ? Tracer.externalSpan({ traceId: trace[0], spanId: trace[1], sampled: trace[2] !== false })
+    : undefined
 
 const moduleUrl = process.argv[2]
 const options: WorkerOptions = JSON.parse(process.argv[3] ?? "{}")
@@ -292,9 +301,14 @@ const start = (job: Job): void => {
     return
   }
   const codec = codecFor(handler.task)
-  const effect = job.batch
+  const run = job.batch
     ? runBatch(handler, codec, job.payload as ReadonlyArray<unknown>)
     : runHandler(handler, codec, job.payload)
+  // Called from inside a span, the task runs in a span of its own, in the caller's trace.
+  const effect = job.parent === undefined ? run : run.pipe(
+    Effect.withSpan(`ProcessPool.task ${job.tag}`, { attributes: { "process.pid": process.pid } }),
+    Effect.withParentSpan(job.parent)
+  )
   running++
   // A ready value (`Effect.succeed`, `Effect.fail`, a bad payload) is its own outcome: no fiber.
   if (!job.batch && Exit.isExit(effect)) return finish(job, handler, effect)
@@ -351,6 +365,7 @@ const onMessage = (message: Array<any>): void => {
         tag: message[2],
         payload: message[3],
         batch: message[0] === ToWorker.RunBatch,
+        parent: parentSpan(message[4]),
         fiber: undefined,
         interruptRequested: false
       }
