@@ -50,7 +50,6 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as v8 from "node:v8"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
 import { Binary, defaultMaxFrameSize, ExitKind, maxFrameLimit, ToWorker } from "./internal/protocol.ts"
@@ -302,7 +301,7 @@ const replyDecoder = (task: Task.Task.Any): Decode => {
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
 const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
-  task.serialization === "binary" ? new Binary(v8.serialize(message)) : JSON.stringify(message)
+  task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
 
 /**
  * Builds a Run or RunBatch message once the run has its id: the payload is
@@ -497,7 +496,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
       // A JSON message travels alone in a frame as `[message]`: two bytes more.
       const size = encoded instanceof Binary
-        ? encoded.bytes.length
+        ? encoded.length
         : encoded.length > maxFrameSize / 3
         ? Buffer.byteLength(encoded) + 2
         : 0

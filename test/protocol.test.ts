@@ -5,9 +5,9 @@ import * as Exit from "effect/Exit"
 import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
-import * as v8 from "node:v8"
 import {
   Binary,
+  decodeBinary,
   encodeFrames,
   FrameInvalid,
   FrameReader,
@@ -53,14 +53,14 @@ describe("framing", () => {
           const chunks: Array<Buffer> = []
           const writer = new FrameWriter({ write: (chunk) => chunks.push(Buffer.from(chunk)) }, () => {})
           for (const [message, binary] of sent) {
-            writer.send(binary ? new Binary(v8.serialize(message)) : JSON.stringify(message))
+            writer.send(binary ? Binary.encode(message) : JSON.stringify(message))
           }
           writer.flush()
           const bytes = Buffer.concat(chunks)
           const received: Array<unknown> = []
           const reader = new FrameReader(
             (json) => received.push(...JSON.parse(json)),
-            (frame) => received.push(v8.deserialize(frame))
+            (frame) => received.push(decodeBinary(frame))
           )
           const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
           let at = 0
@@ -103,10 +103,12 @@ describe("framing", () => {
           const writer = new FrameWriter({ write: (chunk) => chunks.push(Buffer.from(chunk)) }, () => {})
           for (const [message, how] of sent) {
             if (how === "json") writer.send(JSON.stringify(message))
-            else if (how === "binary") writer.send(new Binary(v8.serialize(message)))
+            else if (how === "binary") writer.send(Binary.encode(message))
             else {
               // What the supervisor does: the bytes go to the file, a reference to the pipe.
-              const bytes = how === "shared" ? v8.serialize(message) : Buffer.from(`[${JSON.stringify(message)}]`)
+              const bytes = how === "shared"
+                ? Binary.encode(message).bytes
+                : Buffer.from(`[${JSON.stringify(message)}]`)
               writer.send(new Shared(how === "shared", fileSize, bytes.length))
               file.push(bytes)
               fileSize += bytes.length
@@ -118,7 +120,7 @@ describe("framing", () => {
           const received: Array<unknown> = []
           const reader = new FrameReader(
             (json) => received.push(...JSON.parse(json)),
-            (frame) => received.push(v8.deserialize(frame)),
+            (frame) => received.push(decodeBinary(frame)),
             undefined,
             (offset, length) => Buffer.from(whole.subarray(offset, offset + length))
           )
@@ -132,6 +134,61 @@ describe("framing", () => {
         }
       )
     ))
+
+  it("binary messages carry large arrays beside the serialized head, as views, of every type", () => {
+    const big = new Uint8Array(70_000).map((_, i) => i % 251)
+    const floats = new Float64Array(10_000).map((_, i) => i / 3)
+    const message = {
+      big,
+      again: big,
+      floats,
+      shorts: new Int16Array(40_000).map((_, i) => i - 20_000),
+      longs: new BigInt64Array(9_000).map((_, i) => BigInt(i) * -3n),
+      buffer: Buffer.alloc(100_000, 7),
+      small: new Uint8Array([1, 2, 3]),
+      view: new DataView(new ArrayBuffer(80_000)),
+      nested: [{ at: new Date(5), n: 2n ** 70n, map: new Map([[1, "a"]]) }]
+    }
+    const binary = Binary.encode(message)
+    // The large arrays are not copied into the head: they are parts of their own.
+    for (const array of [big, floats, message.buffer]) {
+      expect(binary.parts.some((part) => part.buffer === array.buffer && part.byteOffset === array.byteOffset)).toBe(
+        true
+      )
+    }
+    expect(binary.parts.some((part) => part.buffer === message.small.buffer)).toBe(false)
+    for (const shift of [0, 1, 3]) {
+      // Wherever the message lands in memory, even misaligned for a Float64Array.
+      const region = Buffer.concat([Buffer.alloc(shift), binary.bytes]).subarray(shift)
+      const decoded = decodeBinary(region) as typeof message
+      expect(decoded.big).toEqual(big)
+      expect(decoded.again).toBe(decoded.big)
+      expect(decoded.floats).toEqual(floats)
+      expect(decoded.shorts).toEqual(message.shorts)
+      expect(decoded.longs).toEqual(message.longs)
+      assert.isTrue(Buffer.isBuffer(decoded.buffer))
+      expect(decoded.buffer.equals(message.buffer)).toBe(true)
+      expect(decoded.small).toEqual(message.small)
+      expect(decoded.view.byteLength).toBe(80_000)
+      expect(decoded.nested[0].n).toBe(2n ** 70n)
+      expect(decoded.nested[0].map.get(1)).toBe("a")
+      if (shift === 0) expect(decoded.big.buffer).toBe(region.buffer)
+    }
+  })
+
+  it("a malformed binary message throws, and never reaches outside its bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        try {
+          decodeBinary(Buffer.from(bytes))
+        } catch (error) {
+          assert.instanceOf(error, Error)
+        }
+      })
+    )
+    const whole = Binary.encode({ big: new Uint8Array(70_000) }).bytes
+    expect(() => decodeBinary(whole.subarray(0, whole.length - 1))).toThrow("outside")
+  })
 
   it("a shared frame that cannot be followed is refused", () => {
     const ref = encodeFrames([new Shared(true, 0, 16)])

@@ -71,21 +71,24 @@ export class SharedFile {
    * they should take the pipe: the file is full, or it failed once (a full
    * tmpfs, for one), after which it is no longer used.
    */
-  write(id: number, bytes: Uint8Array): number | undefined {
+  write(id: number, parts: ReadonlyArray<Uint8Array>, length: number): number | undefined {
     if (this.broken) return undefined
-    const offset = this.place(bytes.length)
+    const offset = this.place(length)
     if (offset === undefined) return undefined
     try {
-      let written = 0
-      while (written < bytes.length) {
-        written += fs.writeSync(this.fd, bytes, written, bytes.length - written, offset + written)
+      let at = offset
+      for (const part of parts) {
+        for (let written = 0; written < part.byteLength;) {
+          written += fs.writeSync(this.fd, part, written, part.byteLength - written, at + written)
+        }
+        at += part.byteLength
       }
     } catch {
       this.broken = true
       return undefined
     }
-    this.insert({ id, offset, end: offset + bytes.length })
-    this.sentBytes += bytes.length
+    this.insert({ id, offset, end: offset + length })
+    this.sentBytes += length
     return offset
   }
 

@@ -8,8 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import * as v8 from "node:v8"
-import { Binary, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
+import { Binary, decodeBinary, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
 import { SharedFile, sharedThreshold } from "./sharedFile.ts"
 import type { WorkerOptions } from "./workerMain.ts"
 
@@ -175,7 +174,7 @@ export class WorkerProcess {
     if (this.killed) return
     let message: Array<any>
     try {
-      message = v8.deserialize(bytes)
+      message = decodeBinary(bytes) as Array<any>
     } catch {
       return this.kill("protocol error: a binary frame from the worker does not deserialize")
     }
@@ -214,12 +213,11 @@ export class WorkerProcess {
   send(message: string | Binary, id?: number): void {
     if (this.state === "dead") return
     if (id !== undefined && this.shared !== undefined) {
-      const binary = message instanceof Binary
-      if ((binary ? message.bytes.length : message.length) >= sharedThreshold) {
+      if (message.length >= sharedThreshold) {
         // A JSON message travels as a frame of its own: `[message]`.
-        const bytes = binary ? message.bytes : Buffer.from(`[${message}]`)
-        const offset = this.shared.write(id, bytes)
-        if (offset !== undefined) return this.writer.send(new Shared(binary, offset, bytes.length))
+        const binary = message instanceof Binary ? message : new Binary(Buffer.from(`[${message}]`))
+        const offset = this.shared.write(id, binary.parts, binary.length)
+        if (offset !== undefined) return this.writer.send(new Shared(binary === message, offset, binary.length))
       }
     }
     this.writer.send(message)

@@ -19,11 +19,10 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import * as net from "node:net"
-import * as v8 from "node:v8"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { Binary, ExitKind, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
+import { Binary, decodeBinary, ExitKind, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
 import { SharedFile, sharedThreshold } from "./sharedFile.ts"
 
 /** @internal */
@@ -131,8 +130,8 @@ const send = (message: Array<unknown>, binary = false): void => {
   let size: number
   try {
     if (binary) {
-      encoded = new Binary(v8.serialize(message))
-      size = encoded.bytes.length
+      encoded = Binary.encode(message)
+      size = encoded.length
     } else {
       encoded = JSON.stringify(message)
       size = encoded.length > maxMessage / 3 ? Buffer.byteLength(encoded) : 0
@@ -146,11 +145,11 @@ const send = (message: Array<unknown>, binary = false): void => {
       `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
     return writer.send(JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue]))
   }
-  if (sharedOut !== undefined && (encoded instanceof Binary ? size : encoded.length) >= sharedThreshold) {
+  if (sharedOut !== undefined && encoded.length >= sharedThreshold) {
     // A JSON message travels as a frame of its own: `[message]`. The parent releases the region once read.
-    const bytes = encoded instanceof Binary ? encoded.bytes : Buffer.from(`[${encoded}]`)
-    const offset = sharedOut.write(0, bytes)
-    if (offset !== undefined) return writer.send(new Shared(encoded instanceof Binary, offset, bytes.length))
+    const binary = encoded instanceof Binary ? encoded : new Binary(Buffer.from(`[${encoded}]`))
+    const offset = sharedOut.write(0, binary.parts, binary.length)
+    if (offset !== undefined) return writer.send(new Shared(binary === encoded, offset, binary.length))
   }
   writer.send(encoded)
 }
@@ -408,7 +407,7 @@ const exitGracefully = (): void => {
 const onBinary = (bytes: Buffer): void => {
   let message: unknown
   try {
-    message = v8.deserialize(bytes)
+    message = decodeBinary(bytes)
   } catch {
     return fail(1, "protocol error: a binary frame from the parent does not deserialize")
   }
