@@ -689,22 +689,23 @@ if (cases.includes(4)) {
     detail: has(ours) ? `${ours!.toFixed(2)}x, ${pct?.toFixed(1)} % of the capacity measured next to it` : ""
   })
 }
-if (cases.includes(5)) {
-  const ours = m("5", "ours")
+// Cases 5 and 6: ours at most a fixed limit.
+for (
+  const [caseNo, text, limit, unit, digits] of [[5, "start to first result", 250, "ms", 0], [
+    6,
+    "idle memory",
+    200,
+    "MB",
+    1
+  ]] as const
+) {
+  if (!cases.includes(caseNo)) continue
+  const ours = m(String(caseNo), "ours")
   targets.push({
-    caseNo: 5,
-    text: "start to first result <= 250 ms",
-    met: has(ours) ? ours! <= 250 : undefined,
-    detail: has(ours) ? `${ours!.toFixed(0)} ms` : ""
-  })
-}
-if (cases.includes(6)) {
-  const ours = m("6", "ours")
-  targets.push({
-    caseNo: 6,
-    text: "idle memory <= 200 MB",
-    met: has(ours) ? ours! <= 200 : undefined,
-    detail: has(ours) ? `${ours!.toFixed(1)} MB` : ""
+    caseNo,
+    text: `${text} <= ${limit} ${unit}`,
+    met: has(ours) ? ours! <= limit : undefined,
+    detail: has(ours) ? `${ours!.toFixed(digits)} ${unit}` : ""
   })
 }
 if (cases.includes(7)) {

@@ -185,10 +185,10 @@ export class Binary {
     const parts: Array<Uint8Array> = [prefix, head]
     let at = 4 + head.length
     for (const attachment of serializer.attachments) {
-      const pad = (8 - (at % 8)) % 8
-      if (pad > 0) parts.push(padding.subarray(0, pad))
+      const start = aligned(at)
+      if (start > at) parts.push(padding.subarray(0, start - at))
       parts.push(attachment)
-      at += pad + attachment.byteLength
+      at = start + attachment.byteLength
     }
     return new Binary(parts)
   }
@@ -198,6 +198,9 @@ export class Binary {
 const attachmentSize = 64 * 1024
 
 const padding = new Uint8Array(8)
+
+/** The first multiple of 8 at or after `at`: where an attached array starts. */
+const aligned = (at: number): number => at + ((8 - (at % 8)) % 8)
 
 /** The views V8 cannot serialize itself, by the index written for an attached one. */
 const views = [
@@ -258,7 +261,7 @@ class AttachedDeserializer extends v8.DefaultDeserializer {
     if (this.readUint32() === 0) return defaultReadHostObject.call(this)
     const index = this.readUint32()
     const byteLength = this.readUint32()
-    const start = this.cursor + ((8 - (this.cursor % 8)) % 8)
+    const start = aligned(this.cursor)
     if (index > bufferView || start + byteLength > this.region.length) {
       throw new Error("an attached byte array lies outside its message")
     }

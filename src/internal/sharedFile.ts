@@ -13,9 +13,10 @@
  * @internal
  */
 import * as fs from "node:fs"
+import { Binary, Shared } from "./protocol.ts"
 
 /** Messages at least this large go through the shared file. */
-export const sharedThreshold = 64 * 1024
+const sharedThreshold = 64 * 1024
 
 /** The most a worker's shared file holds at once; past it, messages take the pipe. */
 const capacity = 256 * 1024 * 1024
@@ -67,11 +68,24 @@ export class SharedFile {
   }
 
   /**
+   * Writes a message of {@link sharedThreshold} or more to the file and
+   * returns the reference that takes the pipe in its place, or `undefined`
+   * when the message should take the pipe itself. A JSON message is written
+   * as a frame of its own, `[message]`. `key` names the region for `release`.
+   */
+  refer(key: number, message: string | Binary): Shared | undefined {
+    if (message.length < sharedThreshold) return undefined
+    const binary = typeof message === "string" ? new Binary(Buffer.from(`[${message}]`)) : message
+    const offset = this.write(key, binary.parts, binary.length)
+    return offset === undefined ? undefined : new Shared(binary === message, offset, binary.length)
+  }
+
+  /**
    * Writes the bytes of message `id` and returns where, or `undefined` when
    * they should take the pipe: the file is full, or it failed once (a full
    * tmpfs, for one), after which it is no longer used.
    */
-  write(id: number, parts: ReadonlyArray<Uint8Array>, length: number): number | undefined {
+  private write(id: number, parts: ReadonlyArray<Uint8Array>, length: number): number | undefined {
     if (this.broken) return undefined
     const offset = this.place(length)
     if (offset === undefined) return undefined

@@ -8,8 +8,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import { Binary, decodeBinary, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
-import { SharedFile, sharedThreshold } from "./sharedFile.ts"
+import { type Binary, decodeBinary, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { SharedFile } from "./sharedFile.ts"
 import type { WorkerOptions } from "./workerMain.ts"
 
 /** @internal */
@@ -193,8 +193,9 @@ export class WorkerProcess {
         return this.kill("protocol error: the worker spoke before it was ready")
       } else {
         // A reply means the worker has read its payload: the payload's region of the shared file is free.
-        if (this.shared !== undefined && message[0] !== FromWorker.Pong && message[0] !== FromWorker.Recycle) {
-          this.shared.release(message[1])
+        const kind = message[0]
+        if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
+          this.shared?.release(message[1])
         }
         this.events.onMessage(this, message)
       }
@@ -212,15 +213,8 @@ export class WorkerProcess {
    */
   send(message: string | Binary, id?: number): void {
     if (this.state === "dead") return
-    if (id !== undefined && this.shared !== undefined) {
-      if (message.length >= sharedThreshold) {
-        // A JSON message travels as a frame of its own: `[message]`.
-        const binary = message instanceof Binary ? message : new Binary(Buffer.from(`[${message}]`))
-        const offset = this.shared.write(id, binary.parts, binary.length)
-        if (offset !== undefined) return this.writer.send(new Shared(binary === message, offset, binary.length))
-      }
-    }
-    this.writer.send(message)
+    const shared = id === undefined ? undefined : this.shared?.refer(id, message)
+    this.writer.send(shared ?? message)
   }
 
   /** Asks the worker to finish what it runs and exit. */

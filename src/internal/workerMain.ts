@@ -22,8 +22,8 @@ import * as net from "node:net"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { Binary, decodeBinary, ExitKind, FrameReader, FrameWriter, FromWorker, Shared, ToWorker } from "./protocol.ts"
-import { SharedFile, sharedThreshold } from "./sharedFile.ts"
+import { Binary, decodeBinary, ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { SharedFile } from "./sharedFile.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -31,7 +31,7 @@ export interface WorkerOptions {
   readonly maxFrameSize: number
   /** Resident set size in bytes past which the worker asks to be recycled; 0 for no ceiling. */
   readonly maxMemory: number
-  /** Whether fd 4 is a shared file that large payloads are written to (see sharedFile.ts). */
+  /** Whether fds 4 and 5 are the shared files for large payloads and results (see sharedFile.ts). */
   readonly shared?: boolean
 }
 
@@ -145,13 +145,8 @@ const send = (message: Array<unknown>, binary = false): void => {
       `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
     return writer.send(JSON.stringify([FromWorker.Exit, message[1], ExitKind.ResultInvalid, issue]))
   }
-  if (sharedOut !== undefined && encoded.length >= sharedThreshold) {
-    // A JSON message travels as a frame of its own: `[message]`. The parent releases the region once read.
-    const binary = encoded instanceof Binary ? encoded : new Binary(Buffer.from(`[${encoded}]`))
-    const offset = sharedOut.write(0, binary.parts, binary.length)
-    if (offset !== undefined) return writer.send(new Shared(binary === encoded, offset, binary.length))
-  }
-  writer.send(encoded)
+  // The parent releases a region of the shared file by its offset, once read: the key is unused.
+  writer.send(sharedOut?.refer(0, encoded) ?? encoded)
 }
 
 const encodeExit = (
