@@ -123,12 +123,25 @@ export class TaskNotServed extends Schema.TaggedError<TaskNotServed>()("TaskNotS
 export class SerializationError extends Schema.TaggedError<SerializationError>()("SerializationError", {
   task: Schema.String,
   direction: Schema.Literals(["payload", "result"]),
-  issue: Schema.String
+  issue: Schema.String,
+  /**
+   * Where it failed: `"caller"` (the payload was encoded, or the result
+   * decoded, in the calling process) or `"worker"` (the worker decoded the
+   * payload or encoded the result). Absent means `"caller"`.
+   */
+  side: Schema.optional(Schema.Literals(["caller", "worker"]))
 }) {
   override get message(): string {
+    const worker = this.side === "worker"
     const what = this.direction === "payload"
-      ? `The payload of task "${this.task}" does not fit its payload Schema, so it was not sent`
-      : `The result of task "${this.task}" does not fit its success or failure Schema`
+      ? worker
+        ? `The payload of task "${this.task}" was sent, but the worker could not decode it with its payload Schema ` +
+          `(does the worker load a different version of the Schema, or one that needs services?)`
+        : `The payload of task "${this.task}" does not fit its payload Schema, so it was not sent`
+      : worker
+      ? `The worker could not encode the result of task "${this.task}" with its success or failure Schema`
+      : `The result of task "${this.task}" came back from the worker, but does not decode with its success or ` +
+        `failure Schema`
     return `${what}: ${this.issue}`
   }
 }
@@ -152,11 +165,20 @@ export class SerializationError extends Schema.TaggedError<SerializationError>()
  * @category errors
  */
 export class PoolClosed extends Schema.TaggedError<PoolClosed>()("PoolClosed", {
-  task: Schema.String
+  task: Schema.String,
+  /**
+   * `"closing"`: the pool's scope is closing, and it finishes or stops what it
+   * holds; `"closed"`: the pool has stopped and its workers are gone. Absent
+   * means `"closing"`.
+   */
+  state: Schema.optional(Schema.Literals(["closing", "closed"]))
 }) {
   override get message(): string {
-    return `Task "${this.task}" was not run to completion because the process pool is closing. ` +
-      `Submit work only while the pool's scope is open.`
+    return this.state === "closed"
+      ? `Task "${this.task}" was not run because the process pool is closed: its scope has ended and its workers ` +
+        `are gone. Submit work only while the pool's scope is open, or build a new pool.`
+      : `Task "${this.task}" was not run to completion because the process pool is closing. ` +
+        `Submit work only while the pool's scope is open.`
   }
 }
 

@@ -49,9 +49,10 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
-import * as path from "node:path"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
 import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
+import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
+import { defaultExecArgv, millis, moduleUrl as toModuleUrl, workerEnv } from "./internal/options.ts"
 import { Binary, defaultMaxFrameSize, ExitKind, maxFrameLimit, ToWorker } from "./internal/protocol.ts"
 import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
@@ -163,17 +164,28 @@ export interface MapOptions {
  * @category models
  */
 export interface Stats {
+  /** `"open"`; `"closing"` once its scope began to close (new work gets `PoolClosed`); `"closed"` once its workers are gone. */
+  readonly state: "open" | "closing" | "closed"
   /** Tasks waiting for a worker. */
   readonly queued: number
-  /** Tasks sent to a worker and not yet answered. */
+  /** Tasks sent to a worker and not yet answered: those running, and those sent ahead. */
   readonly inflight: number
+  /** Tasks running in a worker now: started, and not yet answered. A `map` chunk counts as one. */
+  readonly running: number
   /** Workers that died unexpectedly (killed, exited, hung or runaway) since the pool started. */
   readonly crashes: number
   readonly workers: ReadonlyArray<{
     readonly pid: number
     /** "starting", "ready", "retiring" (recycled: finishing its tasks), "stopping" */
     readonly state: string
+    /** Tasks sent to it and not yet answered: `running` plus `prefetched`. */
     readonly inflight: number
+    /** Tasks it is running now: at most `workerConcurrency`. */
+    readonly running: number
+    /** Tasks sent ahead to it, waiting in the worker behind the running ones. */
+    readonly prefetched: number
+    /** Whether it is running a task now. */
+    readonly busy: boolean
     readonly tasksDone: number
     /** Resident set size in bytes, as of its last heartbeat; 0 before the first. */
     readonly rss: number
@@ -184,6 +196,27 @@ export interface Stats {
     readonly sharedBytes: number
   }>
 }
+
+/**
+ * The arguments of `submit` after the task: its payload and options. The
+ * payload may be left out when the task has none (`payload: Schema.Void`, the
+ * default).
+ *
+ * @example
+ * ```ts
+ * import * as Schema from "effect/Schema"
+ * import { ProcessPool, Task } from "effect-process-pool"
+ *
+ * const Tick = Task.make("Tick", { success: Schema.Number })
+ * const program = ProcessPool.submit(Tick) // no `undefined` needed
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SubmitArgs<T extends Task.Task.Any> = [Task.Task.Payload<T>] extends [void]
+  ? [payload?: Task.Task.Payload<T>, options?: SubmitOptions]
+  : [payload: Task.Task.Payload<T>, options?: SubmitOptions]
 
 /**
  * The inputs of `stream`: an iterable, or a stream that may fail with `E` and need `R`.
@@ -212,11 +245,10 @@ export type Inputs<A, E = never, R = never> = Iterable<A> | Stream.Stream<A, E, 
  * @category services
  */
 export class ProcessPool extends Context.Service<ProcessPool, {
-  /** Runs one task in a worker. */
+  /** Runs one task in a worker. A task without a payload takes none: `submit(Tick)`. */
   readonly submit: <T extends Task.Task.Any>(
     task: T,
-    payload: Task.Task.Payload<T>,
-    options?: SubmitOptions
+    ...args: SubmitArgs<T>
   ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
   /** Runs a task over many payloads. Fails fast: the first failure interrupts the rest. */
   readonly map: <T extends Task.Task.Any>(
@@ -249,13 +281,13 @@ const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown
     case ExitKind.Success: {
       const decoded = codec.decodeSuccess(value)
       return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue }))
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
         : Exit.succeed(decoded)
     }
     case ExitKind.Failure: {
       const decoded = codec.decodeFailure(value)
       return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue }))
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
         : Exit.fail(decoded)
     }
     case ExitKind.Defect:
@@ -263,9 +295,11 @@ const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown
     case ExitKind.Interrupted:
       return Exit.interrupt()
     case ExitKind.PayloadInvalid:
-      return Exit.fail(new SerializationError({ task: tag, direction: "payload", issue: String(value) }))
+      return Exit.fail(
+        new SerializationError({ task: tag, direction: "payload", issue: String(value), side: "worker" })
+      )
     case ExitKind.ResultInvalid:
-      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value) }))
+      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value), side: "worker" }))
     case ExitKind.NotServed:
       return Exit.fail(new TaskNotServed({ task: tag }))
     case PoolErrorKind:
@@ -373,19 +407,6 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
 // Construction
 // ---------------------------------------------------------------------------
 
-const millis = (input: Duration.Input | undefined, fallback: number): number =>
-  input === undefined ? fallback : Duration.toMillis(input)
-
-/** The workers' environment: the given one or the parent's, with Node's compile cache turned on. */
-const workerEnv = (options: Options): NodeJS.ProcessEnv | undefined => {
-  const env = options.env ?? process.env
-  if (options.compileCache === false || env.NODE_COMPILE_CACHE !== undefined) return options.env
-  const dir = options.compileCache ?? path.join(os.tmpdir(), `effect-process-pool-${os.userInfo().uid}`)
-  return { ...env, NODE_COMPILE_CACHE: dir }
-}
-
-const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !/^--(inspect|debug)/.test(arg))
-
 /**
  * Retries an idempotent task whose worker crashed, on the task's schedule. A
  * typed failure is never retried. When the retries are spent, the last
@@ -436,11 +457,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const maxSize = Math.max(1, minSize, options.maxSize ?? options.size ?? Math.max(minSize, cpus))
   const concurrency = Math.max(1, options.workerConcurrency ?? 1)
   const maxFrameSize = Math.min(options.maxFrameSize ?? defaultMaxFrameSize, maxFrameLimit)
-  const moduleUrl = options.worker instanceof URL
-    ? options.worker.href
-    : /^[a-z][a-z0-9+.-]*:/i.test(options.worker)
-    ? options.worker
-    : new URL(options.worker, `file://${process.cwd()}/`).href
+  const moduleUrl = toModuleUrl(options.worker)
+  refusePoolOfItself(moduleUrl)
+  poolBuilt()
   const dispatcher = new Dispatcher({
     minSize,
     maxSize,
@@ -458,7 +477,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     spawn: {
       moduleUrl,
       execArgv: options.execArgv ?? defaultExecArgv(),
-      env: workerEnv(options),
+      env: workerEnv(options.env, options.compileCache),
       inheritStderr: options.inheritStderr ?? true,
       worker: { concurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
     }
@@ -511,8 +530,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   const submit = <T extends Task.Task.Any>(
     task: T,
+    ...[payload, options]: SubmitArgs<T>
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    submitPayload(task, payload as Task.Task.Payload<T>, options)
+
+  const submitPayload = <T extends Task.Task.Any>(
+    task: T,
     payload: Task.Task.Payload<T>,
-    options?: SubmitOptions
+    options: SubmitOptions | undefined
   ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
     task.retry === undefined ? submitOnce(task, payload, options) : withRetry(task, submitOnce(task, payload, options))
 
@@ -523,7 +548,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
     const tag = task._tag
     const codec = codecFor(task)
-    const timeout = options?.timeout === undefined ? 0 : Duration.toMillis(options.timeout)
+    // 0 is no timeout; so is an infinite one.
+    const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
     return run(tag, runMessage(task, ToWorker.Run, codec.encodePayload, payload), timeout, replyDecoder(task))
   }
 
@@ -737,8 +763,14 @@ const tooLarge = (task: string, size: number, maxFrameSize: number) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartError> =>
-  Layer.effect(ProcessPool, make(options))
+export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartError> => {
+  // At once, while the module is still being imported: a worker of a module that builds a pool of itself stops here.
+  refusePoolOfItself(toModuleUrl(options.worker))
+  return Layer.effect(ProcessPool, make(options))
+}
+
+// On a Node without import.meta.main, a single-file program guarded by it does nothing: say so at exit.
+explainSilentExit(process.versions.node)
 
 /**
  * Runs one task in a worker of the pool in context.
@@ -757,10 +789,9 @@ export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartErr
  */
 export const submit = <T extends Task.Task.Any>(
   task: T,
-  payload: Task.Task.Payload<T>,
-  options?: SubmitOptions
+  ...args: SubmitArgs<T>
 ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, ProcessPool> =>
-  ProcessPool.use((pool) => pool.submit(task, payload, options))
+  ProcessPool.use((pool) => pool.submit(task, ...args))
 
 /**
  * A snapshot of the pool in context: queue length, tasks in flight, worker

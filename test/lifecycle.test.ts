@@ -25,7 +25,9 @@ describe("start-up", () => {
       const error = yield* buildFails("throws-on-import.ts")
       expect(error.stderr).toContain("FOO_URL is not set")
       expect(error.stderr).toContain("about to fail: missing configuration FOO_URL")
-      expect(error.message).toContain("failed to start")
+      // The worker's own error comes first.
+      expect(error.message).toMatch(/^Error: FOO_URL is not set\n/)
+      expect(error.message).toContain("could not start")
     }))
 
   it.live("a module without a Worker.handlers default export fails with a clear message", () =>

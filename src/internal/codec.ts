@@ -4,6 +4,7 @@
  * Every function returns either the converted value or an `Invalid` holding
  * the Schema's description of the issue. None of them throws.
  */
+import * as Formatter from "effect/Formatter"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaJITCompiler from "effect/schema/SchemaJITCompiler"
@@ -129,8 +130,27 @@ const plainGuard = (ast: SchemaAST.AST): ((input: unknown) => boolean) | undefin
   }
 }
 
+const reportInput: SchemaAST.ParseOptions = { reportInput: true }
+
+/** The longest line an issue keeps: the value it got is shown, cut to a readable length. */
+const maxIssueLine = 240
+
+/** Cuts each line of an issue to {@link maxIssueLine} characters, and the whole to 40 lines. */
+const shorten = (issue: string): string => {
+  const lines = issue.split("\n")
+  const kept = lines.slice(0, 40).map((line) =>
+    line.length > maxIssueLine
+      ? `${line.slice(0, maxIssueLine)}… (${line.length - maxIssueLine} more characters)`
+      : line
+  )
+  if (lines.length > 40) kept.push(`… (${lines.length - 40} more lines)`)
+  return kept.join("\n")
+}
+
 const compile = (
-  parse: (schema: Schema.Codec<unknown, unknown>) => (input: unknown) => Result.Result<unknown, Schema.SchemaError>,
+  parse: (
+    schema: Schema.Codec<unknown, unknown>
+  ) => (input: unknown, options?: SchemaAST.ParseOptions) => Result.Result<unknown, Schema.SchemaError>,
   schema: Schema.Top,
   json: boolean
 ): Convert => {
@@ -145,10 +165,11 @@ const compile = (
   const run = parse(codec)
   const convert: Convert = (input) => {
     try {
-      const result = run(input)
-      return Result.isSuccess(result) ? result.success : new Invalid(result.failure.message)
+      // The input is reported only on failure: it costs nothing while values fit.
+      const result = run(input, reportInput)
+      return Result.isSuccess(result) ? result.success : new Invalid(shorten(result.failure.message))
     } catch (cause) {
-      return new Invalid(cause instanceof Error ? cause.message : String(cause))
+      return new Invalid(shorten(cause instanceof Error ? cause.message : String(cause)))
     }
   }
   const plain = plainGuard(schema.ast)
@@ -182,20 +203,107 @@ export const codecFor = (task: Task.Task.Any): TaskCodec => {
   return codec
 }
 
-const defect = Schema.Defect({ includeStack: true })
+/** Reads a property that may be a throwing getter; `undefined` when it cannot be read as a string. */
+const readString = (read: () => unknown): string | undefined => {
+  try {
+    const value = read()
+    return typeof value === "string" ? value : value === undefined ? undefined : String(value)
+  } catch {
+    return undefined
+  }
+}
+
+/** Describes any value in one line, whatever it is: `String` throws on some, and symbols need care. */
+const describe = (value: unknown): string => {
+  try {
+    return typeof value === "string" ? value : Formatter.format(value)
+  } catch {
+    return readString(() => Object.prototype.toString.call(value)) ?? "a value that cannot be described"
+  }
+}
 
 /**
- * Encodes any thrown value as JSON: an `Error` keeps its name, message and
- * stack.
+ * The stack of an error whose own formatting throws (V8 formats a stack on
+ * first read, with the message): its frames, under a head made of what could
+ * be read.
+ */
+const framesOnly = (error: Error, name: string, message: string): string | undefined => {
+  const ErrorWithHooks = Error as { prepareStackTrace?: unknown }
+  const previous = ErrorWithHooks.prepareStackTrace
+  ErrorWithHooks.prepareStackTrace = (_: unknown, sites: ReadonlyArray<unknown>) =>
+    sites.map((site) => `    at ${site}`).join("\n")
+  try {
+    const frames = readString(() => error.stack)
+    return frames === undefined ? undefined : `${name}: ${message}\n${frames}`
+  } finally {
+    ErrorWithHooks.prepareStackTrace = previous
+  }
+}
+
+/**
+ * Encodes any thrown value as plain JSON data, and never throws: an `Error`
+ * keeps its name, message, stack and own primitive fields (such as `code`),
+ * each read on its own so that one throwing getter loses only itself; any
+ * other value (`throw "text"`, `throw undefined`, a symbol) is described in
+ * the message.
  *
  * @internal
  */
-export const encodeDefect: Convert = encoder(defect)
+export const encodeDefect: Convert = (defect) => {
+  const isError = defect instanceof Error ||
+    (typeof defect === "object" && defect !== null && readString(() => (defect as Error).message) !== undefined)
+  if (!isError) {
+    const message = typeof defect === "string"
+      ? defect
+      : `${describe(defect)} (the worker threw ${defect === null ? "null" : `a ${typeof defect}`}, not an Error)`
+    return { name: "Error", message }
+  }
+  const error = defect as Error
+  const name = readString(() => error.name) ?? "Error"
+  const message = readString(() => error.message) ?? "(the message of this error could not be read: its getter threw)"
+  const stack = readString(() => error.stack) ?? framesOnly(error, name, message)
+  const fields: Record<string, string | number | boolean | null> = {}
+  let keys: Array<string> = []
+  try {
+    keys = Object.keys(error)
+  } catch {
+    // a proxy that refuses to list its keys: the fields are lost, the rest is kept
+  }
+  for (const key of keys) {
+    if (key === "name" || key === "message" || key === "stack") continue
+    try {
+      const value = (error as unknown as Record<string, unknown>)[key]
+      if (typeof value === "string" || typeof value === "boolean" || value === null) fields[key] = value
+      else if (typeof value === "number" && Number.isFinite(value)) fields[key] = value
+    } catch {
+      // a throwing getter: that field is lost
+    }
+  }
+  return { name, message, ...(stack !== undefined ? { stack } : {}), fields }
+}
 
 /**
- * Decodes a defect encoded by {@link encodeDefect}: an error-shaped value
- * becomes an `Error` with the remote name, message and stack.
+ * Decodes a defect encoded by {@link encodeDefect}, always as an `Error`: it
+ * has the remote name and message, its `stack` is the remote stack, and the
+ * remote primitive fields are set on it. Anything else (a malformed or foreign
+ * value) becomes an `Error` that describes it.
  *
  * @internal
  */
-export const decodeDefect: Convert = decoder(defect)
+export const decodeDefect: Convert = (value) => {
+  if (typeof value !== "object" || value === null || typeof (value as Error).message !== "string") {
+    return new Error(`A defect in the worker, in a form that could not be read: ${describe(value)}`)
+  }
+  const encoded = value as { name?: unknown; message: string; stack?: unknown; fields?: unknown }
+  const error = new Error(encoded.message)
+  if (typeof encoded.name === "string") error.name = encoded.name
+  if (typeof encoded.stack === "string") error.stack = encoded.stack
+  else error.stack = `${error.name}: ${error.message}\n    (in the worker; no stack was sent)`
+  if (typeof encoded.fields === "object" && encoded.fields !== null) {
+    for (const [key, field] of Object.entries(encoded.fields)) {
+      if (key in error) continue
+      ;(error as unknown as Record<string, unknown>)[key] = field
+    }
+  }
+  return error
+}

@@ -9,6 +9,7 @@
  */
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
 import type { PoolError } from "../PoolError.ts"
+import { after, type Cancel, every } from "./clock.ts"
 import { type Binary, ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
 import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
 
@@ -59,7 +60,8 @@ export class Entry {
   timedOut = false
   /** Ended by a shutdown in `interrupt` mode. */
   closed = false
-  timer: ReturnType<typeof setTimeout> | undefined = undefined
+  /** Cancels the timeout, while one runs. */
+  timer: Cancel | undefined = undefined
   /** When it was sent, in `performance.now()` milliseconds. */
   sentAt = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
@@ -101,6 +103,21 @@ export class Entry {
   }
 }
 
+/**
+ * The pools of this process whose workers may still run. One `exit` hook,
+ * installed with the first pool, kills their workers should the process exit
+ * without closing them: any number of pools, one listener.
+ */
+const livePools = new Set<{ killAll(): void }>()
+let exitHookInstalled = false
+const installExitHook = (): void => {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on("exit", () => {
+    for (const pool of livePools) pool.killAll()
+  })
+}
+
 /** @internal */
 export interface DispatcherOptions {
   /** Workers kept even when idle; the layer waits for these to be ready. */
@@ -130,6 +147,9 @@ export interface WorkerStats {
   readonly pid: number
   readonly state: string
   readonly inflight: number
+  readonly running: number
+  readonly prefetched: number
+  readonly busy: boolean
   readonly tasksDone: number
   readonly rss: number
   readonly sharedBytes: number
@@ -149,7 +169,7 @@ export class Dispatcher {
   private waitingCount = 0
   private nextId = 0
   private startFailures = 0
-  private respawnTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private respawnTimer: Cancel | undefined = undefined
   private pendingSpawns = 0
   /** No new work is accepted. */
   closing = false
@@ -166,10 +186,9 @@ export class Dispatcher {
   private onIdle: (() => void) | undefined = undefined
   private onAllDead: (() => void) | undefined = undefined
   private startWaiter: ((error: WorkerStartError | undefined) => void) | undefined = undefined
-  private readonly exitHook = () => {
-    for (const worker of this.workers) worker.kill()
-  }
-  private readonly heartbeat: ReturnType<typeof setInterval>
+  /** The pool has stopped: its workers are gone. */
+  private closed = false
+  private readonly heartbeat: Cancel
   private pingSeq = 0
   /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
   private readonly pingAhead: boolean
@@ -181,11 +200,11 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.options = options
     this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
-    process.on("exit", this.exitHook)
+    installExitHook()
+    livePools.add(this)
     this.pingAhead = Number.isFinite(options.hangTimeout)
     this.elastic = options.maxSize > options.minSize
-    this.heartbeat = setInterval(() => this.tick(), options.heartbeatInterval)
-    this.heartbeat.unref()
+    this.heartbeat = every(options.heartbeatInterval, () => this.tick())
   }
 
   id(): number {
@@ -285,13 +304,12 @@ export class Dispatcher {
       onClose: (worker) => this.onClose(worker)
     })
     this.workers.add(worker)
-    const timer = setTimeout(() => {
+    const cancel = after(this.options.startTimeout, () => {
       if (worker.state === "starting") {
         worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
       }
-    }, this.options.startTimeout)
-    timer.unref()
-    worker.child.once("close", () => clearTimeout(timer))
+    }, true)
+    worker.child.once("close", cancel)
   }
 
   private onReady(worker: WorkerProcess): void {
@@ -307,10 +325,15 @@ export class Dispatcher {
     const how = worker.killReason ?? (worker.signal !== null
       ? `it was killed by ${worker.signal}`
       : `it exited with code ${worker.exitCode}`)
+    const module = this.options.spawn.moduleUrl
+    // The worker's own words come first when it gave them: the user's error, not the pool's internals.
     return new WorkerStartError({
-      message: `Worker process ${worker.pid} failed to start: ${how}. ` +
-        `Its stderr is attached; the worker module (${this.options.spawn.moduleUrl}) must import cleanly ` +
-        `and export Worker.handlers(...) as default.`,
+      message: worker.startFailure !== undefined
+        ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
+          `Its stderr is in this error's \`stderr\`.)`
+        : `Worker process ${worker.pid} failed to start: ${how}. ` +
+          `Its stderr is attached; the worker module (${module}) must import cleanly ` +
+          `and export Worker.handlers(...) as default.`,
       stderr: worker.stderr
     })
   }
@@ -350,11 +373,11 @@ export class Dispatcher {
     }
     const delay = Math.min(100 * 2 ** (this.startFailures - 1), 5_000)
     this.pendingSpawns++
-    this.respawnTimer = setTimeout(() => {
+    this.respawnTimer = after(delay, () => {
       this.respawnTimer = undefined
       this.pendingSpawns--
       if (!this.stopping) this.spawnWorker()
-    }, delay)
+    })
   }
 
   /** Fails or requeues the tasks of a worker that died. */
@@ -394,7 +417,7 @@ export class Dispatcher {
   /** Accepts an entry: sends it at once when a worker has room, else queues it. */
   submit(entry: Entry): void {
     if (this.broken !== undefined) return this.finish(entry, PoolErrorKind, this.broken)
-    if (this.closing) return this.finish(entry, PoolErrorKind, new PoolClosed({ task: entry.tag }))
+    if (this.closing) return this.finish(entry, PoolErrorKind, this.poolClosed(entry))
     if (this.queued === 0) {
       const worker = this.leastLoaded()
       if (worker !== undefined) return this.send(worker, entry)
@@ -454,11 +477,11 @@ export class Dispatcher {
     if (entry.started) return
     entry.started = true
     if (entry.timeout > 0) {
-      entry.timer = setTimeout(() => {
+      entry.timer = after(entry.timeout, () => {
         entry.timer = undefined
         entry.timedOut = true
         this.stop(entry)
-      }, entry.timeout)
+      })
     }
   }
 
@@ -625,11 +648,11 @@ export class Dispatcher {
   private finish(entry: Entry, kind: number, value: unknown): void {
     if (entry.state === State.Done) return
     entry.state = State.Done
-    if (entry.timer !== undefined) clearTimeout(entry.timer)
+    if (entry.timer !== undefined) entry.timer()
     if (entry.timedOut) {
       entry.settle(PoolErrorKind, new TaskTimeout({ task: entry.tag, timeout: entry.timeout }))
     } else if (entry.closed) {
-      entry.settle(PoolErrorKind, new PoolClosed({ task: entry.tag }))
+      entry.settle(PoolErrorKind, this.poolClosed(entry))
     } else if (entry.interruptRequested && kind !== PoolErrorKind) {
       entry.settle(ExitKind.Interrupted, undefined)
     } else {
@@ -682,12 +705,12 @@ export class Dispatcher {
     const worker = entry.worker
     if (worker === undefined) return
     worker.send(JSON.stringify([ToWorker.Interrupt, entry.id]))
-    const grace = setTimeout(() => {
+    const grace = after(this.options.interruptGrace, () => {
       if (entry.state !== State.Done && entry.worker === worker) {
         worker.kill(`task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`)
       }
-    }, this.options.interruptGrace)
-    this.whenDone(entry, () => clearTimeout(grace))
+    })
+    this.whenDone(entry, grace)
   }
 
   // -------------------------------------------------------------------------
@@ -726,17 +749,18 @@ export class Dispatcher {
    */
   shutdown(mode: "drain" | "interrupt", timeout: number, done: () => void): void {
     this.closing = true
-    clearInterval(this.heartbeat)
-    const closed = (entry: Entry) => new PoolClosed({ task: entry.tag })
-    let killTimer: ReturnType<typeof setTimeout> | undefined
+    this.heartbeat()
+    const closed = (entry: Entry) => this.poolClosed(entry)
+    let killTimer: Cancel | undefined
     const finished = () => {
-      if (killTimer !== undefined) clearTimeout(killTimer)
-      process.off("exit", this.exitHook)
+      killTimer?.()
+      this.closed = true
+      livePools.delete(this)
       done()
     }
     const closeWorkers = () => {
       this.stopping = true
-      if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer)
+      this.respawnTimer?.()
       this.failQueued(closed)
       for (const entry of this.sentEntries()) {
         entry.closed = true
@@ -748,9 +772,9 @@ export class Dispatcher {
         if (worker.inflight.length > 0) worker.kill("the pool closed before its tasks finished")
         else worker.shutdown()
       }
-      killTimer = setTimeout(() => {
+      killTimer = after(timeout, () => {
         for (const worker of this.workers) worker.kill("the pool was closing and the worker did not exit in time")
-      }, timeout)
+      })
     }
     if (mode === "interrupt") {
       this.stopping = true
@@ -761,14 +785,24 @@ export class Dispatcher {
       }
     }
     if (this.pending === 0) return closeWorkers()
-    const drainTimer = setTimeout(() => {
+    const drainTimer = after(timeout, () => {
       this.onIdle = undefined
       closeWorkers()
-    }, timeout)
+    })
     this.onIdle = () => {
-      clearTimeout(drainTimer)
+      drainTimer()
       closeWorkers()
     }
+  }
+
+  /** The `PoolClosed` of an entry refused or ended by the pool's closing, saying how far the closing has gone. */
+  private poolClosed(entry: Entry): PoolClosed {
+    return new PoolClosed({ task: entry.tag, state: this.closed ? "closed" : "closing" })
+  }
+
+  /** Kills every worker at once: the parent process is exiting. */
+  killAll(): void {
+    for (const worker of this.workers) worker.kill()
   }
 
   private sentEntries(): Array<Entry> {
@@ -777,18 +811,36 @@ export class Dispatcher {
     return entries
   }
 
-  stats(): { readonly queued: number; readonly inflight: number; readonly workers: ReadonlyArray<WorkerStats> } {
-    return {
-      queued: this.queued + this.waitingCount,
-      inflight: this.inflightCount,
-      workers: Array.from(this.workers, (w) => ({
+  stats(): {
+    readonly state: "open" | "closing" | "closed"
+    readonly queued: number
+    readonly inflight: number
+    readonly running: number
+    readonly workers: ReadonlyArray<WorkerStats>
+  } {
+    let running = 0
+    const workers = Array.from(this.workers, (w): WorkerStats => {
+      let started = 0
+      for (const entry of w.inflight as Array<Entry>) if (entry.started) started++
+      running += started
+      return {
         pid: w.pid,
         state: w.state,
         inflight: w.inflight.length,
+        running: started,
+        prefetched: w.inflight.length - started,
+        busy: started > 0,
         tasksDone: w.tasksDone,
         rss: w.rss,
         sharedBytes: w.shared?.sentBytes ?? 0
-      }))
+      }
+    })
+    return {
+      state: this.closed ? "closed" : this.closing ? "closing" : "open",
+      queued: this.queued + this.waitingCount,
+      inflight: this.inflightCount,
+      running,
+      workers
     }
   }
 }

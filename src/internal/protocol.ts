@@ -23,6 +23,7 @@
  *   [BatchValues, id, [value, ...]]           every item of batch id succeeded: the values alone
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
  *   [Recycle, reason]                         past its memory ceiling: replace me
+ *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
  * ```
  *
  * A message of 64 KiB or more may instead be written to the sender's shared
@@ -53,7 +54,8 @@ export const FromWorker = {
   BatchExit: 2,
   Pong: 3,
   Recycle: 4,
-  BatchValues: 5
+  BatchValues: 5,
+  StartFailed: 6
 } as const
 
 /** @internal */

@@ -81,6 +81,8 @@ export class WorkerProcess {
   pingIdle = false
   /** Resident set size in bytes, as of its last answer to a ping. */
   rss = 0
+  /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
+  startFailure: string | undefined = undefined
   /** Whether it ever said Ready: a worker that dies before that failed to start. */
   everReady = false
   /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
@@ -185,7 +187,10 @@ export class WorkerProcess {
     for (let i = 0; i < messages.length && !this.killed; i++) {
       const message = messages[i]
       if (!Array.isArray(message)) return this.kill("protocol error: a message from the worker is not an array")
-      if (message[0] === FromWorker.Ready && this.state === "starting") {
+      if (message[0] === FromWorker.StartFailed && this.state === "starting") {
+        // It exits next: the reason is kept for the start error.
+        this.startFailure = String(message[1]).slice(0, stderrLimit)
+      } else if (message[0] === FromWorker.Ready && this.state === "starting") {
         this.state = "ready"
         this.everReady = true
         this.events.onReady(this)

@@ -22,6 +22,7 @@ import * as net from "node:net"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
+import { workerKey, type WorkerOfModule } from "./entry.ts"
 import { Binary, decodeBinary, ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
 import { SharedFile } from "./sharedFile.ts"
 
@@ -39,7 +40,9 @@ export interface WorkerOptions {
 const StartFailure = {
   ImportFailed: 70,
   NoHandlers: 71,
-  LayerFailed: 72
+  LayerFailed: 72,
+  /** The module builds a pool of itself when imported: see `refuse` below. */
+  PoolOfItself: 73
 } as const
 
 interface Job {
@@ -80,10 +83,57 @@ const fail = (code: number, message: string, cause?: unknown): never => {
   if (cause !== undefined) {
     process.stderr.write(`${Cause.isCause(cause) ? Cause.pretty(cause) : formatThrown(cause)}\n`)
   }
+  // Before Ready, the parent reads why: the user's own error first (see `summary`).
+  if (!ready) writer.send(JSON.stringify([FromWorker.StartFailed, summary(message, cause)]))
   return process.exit(code)
 }
 
-const formatThrown = (u: unknown): string => u instanceof Error ? (u.stack ?? `${u.name}: ${u.message}`) : String(u)
+const formatThrown = (u: unknown): string => {
+  try {
+    return u instanceof Error ? (u.stack ?? `${u.name}: ${u.message}`) : String(u)
+  } catch {
+    return "a value that cannot be printed"
+  }
+}
+
+/** Where this library's own files are (src/ or dist/), as a URL and as a path. */
+const libraryUrl = new URL("..", import.meta.url)
+const libraryDirs = [libraryUrl.href, libraryUrl.pathname]
+
+/** A stack frame of Node's loader, of `effect`, or of this library: noise in front of the user's own. */
+const isInternalFrame = (line: string): boolean =>
+  /\bnode:|[\\/]node_modules[\\/]effect[\\/]/.test(line) || libraryDirs.some((dir) => line.includes(dir))
+
+/**
+ * What the parent's `WorkerStartError` says first: the user's error as
+ * `name: message`, with its stack frames in the user's own code, and then
+ * what was being done.
+ */
+const summary = (message: string, cause: unknown): string => {
+  if (cause === undefined) return message
+  const error = Cause.isCause(cause) ? Cause.squash(cause) : cause
+  const text = formatThrown(error)
+  const lines = text.split("\n")
+  const frames = lines.filter((line) => /^\s+at /.test(line))
+  const head = lines.filter((line) => !/^\s+at /.test(line)).join("\n")
+  const own = frames.filter((line) => !isInternalFrame(line)).slice(0, 8)
+  return `${head}${own.length > 0 ? `\n${own.join("\n")}` : ""}\n(${message.replace(/:$/, "")})`
+}
+
+let ready = false
+
+/**
+ * The module builds a pool of itself when a worker imports it (a single-file
+ * program without `if (import.meta.main)`): every worker would build a pool,
+ * whose workers would build pools, without end. `ProcessPool` calls this, in
+ * the worker, instead of spawning; the worker stops at once, and the parent's
+ * layer fails with this message.
+ */
+const self: WorkerOfModule = {
+  moduleUrl,
+  refuse: (message) => fail(StartFailure.PoolOfItself, message)
+}
+;(globalThis as { [workerKey]?: WorkerOfModule })[workerKey] = self
 
 const loaded = await import(moduleUrl).catch((cause) =>
   fail(StartFailure.ImportFailed, `the worker module ${moduleUrl} threw while it was imported:`, cause)
@@ -422,4 +472,5 @@ channel.on("data", (chunk: Buffer) => {
   if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)
 })
 
+ready = true
 send([FromWorker.Ready, process.pid, Array.from(handlers.keys())])

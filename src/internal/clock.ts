@@ -1,0 +1,61 @@
+/**
+ * Timers for durations of any length. Node's own timers take at most 2³¹-1
+ * ms: a longer delay, `Infinity` among them, fires after 1 ms. Here an
+ * infinite delay never fires, and a finite one past Node's limit fires when
+ * it is due, in steps.
+ *
+ * @internal
+ */
+
+/** The longest delay one Node timer takes. @internal */
+export const maxTimerDelay = 2 ** 31 - 1
+
+/** Stops a timer: it will not fire. Calling it twice, or after the timer fired, does nothing. @internal */
+export type Cancel = () => void
+
+const never: Cancel = () => {}
+
+/** Whether a delay in milliseconds means "never": infinite, or not a number. @internal */
+export const isNever = (ms: number): boolean => !(ms < Infinity)
+
+/**
+ * Calls `f` once, after `ms` milliseconds. An infinite `ms` never calls it.
+ * An unref'd timer does not keep the process alive.
+ *
+ * @internal
+ */
+export const after = (ms: number, f: () => void, unref = false): Cancel => {
+  if (isNever(ms)) return never
+  if (ms <= maxTimerDelay) {
+    const timer = setTimeout(f, Math.max(0, ms))
+    if (unref) timer.unref()
+    return () => clearTimeout(timer)
+  }
+  let cancel: Cancel = never
+  let cancelled = false
+  const step = (left: number) => {
+    cancel = after(Math.min(left, maxTimerDelay), () => {
+      if (cancelled) return
+      if (left > maxTimerDelay) step(left - maxTimerDelay)
+      else f()
+    }, unref)
+  }
+  step(ms)
+  return () => {
+    cancelled = true
+    cancel()
+  }
+}
+
+/**
+ * Calls `f` every `ms` milliseconds, unref'd. An interval past Node's limit
+ * means "never": nothing is scheduled.
+ *
+ * @internal
+ */
+export const every = (ms: number, f: () => void): Cancel => {
+  if (isNever(ms) || ms > maxTimerDelay) return never
+  const timer = setInterval(f, Math.max(1, ms))
+  timer.unref()
+  return () => clearInterval(timer)
+}

@@ -1,0 +1,115 @@
+/**
+ * What the pool's options mean: defaults, durations, the worker module's URL,
+ * and the workers' command line and environment, in one place.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+
+/**
+ * A duration option in milliseconds: `fallback` when absent, `Infinity` for
+ * `Duration.infinity`. Timers take any length (see clock.ts): a duration
+ * past Node's timer limit is never cut to 1 ms.
+ *
+ * @internal
+ */
+export const millis = (input: Duration.Input | undefined, fallback: number): number =>
+  input === undefined ? fallback : Math.max(0, Duration.toMillis(input))
+
+/**
+ * The worker module as a URL. A `URL`, or a string with a scheme
+ * (`file:`, `data:`), is taken as it is; any other string is a file path,
+ * relative to the current working directory, made into a `file:` URL so that
+ * `#`, `?` and `%` in its name stay part of the name.
+ *
+ * @internal
+ */
+export const moduleUrl = (worker: string | URL): string =>
+  worker instanceof URL
+    ? worker.href
+    : /^[a-z][a-z0-9+.-]+:/i.test(worker) && !/^[a-z]:[\\/]/i.test(worker)
+    ? worker
+    : pathToFileURL(path.resolve(worker)).href
+
+const inspectorFlag = /^--(inspect|debug)/
+
+/** The parent's Node flags, without inspector flags: workers must not try to open the parent's inspector port. */
+export const defaultExecArgv = (): Array<string> => process.execArgv.filter((arg) => !inspectorFlag.test(arg))
+
+/**
+ * `NODE_OPTIONS` without inspector flags (`--inspect`, `--inspect-brk=…`,
+ * `--inspect-port 9230`, `--debug…`), or `undefined` when nothing is left.
+ *
+ * @internal
+ */
+export const withoutInspector = (nodeOptions: string): string | undefined => {
+  const kept: Array<string> = []
+  const words = nodeOptions.split(/\s+/).filter((word) => word.length > 0)
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]
+    if (!inspectorFlag.test(word)) {
+      kept.push(word)
+      continue
+    }
+    // A flag written apart from its value, such as `--inspect-port 9230`, takes the value with it.
+    if (!word.includes("=") && /^--(inspect|debug)-port$/.test(word) && i + 1 < words.length) i++
+  }
+  return kept.length === 0 ? undefined : kept.join(" ")
+}
+
+/**
+ * The default compile-cache directory, `<tmp>/effect-process-pool-<uid>`,
+ * if it is safe to use: created with mode 0700, or found as a real
+ * directory (not a link) owned by this user that no one else can write.
+ * A name in a shared temp dir is predictable, so whoever creates it first
+ * could plant cache entries that workers run; when the directory is not
+ * ours alone, workers run without the cache.
+ *
+ * @internal
+ */
+export const privateCacheDir = (dir: string): string | undefined => {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") return undefined
+  }
+  try {
+    const stat = fs.lstatSync(dir)
+    const uid = process.getuid?.()
+    if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) return undefined
+    return dir
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The workers' environment: the given one or the parent's, with Node's
+ * compile cache turned on, and without inspector flags in `NODE_OPTIONS`.
+ *
+ * @internal
+ */
+export const workerEnv = (
+  env: NodeJS.ProcessEnv | undefined,
+  compileCache: string | false | undefined
+): NodeJS.ProcessEnv | undefined => {
+  const base = env ?? process.env
+  let result: NodeJS.ProcessEnv | undefined = env
+  const edit = (): NodeJS.ProcessEnv => (result = result === env || result === undefined ? { ...base } : result)
+  if (base.NODE_OPTIONS !== undefined && /--(inspect|debug)/.test(base.NODE_OPTIONS)) {
+    const kept = withoutInspector(base.NODE_OPTIONS)
+    const copy = edit()
+    if (kept === undefined) delete copy.NODE_OPTIONS
+    else copy.NODE_OPTIONS = kept
+  }
+  if (compileCache !== false && base.NODE_COMPILE_CACHE === undefined) {
+    const dir = compileCache ??
+      privateCacheDir(path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`))
+    if (dir !== undefined) edit().NODE_COMPILE_CACHE = dir
+  }
+  return result
+}
