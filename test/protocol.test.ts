@@ -5,18 +5,16 @@ import * as Exit from "effect/Exit"
 import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
+import { Binary, decodeBinary } from "../src/internal/binary.ts"
+import { FromWorker, ToWorker } from "../src/internal/protocol.ts"
 import {
-  Binary,
-  decodeBinary,
   encodeFrames,
   FrameInvalid,
   FrameReader,
   FrameTooLarge,
   FrameWriter,
-  FromWorker,
-  Shared,
-  ToWorker
-} from "../src/internal/protocol.ts"
+  Shared
+} from "../src/internal/transport.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { Garbage, Square } from "./fixtures/tasks.ts"

@@ -9,8 +9,9 @@
  */
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
 import type { PoolError } from "../PoolError.ts"
+import type { Binary } from "./binary.ts"
 import { after, type Cancel, every } from "./clock.ts"
-import { type Binary, ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
+import { ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
 import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
 
 /** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */

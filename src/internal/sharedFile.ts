@@ -13,7 +13,8 @@
  * @internal
  */
 import * as fs from "node:fs"
-import { Binary, Shared } from "./protocol.ts"
+import { Binary } from "./binary.ts"
+import { Shared } from "./transport.ts"
 
 /** Messages at least this large go through the shared file. */
 const sharedThreshold = 64 * 1024

@@ -8,8 +8,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import { type Binary, decodeBinary, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { type Binary, decodeBinary } from "./binary.ts"
+import { FromWorker, ToWorker } from "./protocol.ts"
 import { SharedFile } from "./sharedFile.ts"
+import { FrameReader, FrameWriter } from "./transport.ts"
 import type { WorkerOptions } from "./workerMain.ts"
 
 /** @internal */

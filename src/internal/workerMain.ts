@@ -21,10 +21,12 @@ import * as Tracer from "effect/Tracer"
 import * as net from "node:net"
 import type * as Task from "../Task.ts"
 import { isHandlers } from "../Worker.ts"
+import { Binary, decodeBinary } from "./binary.ts"
 import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
 import { workerKey, type WorkerOfModule } from "./entry.ts"
-import { Binary, decodeBinary, ExitKind, FrameReader, FrameWriter, FromWorker, ToWorker } from "./protocol.ts"
+import { ExitKind, FromWorker, ToWorker } from "./protocol.ts"
 import { SharedFile } from "./sharedFile.ts"
+import { FrameReader, FrameWriter } from "./transport.ts"
 
 /** @internal */
 export interface WorkerOptions {

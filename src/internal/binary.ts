@@ -1,0 +1,164 @@
+/**
+ * The binary wire format, for tasks declared with `serialization: "binary"`:
+ * one message in V8's serialization format, with large byte arrays carried
+ * beside the serialized head rather than copied into it.
+ *
+ * @internal
+ */
+import * as v8 from "node:v8"
+
+/**
+ * A message already serialized, for tasks declared with
+ * `serialization: "binary"`: bytes travel raw, not as base64 in JSON. It is
+ * kept in parts, so that large byte arrays are written where they are, never
+ * copied into a serialization buffer first (see {@link Binary.encode}).
+ *
+ * @internal
+ */
+export class Binary {
+  readonly parts: ReadonlyArray<Uint8Array>
+  readonly length: number
+  private joined: Buffer | undefined
+
+  constructor(parts: Uint8Array | ReadonlyArray<Uint8Array>) {
+    this.parts = parts instanceof Uint8Array ? [parts] : parts
+    let length = 0
+    for (const part of this.parts) length += part.byteLength
+    this.length = length
+  }
+
+  /** The message as one buffer, joined once when a caller needs it whole. */
+  get bytes(): Buffer {
+    if (this.joined === undefined) {
+      const parts = this.parts
+      this.joined = parts.length === 1
+        ? Buffer.from(parts[0].buffer, parts[0].byteOffset, parts[0].byteLength)
+        : Buffer.concat(parts, this.length)
+    }
+    return this.joined
+  }
+
+  /**
+   * Serializes a message with V8's format, except that byte arrays of
+   * {@link attachmentSize} or more are left out of the serialized head and
+   * follow it as they are: `[head length: u32][head][attachments, each at a
+   * multiple of 8]`. `v8.serialize` would copy each into its growing buffer.
+   */
+  static encode(message: unknown): Binary {
+    const serializer = new AttachingSerializer()
+    serializer.writeHeader()
+    serializer.writeValue(message)
+    const head = serializer.releaseBuffer()
+    const prefix = Buffer.allocUnsafe(4)
+    prefix.writeUInt32BE(head.length, 0)
+    const parts: Array<Uint8Array> = [prefix, head]
+    let at = 4 + head.length
+    for (const attachment of serializer.attachments) {
+      const start = aligned(at)
+      if (start > at) parts.push(padding.subarray(0, start - at))
+      parts.push(attachment)
+      at = start + attachment.byteLength
+    }
+    return new Binary(parts)
+  }
+}
+
+/** Byte arrays at least this large travel beside the serialized message, not inside it. */
+const attachmentSize = 64 * 1024
+
+const padding = new Uint8Array(8)
+
+/** The first multiple of 8 at or after `at`: where an attached array starts. */
+const aligned = (at: number): number => at + ((8 - (at % 8)) % 8)
+
+/** The views V8 cannot serialize itself, by the index written for an attached one. */
+const views = [
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array
+] as const
+
+/** Index of the Buffer constructor, kept apart: it is a Uint8Array subclass, and comes back a Buffer. */
+const bufferView = views.length
+
+const viewIndex = (view: NodeJS.ArrayBufferView): number => {
+  if (Buffer.isBuffer(view)) return bufferView
+  for (let i = 0; i < views.length; i++) if (Object.getPrototypeOf(view) === views[i].prototype) return i
+  return -1
+}
+
+// Node's handling of byte arrays, which its type declarations leave out.
+const defaultWriteHostObject = (v8.DefaultSerializer.prototype as unknown as {
+  readonly _writeHostObject: (this: v8.Serializer, view: NodeJS.ArrayBufferView) => void
+})._writeHostObject
+const defaultReadHostObject = (v8.DefaultDeserializer.prototype as unknown as {
+  readonly _readHostObject: (this: v8.Deserializer) => NodeJS.ArrayBufferView
+})._readHostObject
+
+class AttachingSerializer extends v8.DefaultSerializer {
+  readonly attachments: Array<Uint8Array> = []
+  _writeHostObject(view: NodeJS.ArrayBufferView): void {
+    const index = view.byteLength >= attachmentSize ? viewIndex(view) : -1
+    if (index < 0) {
+      this.writeUint32(0)
+      return defaultWriteHostObject.call(this, view)
+    }
+    this.writeUint32(1)
+    this.writeUint32(index)
+    this.writeUint32(view.byteLength)
+    this.attachments.push(new Uint8Array(view.buffer, view.byteOffset, view.byteLength))
+  }
+}
+
+class AttachedDeserializer extends v8.DefaultDeserializer {
+  private readonly region: Buffer
+  private cursor: number
+  constructor(region: Buffer, head: Buffer) {
+    super(head)
+    this.region = region
+    this.cursor = 4 + head.length
+  }
+  _readHostObject(): NodeJS.ArrayBufferView {
+    if (this.readUint32() === 0) return defaultReadHostObject.call(this)
+    const index = this.readUint32()
+    const byteLength = this.readUint32()
+    const start = aligned(this.cursor)
+    if (index > bufferView || start + byteLength > this.region.length) {
+      throw new Error("an attached byte array lies outside its message")
+    }
+    this.cursor = start + byteLength
+    const region = this.region
+    if (index === bufferView) return Buffer.from(region.buffer, region.byteOffset + start, byteLength)
+    const View = views[index]
+    const size = View.BYTES_PER_ELEMENT
+    if (byteLength % size !== 0) throw new Error("an attached byte array does not fit its type")
+    const offset = region.byteOffset + start
+    // Misaligned in memory (the region's own offset is arbitrary): copied to an aligned buffer.
+    return offset % size === 0
+      ? new View(region.buffer as ArrayBuffer, offset, byteLength / size)
+      : new View(region.buffer.slice(offset, offset + byteLength) as ArrayBuffer)
+  }
+}
+
+/**
+ * Reads a message encoded by {@link Binary.encode}. Attached arrays are views
+ * into `bytes`, not copies. Throws on anything malformed.
+ *
+ * @internal
+ */
+export const decodeBinary = (bytes: Buffer): unknown => {
+  if (bytes.length < 4) throw new Error("a binary message shorter than its header")
+  const length = bytes.readUInt32BE(0)
+  if (4 + length > bytes.length) throw new Error("a binary message shorter than its head")
+  const deserializer = new AttachedDeserializer(bytes, bytes.subarray(4, 4 + length))
+  deserializer.readHeader()
+  return deserializer.readValue()
+}
