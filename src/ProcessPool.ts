@@ -41,22 +41,19 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
-import * as Tracer from "effect/Tracer"
 import * as os from "node:os"
-import { Binary } from "./internal/binary.ts"
-import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./internal/codec.ts"
-import { BatchReply, BatchValuesReply, type Decode, Dispatcher, Entry, PoolErrorKind } from "./internal/dispatcher.ts"
+import { makeMapping } from "./internal/chunking.ts"
+import { makeClient } from "./internal/client.ts"
+import { Dispatcher } from "./internal/dispatcher.ts"
 import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
 import { defaultExecArgv, millis, moduleUrl as toModuleUrl, workerEnv } from "./internal/options.ts"
-import { ExitKind, ToWorker } from "./internal/protocol.ts"
 import { defaultMaxFrameSize, maxFrameLimit } from "./internal/transport.ts"
-import { type PoolError, SerializationError, TaskNotServed, WorkerCrashed, type WorkerStartError } from "./PoolError.ts"
+import type { PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -129,6 +126,11 @@ export interface Options {
   readonly maxFrameSize?: number | undefined
   /** Forward the workers' stderr to the parent's stderr. Defaults to true. */
   readonly inheritStderr?: boolean | undefined
+  /**
+   * For streaming tasks: how many items a worker may produce ahead of the
+   * consumer, unless a call says otherwise with `window`. Defaults to 128.
+   */
+  readonly streamWindow?: number | undefined
 }
 
 /**
@@ -138,8 +140,18 @@ export interface Options {
  * @category models
  */
 export interface SubmitOptions {
-  /** Fail with `TaskTimeout`, and stop the work, if the task runs longer than this. Counted from when it starts. */
+  /**
+   * Fail with `TaskTimeout`, and stop the work, if the task runs longer than
+   * this. Counted from when it starts; for a streaming task it bounds the
+   * whole stream.
+   */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * For a streaming task: how many items the worker may produce ahead of the
+   * consumer. The worker's stream is paused (not buffered) beyond it.
+   * Defaults to the pool's `streamWindow`.
+   */
+  readonly window?: number | undefined
 }
 
 /**
@@ -221,6 +233,17 @@ export type SubmitArgs<T extends Task.Task.Any> = [Task.Task.Payload<T>] extends
   : [payload: Task.Task.Payload<T>, options?: SubmitOptions]
 
 /**
+ * What `submit` returns for a task: an `Effect` of its success, or, for a
+ * streaming task, a `Stream` of its items.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Submitted<T extends Task.Task.Any, R = never> = T extends Task.Task.Streaming
+  ? Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, R>
+  : Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, R>
+
+/**
  * The inputs of `stream`: an iterable, or a stream that may fail with `E` and need `R`.
  *
  * @since 0.1.0
@@ -247,25 +270,26 @@ export type Inputs<A, E = never, R = never> = Iterable<A> | Stream.Stream<A, E, 
  * @category services
  */
 export class ProcessPool extends Context.Service<ProcessPool, {
-  /** Runs one task in a worker. A task without a payload takes none: `submit(Tick)`. */
-  readonly submit: <T extends Task.Task.Any>(
-    task: T,
-    ...args: SubmitArgs<T>
-  ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
+  /**
+   * Runs one task in a worker: an `Effect` of its result, or, for a streaming
+   * task, a lazy `Stream` of its items. A task without a payload takes none:
+   * `submit(Tick)`.
+   */
+  readonly submit: <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>) => Submitted<T>
   /** Runs a task over many payloads. Fails fast: the first failure interrupts the rest. */
-  readonly map: <T extends Task.Task.Any>(
+  readonly map: <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
   ) => Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError>
   /** Runs a task over many payloads, and returns every item's outcome. */
-  readonly mapExits: <T extends Task.Task.Any>(
+  readonly mapExits: <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
   ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>>
   /** Runs a task over an iterable or a stream: a lazy, bounded stream of results. */
-  readonly stream: <T extends Task.Task.Any, E = never, R = never>(
+  readonly stream: <T extends Task.Task.Unary, E = never, R = never>(
     task: T,
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     options?: MapOptions
@@ -275,164 +299,8 @@ export class ProcessPool extends Context.Service<ProcessPool, {
 }>()("effect-process-pool/ProcessPool") {}
 
 // ---------------------------------------------------------------------------
-// Replies
-// ---------------------------------------------------------------------------
-
-const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
-  switch (kind) {
-    case ExitKind.Success: {
-      const decoded = codec.decodeSuccess(value)
-      return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
-        : Exit.succeed(decoded)
-    }
-    case ExitKind.Failure: {
-      const decoded = codec.decodeFailure(value)
-      return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
-        : Exit.fail(decoded)
-    }
-    case ExitKind.Defect:
-      return Exit.die(decodeDefect(value))
-    case ExitKind.Interrupted:
-      return Exit.interrupt()
-    case ExitKind.PayloadInvalid:
-      return Exit.fail(
-        new SerializationError({ task: tag, direction: "payload", issue: String(value), side: "worker" })
-      )
-    case ExitKind.ResultInvalid:
-      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value), side: "worker" }))
-    case ExitKind.NotServed:
-      return Exit.fail(new TaskNotServed({ task: tag }))
-    case PoolErrorKind:
-      return Exit.fail(value)
-    default:
-      return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
-  }
-}
-
-/** A chunk's outcome: every item's `Exit`, or, when all succeeded, their values alone. */
-class Values {
-  readonly values: ReadonlyArray<unknown>
-  constructor(values: ReadonlyArray<unknown>) {
-    this.values = values
-  }
-}
-
-type ChunkResult = Array<Exit.Exit<any, any>> | Values
-
-const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
-
-/** The reply decoder of a task, built once: every entry of the task shares it. */
-const replyDecoder = (task: Task.Task.Any): Decode => {
-  let decode = replyDecoders.get(task)
-  if (decode === undefined) {
-    const codec = codecFor(task)
-    const tag = task._tag
-    decode = (kind, value) => decodeReply(codec, tag, kind, value)
-    replyDecoders.set(task, decode)
-  }
-  return decode
-}
-
-/** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
-const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
-  task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
-
-/**
- * Builds a Run or RunBatch message once the run has its id: the payload is
- * encoded when the effect runs, so each run sends the payload as it is then,
- * or fails with the SerializationError that says why it cannot be sent.
- */
-const runMessage =
-  (task: Task.Task.Any, kind: number, encode: Convert, payload: unknown) =>
-  (id: number, trace: unknown): string | Binary | SerializationError => {
-    const encoded = encode(payload)
-    return encoded instanceof Invalid
-      ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
-      : wire(task, [kind, id, task._tag, encoded, trace])
-  }
-
-/** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
-const currentTrace = (): unknown => {
-  const fiber = Fiber.getCurrent()
-  if (fiber === undefined) return 0
-  const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
-  return span === undefined ? 0 : [span.traceId, span.spanId, span.sampled]
-}
-
-// ---------------------------------------------------------------------------
-// Chunking
-// ---------------------------------------------------------------------------
-
-/**
- * Chooses items per message. A fixed size is used as given. `"auto"` starts at
- * one item and adapts to the measured time per item, aiming at chunks of about
- * 5 ms: long enough to amortise the round trip, short enough to keep workers
- * evenly loaded to the end. It grows at most 4x and shrinks at most 2x a step.
- */
-class Chunker {
-  size: number
-  private readonly fixed: boolean
-  constructor(chunkSize: number | "auto" | undefined) {
-    this.fixed = typeof chunkSize === "number"
-    this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
-  }
-  record(items: number, millis: number): void {
-    if (this.fixed || items < this.size) return
-    const desired = Math.max(1, Math.min(4096, Math.floor(5 / Math.max(millis / items, 1e-4))))
-    this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
-  }
-}
-
-function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>> {
-  if (Array.isArray(inputs)) {
-    for (let i = 0; i < inputs.length;) {
-      const end = Math.min(inputs.length, i + chunker.size)
-      yield inputs.slice(i, end)
-      i = end
-    }
-    return
-  }
-  let chunk: Array<A> = []
-  for (const item of inputs) {
-    chunk.push(item)
-    if (chunk.length >= chunker.size) {
-      yield chunk
-      chunk = []
-    }
-  }
-  if (chunk.length > 0) yield chunk
-}
-
-// ---------------------------------------------------------------------------
 // Construction
 // ---------------------------------------------------------------------------
-
-/**
- * Retries an idempotent task whose worker crashed, on the task's schedule. A
- * typed failure is never retried. When the retries are spent, the last
- * `WorkerCrashed` says how many attempts crashed.
- */
-const withRetry = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    let attempts = 0
-    return effect.pipe(
-      Effect.tapError((error) => Effect.sync(() => error instanceof WorkerCrashed && attempts++)),
-      Effect.retry({ schedule: task.retry!, while: (error) => error instanceof WorkerCrashed }),
-      Effect.mapError((error) =>
-        error instanceof WorkerCrashed && attempts > 1
-          ? new WorkerCrashed({
-            pid: error.pid,
-            exitCode: error.exitCode,
-            signal: error.signal,
-            task: error.task,
-            reason: `${error.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
-          }) as E
-          : error
-      )
-    )
-  })
 
 /**
  * Builds a pool in the current scope. It completes once every worker is
@@ -494,238 +362,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     dispatcher.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  /**
-   * Sends one message built by `message(id, trace)` and resumes with its reply,
-   * decoded by `decode`. Interrupting the caller cancels the entry and waits
-   * until the worker has stopped it.
-   */
-  const run = <A, E>(
-    tag: string,
-    message: (id: number, trace: unknown) => string | Binary | SerializationError,
-    timeout: number,
-    decode: Decode,
-    batchSize = 0
-  ): Effect.Effect<A, E> =>
-    Effect.callback<A, E>((resume) => {
-      const id = dispatcher.id()
-      let encoded: string | Binary | SerializationError
-      try {
-        encoded = message(id, currentTrace())
-      } catch (cause) {
-        encoded = new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
-      }
-      if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
-      // A JSON message travels alone in a frame as `[message]`: two bytes more.
-      const size = encoded instanceof Binary
-        ? encoded.length
-        : encoded.length > maxFrameSize / 3
-        ? Buffer.byteLength(encoded) + 2
-        : 0
-      if (size > maxFrameSize) return resume(Effect.fail(tooLarge(tag, size, maxFrameSize) as E))
-      const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
-      dispatcher.submit(entry)
-      return Effect.callback<void>((resumeCancel) => {
-        dispatcher.cancel(entry)
-        dispatcher.whenDone(entry, () => resumeCancel(Effect.void))
-      })
-    })
-
-  const submit = <T extends Task.Task.Any>(
-    task: T,
-    ...[payload, options]: SubmitArgs<T>
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
-    submitPayload(task, payload as Task.Task.Payload<T>, options)
-
-  const submitPayload = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
-    task.retry === undefined ? submitOnce(task, payload, options) : withRetry(task, submitOnce(task, payload, options))
-
-  const submitOnce = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options?: SubmitOptions
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
-    const tag = task._tag
-    const codec = codecFor(task)
-    // 0 is no timeout; so is an infinite one.
-    const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
-    return run(tag, runMessage(task, ToWorker.Run, codec.encodePayload, payload), timeout, replyDecoder(task))
-  }
-
-  /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
-  const submitChunk = <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
-    chunker: Chunker
-  ): Effect.Effect<ChunkResult, PoolError> =>
-    task.retry === undefined
-      ? submitChunkOnce(task, payloads, chunker)
-      : withRetry(task, submitChunkOnce(task, payloads, chunker))
-
-  const submitChunkOnce = <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
-    chunker: Chunker
-  ): Effect.Effect<ChunkResult, PoolError> => {
-    if (payloads.length === 1) {
-      return Effect.suspend(() => {
-        const started = performance.now()
-        return Effect.map(Effect.exit(submitOnce(task, payloads[0])), (exit) => {
-          chunker.record(1, performance.now() - started)
-          return [exit]
-        })
-      })
-    }
-    const tag = task._tag
-    const codec = codecFor(task)
-    const decodeItem = replyDecoder(task)
-    return Effect.suspend(() => {
-      const started = performance.now()
-      // One codec call for the chunk; the item that does not fit is named in the issue's path.
-      return run(
-        tag,
-        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads),
-        0,
-        (kind, value) => {
-          if (kind === BatchValuesReply) {
-            chunker.record(payloads.length, performance.now() - started)
-            const values = codec.decodeSuccesses(value)
-            // Should one value not decode, each is decoded alone, so that only that item fails.
-            return Exit.succeed(
-              values instanceof Invalid
-                ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
-                : new Values(values as ReadonlyArray<unknown>)
-            )
-          }
-          if (kind !== BatchReply) return decodeItem(kind, value)
-          chunker.record(payloads.length, performance.now() - started)
-          const items = value as Array<[number, unknown]>
-          return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
-        },
-        payloads.length
-      )
-    })
-  }
-
-  const chunkValues = <T extends Task.Task.Any>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
-    Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
-      if (result instanceof Values) return Effect.succeed(result.values)
-      const values = new Array(result.length)
-      for (let i = 0; i < result.length; i++) {
-        const exit = result[i]
-        if (Exit.isFailure(exit)) return exit
-        values[i] = exit.value
-      }
-      return Effect.succeed(values)
-    })
-
-  /**
-   * The engine of `stream`: pulls the inputs lazily in
-   * chunks sized by the chunker, and runs `concurrency` chunks at a time.
-   */
-  const runChunks = <A, B, E, E2, R>(
-    inputs: Inputs<A, E, R>,
-    options: MapOptions | undefined,
-    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E2>
-  ): Stream.Stream<B, E | E2, R> =>
-    Stream.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize)
-      const chunks: Stream.Stream<ReadonlyArray<A>, E, R> = Stream.isStream(inputs)
-        ? Stream.flatMap(
-          Stream.chunks(inputs),
-          (natural) => Stream.fromIterable(chunksOf(natural, chunker), { chunkSize: 1 })
-        )
-        : Stream.fromIterable(chunksOf(inputs, chunker), { chunkSize: 1 })
-      return chunks.pipe(
-        Stream.mapEffect((chunk) => run(chunk, chunker), {
-          concurrency: options?.concurrency ?? maxSize * 2 + 2,
-          unordered: options?.ordered === false
-        }),
-        Stream.flattenIterable
-      )
-    })
-
-  const stream = <T extends Task.Task.Any, E = never, R = never>(
-    task: T,
-    inputs: Inputs<Task.Task.Payload<T>, E, R>,
-    options?: MapOptions
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
-    const results = runChunks(
-      inputs,
-      options,
-      (chunk, chunker) =>
-        chunkValues(task, chunk, chunker) as Effect.Effect<
-          Array<Task.Task.Success<T>>,
-          Task.Task.Failure<T> | PoolError
-        >
-    )
-    return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
-  }
-
-  /**
-   * The engine of `map` and `mapExits`: `concurrency` fibers pull chunks from
-   * one lazy iterator over the inputs, so chunk sizes adapt as results come in
-   * and memory stays bounded, and each chunk's results land at its index. When
-   * one fiber fails, `Effect.forEach` interrupts the others.
-   */
-  const collectChunks = <A, B, E>(
-    inputs: Iterable<A>,
-    options: MapOptions | undefined,
-    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E>
-  ): Effect.Effect<Array<B>, E> =>
-    Effect.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize)
-      const chunks = chunksOf(inputs, chunker)
-      const ordered = options?.ordered !== false
-      // An array's results go straight to their place in the output; other inputs are collected by chunk.
-      const output: Array<B> | undefined = ordered && Array.isArray(inputs) ? new Array(inputs.length) : undefined
-      const results: Array<ReadonlyArray<B>> = []
-      let next = 0
-      let consumed = 0
-      const loop: Effect.Effect<void, E> = Effect.suspend(() => {
-        const item = chunks.next()
-        if (item.done === true) return Effect.void
-        const at = next++
-        const start = consumed
-        consumed += item.value.length
-        return Effect.flatMap(run(item.value, chunker), (values) => {
-          if (output !== undefined) {
-            for (let i = 0; i < values.length; i++) output[start + i] = values[i]
-          } else if (ordered) results[at] = values
-          else results.push(values)
-          return loop
-        })
-      })
-      const fibers = Math.max(1, options?.concurrency ?? maxSize * 2 + 2)
-      return Effect.map(
-        Effect.forEach(Array.from({ length: fibers }, () => loop), (fiber) => fiber, {
-          concurrency: "unbounded",
-          discard: true
-        }),
-        () => output ?? results.flat() as Array<B>
-      )
-    })
-
-  const map = <T extends Task.Task.Any>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
-
-  const mapExits = <T extends Task.Task.Any>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    collectChunks(inputs, options, (chunk, chunker) =>
-      Effect.match(submitChunk(task, chunk, chunker), {
-        onFailure: (error) => chunk.map(() => Exit.fail(error)),
-        onSuccess: (result) => result instanceof Values ? result.values.map(Exit.succeed) : result
-      }))
+  const client = makeClient(dispatcher, maxFrameSize, options.streamWindow ?? 128)
+  const { map, mapExits, stream } = makeMapping(client, maxSize)
+  const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
+    (task.stream
+      ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
+      : client.submit(task, payload as Task.Task.Payload<T>, options)) as Submitted<T>
 
   return ProcessPool.of({
     submit,
@@ -735,14 +377,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     stats: Effect.sync(() => ({ ...dispatcher.stats(), crashes: dispatcher.crashes }))
   })
 })
-
-const tooLarge = (task: string, size: number, maxFrameSize: number) =>
-  new SerializationError({
-    task,
-    direction: "payload",
-    issue: `the encoded payload is ${size} bytes, more than maxFrameSize (${maxFrameSize} bytes); ` +
-      `send large data by reference (a file path) or raise maxFrameSize`
-  })
 
 /**
  * A layer that provides a {@link ProcessPool}. Building it spawns the workers
@@ -789,11 +423,10 @@ explainSilentExit(process.versions.node)
  * @since 0.1.0
  * @category accessors
  */
-export const submit = <T extends Task.Task.Any>(
-  task: T,
-  ...args: SubmitArgs<T>
-): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError, ProcessPool> =>
-  ProcessPool.use((pool) => pool.submit(task, ...args))
+export const submit = <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>): Submitted<T, ProcessPool> =>
+  (task.stream
+    ? Stream.unwrap(Effect.map(ProcessPool, (pool) => pool.submit(task, ...args) as Stream.Stream<any, any>))
+    : ProcessPool.use((pool) => pool.submit(task, ...args) as Effect.Effect<any, any>)) as Submitted<T, ProcessPool>
 
 /**
  * A snapshot of the pool in context: queue length, tasks in flight, worker
@@ -829,7 +462,7 @@ export const stats: Effect.Effect<Stats, never, ProcessPool> = ProcessPool.use((
  * @since 0.1.0
  * @category accessors
  */
-export const map = <T extends Task.Task.Any>(
+export const map = <T extends Task.Task.Unary>(
   task: T,
   inputs: Iterable<Task.Task.Payload<T>>,
   options?: MapOptions
@@ -852,7 +485,7 @@ export const map = <T extends Task.Task.Any>(
  * @since 0.1.0
  * @category accessors
  */
-export const mapExits = <T extends Task.Task.Any>(
+export const mapExits = <T extends Task.Task.Unary>(
   task: T,
   inputs: Iterable<Task.Task.Payload<T>>,
   options?: MapOptions
@@ -874,7 +507,7 @@ export const mapExits = <T extends Task.Task.Any>(
  * @since 0.1.0
  * @category accessors
  */
-export const stream = <T extends Task.Task.Any, E = never, R = never>(
+export const stream = <T extends Task.Task.Unary, E = never, R = never>(
   task: T,
   inputs: Inputs<Task.Task.Payload<T>, E, R>,
   options?: MapOptions

@@ -12,6 +12,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
 
 /**
  * @since 0.1.0
@@ -32,7 +33,8 @@ export interface AnySchema extends Schema.Top {
 }
 
 /**
- * A task contract.
+ * A task contract. `Streams` is `true` for a streaming task: its handler
+ * returns a `Stream`, and `submit` returns one.
  *
  * @example
  * ```ts
@@ -40,6 +42,7 @@ export interface AnySchema extends Schema.Top {
  * import { Task } from "effect-process-pool"
  *
  * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const Count = Task.make("Count", { payload: Schema.Number, success: Schema.Number, stream: true })
  * ```
  *
  * @since 0.1.0
@@ -49,7 +52,8 @@ export interface Task<
   out Tag extends string,
   in out Payload extends AnySchema,
   in out Success extends AnySchema,
-  in out Failure extends AnySchema
+  in out Failure extends AnySchema,
+  out Streams extends boolean = false
 > extends Pipeable {
   readonly [TypeId]: typeof TypeId
   readonly _tag: Tag
@@ -62,12 +66,17 @@ export interface Task<
   readonly retry: Schedule.Schedule<unknown, unknown> | undefined
   /** How its values cross the process boundary: see {@link make}. */
   readonly serialization: "json" | "binary"
+  /** Whether the task streams its results: its handler returns a `Stream` of `Success` values. */
+  readonly stream: Streams
   /**
    * Binds the worker-side implementation of this task. Pass the result to
-   * `Worker.handlers(...)`.
+   * `Worker.handlers(...)`. A streaming task's handler returns a `Stream`.
    */
   handler<R = never>(
-    run: (payload: Payload["Type"]) => Effect.Effect<Success["Type"], Failure["Type"], R>
+    run: (
+      payload: Payload["Type"]
+    ) => Streams extends true ? Stream.Stream<Success["Type"], Failure["Type"], R>
+      : Effect.Effect<Success["Type"], Failure["Type"], R>
   ): Handler<this, R>
 }
 
@@ -79,29 +88,41 @@ export interface Task<
  */
 export declare namespace Task {
   /**
-   * Any task.
+   * Any task, streaming or not.
    *
    * @since 0.1.0
    */
-  export type Any = Task<string, any, any, any>
+  export type Any = Task<string, any, any, any, boolean>
+  /**
+   * Any task that answers with one value: what `map`, `mapExits` and `stream` take.
+   *
+   * @since 0.1.0
+   */
+  export type Unary = Task<string, any, any, any, false>
+  /**
+   * Any streaming task.
+   *
+   * @since 0.1.0
+   */
+  export type Streaming = Task<string, any, any, any, true>
   /**
    * The decoded payload type of a task.
    *
    * @since 0.1.0
    */
-  export type Payload<T> = T extends Task<any, infer P, any, any> ? P["Type"] : never
+  export type Payload<T> = T extends Task<any, infer P, any, any, any> ? P["Type"] : never
   /**
    * The decoded success type of a task.
    *
    * @since 0.1.0
    */
-  export type Success<T> = T extends Task<any, any, infer S, any> ? S["Type"] : never
+  export type Success<T> = T extends Task<any, any, infer S, any, any> ? S["Type"] : never
   /**
    * The decoded typed-failure type of a task.
    *
    * @since 0.1.0
    */
-  export type Failure<T> = T extends Task<any, any, any, infer F> ? F["Type"] : never
+  export type Failure<T> = T extends Task<any, any, any, infer F, any> ? F["Type"] : never
 }
 
 /**
@@ -112,7 +133,8 @@ export declare namespace Task {
  */
 export interface Handler<out T extends Task.Any, out R> {
   readonly task: T
-  readonly run: (payload: any) => Effect.Effect<any, any, R>
+  /** Returns an `Effect`, or a `Stream` for a streaming task. */
+  readonly run: (payload: any) => Effect.Effect<any, any, R> | Stream.Stream<any, any, R>
 }
 
 /**
@@ -141,7 +163,7 @@ const TaskProto = {
   pipe() {
     return pipeArguments(this, arguments)
   },
-  handler(this: Task.Any, run: (payload: any) => Effect.Effect<any, any, any>): Handler.Any {
+  handler(this: Task.Any, run: (payload: any) => any): Handler.Any {
     return { task: this, run }
   }
 }
@@ -179,7 +201,8 @@ export const make = <
   const Tag extends string,
   Payload extends AnySchema = Schema.Void,
   Success extends AnySchema = Schema.Void,
-  Failure extends AnySchema = Schema.Never
+  Failure extends AnySchema = Schema.Never,
+  const Streams extends boolean = false
 >(
   tag: Tag,
   options: {
@@ -202,8 +225,16 @@ export const make = <
      * tasks that carry bytes.
      */
     readonly serialization?: "json" | "binary" | undefined
+    /**
+     * A streaming task: its handler returns a `Stream` of `success` values,
+     * and `submit` returns a `Stream` that pulls them across the process
+     * boundary, a bounded window ahead of the consumer. Each item crosses
+     * through the `success` Schema. `map`, `mapExits` and `stream` do not take
+     * streaming tasks.
+     */
+    readonly stream?: Streams | undefined
   }
-): Task<Tag, Payload, Success, Failure> => {
+): Task<Tag, Payload, Success, Failure, Streams> => {
   if (options.retry !== undefined && options.idempotent !== true) {
     throw new Error(
       `Task.make("${tag}"): retry is only for tasks that are safe to run twice; add idempotent: true if this one is`
@@ -217,6 +248,7 @@ export const make = <
   self.idempotent = options.idempotent === true
   self.retry = options.retry
   self.serialization = options.serialization ?? "json"
+  self.stream = options.stream === true
   return self
 }
 

@@ -67,6 +67,8 @@ export class Entry {
   sentAt = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
+  /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */
+  onItems: ((values: Array<unknown>) => void) | undefined = undefined
 
   readonly id: number
   readonly tag: string
@@ -573,6 +575,7 @@ export class Dispatcher {
       }
       return
     }
+    if (kind === FromWorker.Items) return this.onItems(worker, message)
     if (
       kind === FromWorker.Exit
         ? !isExitKind(message[2])
@@ -617,6 +620,30 @@ export class Dispatcher {
     if (worker.state === "retiring" && inflight.length === 0) worker.shutdown()
     if (this.queued > 0) this.refill()
     this.checkIdle()
+  }
+
+  /** The next items of a streaming task: handed to its caller, who acknowledges them as they are taken. */
+  private onItems(worker: WorkerProcess, message: Array<any>): void {
+    const inflight = worker.inflight as Array<Entry>
+    const id = message[1]
+    let index = 0
+    while (index < inflight.length && inflight[index].id !== id) index++
+    // Items of an entry the parent no longer holds (it was interrupted meanwhile) are dropped.
+    if (index === inflight.length) return
+    const entry = inflight[index]
+    if (entry.onItems === undefined || !Array.isArray(message[2])) {
+      return worker.kill(`protocol error: unexpected items for task ${id} from the worker`)
+    }
+    // Items mean the stream runs: its timeout counts from now, and a crash now fails it.
+    this.markStarted(entry)
+    entry.onItems(message[2])
+  }
+
+  /** Lets a streaming task's worker produce `n` more items: the caller took that many. */
+  ack(entry: Entry, n: number): void {
+    if (entry.state === State.Sent && entry.worker !== undefined) {
+      entry.worker.send(JSON.stringify([ToWorker.Ack, entry.id, n]))
+    }
   }
 
   /**

@@ -16,6 +16,8 @@
  *   [Ping, seq]                               answer at once: the event loop is alive
  *   [Release, offset]                         the parent has read what the worker put at offset
  *                                             in its shared file: the region is free
+ *   [RunStream, id, tag, payload, trace, window] a streaming task: it may send `window` items ahead
+ *   [Ack, id, n]                              the consumer took n more items of stream id
  * worker -> parent
  *   [Ready, pid, [tag, ...]]                  the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
@@ -24,14 +26,14 @@
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
  *   [Recycle, reason]                         past its memory ceiling: replace me
  *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
+ *   [Items, id, [value, ...]]                 the next items of stream id; its Exit follows the last
  * ```
  *
  * A message of 64 KiB or more may instead be written to the sender's shared
  * file, with only a reference (a shared frame) on the pipe: see `Shared`.
  *
  * `trace` is `0` or `[traceId, spanId, sampled]`, the caller's span, so that
- * worker spans can join the caller's trace. Kinds not listed are reserved: a
- * task that streams its items will add its own.
+ * worker spans can join the caller's trace. Kinds not listed are reserved.
  *
  * @internal
  */
@@ -43,7 +45,9 @@ export const ToWorker = {
   Shutdown: 2,
   RunBatch: 3,
   Ping: 4,
-  Release: 5
+  Release: 5,
+  RunStream: 6,
+  Ack: 7
 } as const
 
 /** @internal */
@@ -54,7 +58,8 @@ export const FromWorker = {
   Pong: 3,
   Recycle: 4,
   BatchValues: 5,
-  StartFailed: 6
+  StartFailed: 6,
+  Items: 7
 } as const
 
 /** @internal */

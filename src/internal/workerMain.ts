@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import * as net from "node:net"
 import type * as Task from "../Task.ts"
@@ -52,6 +53,10 @@ interface Job {
   readonly tag: string
   readonly payload: unknown
   readonly batch: boolean
+  /** For a streaming task: how many more items it may send before the parent acknowledges some; -1 otherwise. */
+  credits: number
+  /** Resumes a stream waiting for credits. */
+  wake: (() => void) | undefined
   /** The caller's span, when it had one: the task's span joins its trace. */
   readonly parent: Tracer.ExternalSpan | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
@@ -285,6 +290,87 @@ const runBatch = (
     return step
   })
 
+/** An item of a streaming task's output did not fit its success Schema. */
+class ItemInvalid {
+  readonly issue: string
+  constructor(issue: string) {
+    this.issue = issue
+  }
+}
+
+/** Waits until the parent has acknowledged enough items for the stream to send more. */
+const credit = (job: Job): Effect.Effect<void> =>
+  job.credits > 0 ? Effect.void : Effect.callback<void>((resume) => {
+    job.wake = () => resume(Effect.void)
+    return Effect.sync(() => {
+      job.wake = undefined
+    })
+  })
+
+/**
+ * Runs a streaming task: decodes the payload, runs the handler's stream, and
+ * sends its items as they come, chunk by chunk, encoded with the success
+ * Schema. The stream is paused, not buffered, while `window` items are
+ * waiting for the consumer: it pulls no more until the parent acknowledges
+ * some. Its end is the job's Exit.
+ */
+const runStream = (job: Job, handler: Task.Handler.Any, codec: TaskCodec): Effect.Effect<void, unknown> =>
+  Effect.flatMap(streamModule, (Stream) => runStreamWith(Stream, job, handler, codec))
+
+/** `effect/Stream`, loaded by the first streaming task: workers that serve none never pay for it. */
+let streamModulePromise: Promise<typeof Stream> | undefined
+const streamModule = Effect.promise(() => (streamModulePromise ??= import("effect/Stream")))
+
+const runStreamWith = (
+  Stream: typeof import("effect/Stream"),
+  job: Job,
+  handler: Task.Handler.Any,
+  codec: TaskCodec
+): Effect.Effect<void, unknown> => {
+  const decoded = codec.decodePayload(job.payload)
+  if (decoded instanceof Invalid) return Effect.fail(decoded)
+  let stream: Stream.Stream<unknown, unknown>
+  try {
+    stream = handler.run(decoded) as Stream.Stream<unknown, unknown>
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+  if (!Stream.isStream(stream)) {
+    return Effect.die(new Error(`the handler of streaming task "${job.tag}" did not return a Stream`))
+  }
+  const binary = handler.task.serialization === "binary"
+  /** Encodes a chunk; should one item not fit, the items before it, and why. */
+  const encode = (items: ReadonlyArray<unknown>): [Array<unknown>, ItemInvalid | undefined] => {
+    const encoded = codec.encodeSuccesses(items)
+    if (!(encoded instanceof Invalid)) return [encoded as Array<unknown>, undefined]
+    const good: Array<unknown> = []
+    for (const item of items) {
+      const value = codec.encodeSuccess(item)
+      if (value instanceof Invalid) return [good, new ItemInvalid(value.issue)]
+      good.push(value)
+    }
+    return [good, new ItemInvalid(encoded.issue)]
+  }
+  const sendAll = (items: ReadonlyArray<unknown>): Effect.Effect<void, ItemInvalid> => {
+    const [values, invalid] = encode(items)
+    let at = 0
+    const loop: Effect.Effect<void, ItemInvalid> = Effect.suspend(() => {
+      while (at < values.length && job.credits > 0) {
+        const n = Math.min(job.credits, values.length - at)
+        job.credits -= n
+        send([FromWorker.Items, job.id, at === 0 && n === values.length ? values : values.slice(at, at + n)], binary)
+        at += n
+      }
+      // Written now: the stream may go on computing without yielding to the event loop.
+      writer.flush()
+      if (at < values.length) return Effect.flatMap(credit(job), () => loop)
+      return invalid === undefined ? Effect.void : Effect.fail(invalid)
+    })
+    return loop
+  }
+  return Stream.runForEachArray(stream, (items) => Effect.flatMap(credit(job), () => sendAll(items)))
+}
+
 /** Runs one decoded payload. */
 const runDecoded = (handler: Task.Handler.Any, payload: unknown): Effect.Effect<unknown, unknown> => {
   try {
@@ -292,6 +378,13 @@ const runDecoded = (handler: Task.Handler.Any, payload: unknown): Effect.Effect<
   } catch (defect) {
     return Effect.die(defect)
   }
+}
+
+/** The issue of a stream item that did not encode, if that is how the stream ended. */
+const itemInvalid = (exit: Exit.Exit<unknown, unknown>): string | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  return error._tag === "Some" && error.value instanceof ItemInvalid ? error.value.issue : undefined
 }
 
 /** Like {@link encodeExit}, but a payload that did not decode is reported as such. */
@@ -315,6 +408,11 @@ const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit
     else send([FromWorker.BatchValues, job.id, outcome.values], binary)
   } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {
     send([FromWorker.Exit, job.id, ExitKind.Interrupted])
+  } else if (job.credits >= 0 && Exit.isSuccess(exit)) {
+    // A stream's end: its items went before.
+    send([FromWorker.Exit, job.id, ExitKind.Success, null])
+  } else if (job.credits >= 0 && itemInvalid(exit) !== undefined) {
+    send([FromWorker.Exit, job.id, ExitKind.ResultInvalid, itemInvalid(exit)])
   } else {
     const codec = handler === undefined ? undefined : codecFor(handler.task)
     const [kind, value] = job.batch
@@ -347,8 +445,18 @@ const start = (job: Job): void => {
     return
   }
   const codec = codecFor(handler.task)
+  if ((job.credits >= 0) !== handler.task.stream) {
+    jobs.delete(job.id)
+    const issue = handler.task.stream
+      ? `task "${job.tag}" streams in this worker, but the caller's contract does not: are both on the same version?`
+      : `task "${job.tag}" streams for the caller, but not in this worker: are both on the same version?`
+    send([FromWorker.Exit, job.id, ExitKind.PayloadInvalid, issue])
+    return
+  }
   const run = job.batch
     ? runBatch(handler, codec, job.payload as ReadonlyArray<unknown>)
+    : job.credits >= 0
+    ? runStream(job, handler, codec)
     : runHandler(handler, codec, job.payload)
   // Called from inside a span, the task runs in a span of its own, in the caller's trace.
   const effect = job.parent === undefined ? run : run.pipe(
@@ -405,12 +513,20 @@ const onFrame = (json: string): void => {
 const onMessage = (message: Array<any>): void => {
   switch (message[0]) {
     case ToWorker.Run:
-    case ToWorker.RunBatch: {
+    case ToWorker.RunBatch:
+    case ToWorker.RunStream: {
+      const stream = message[0] === ToWorker.RunStream
+      const window = message[5]
+      if (stream && (typeof window !== "number" || !(window >= 1))) {
+        return fail(1, "protocol error: a streaming task without a window")
+      }
       const job: Job = {
         id: message[1],
         tag: message[2],
         payload: message[3],
         batch: message[0] === ToWorker.RunBatch,
+        credits: stream ? Math.floor(window) : -1,
+        wake: undefined,
         parent: parentSpan(message[4]),
         fiber: undefined,
         interruptRequested: false
@@ -427,6 +543,14 @@ const onMessage = (message: Array<any>): void => {
       // Not started yet: it is skipped when its turn comes.
       jobs.delete(job.id)
       return send([FromWorker.Exit, job.id, ExitKind.Interrupted])
+    }
+    case ToWorker.Ack: {
+      const job = jobs.get(message[1])
+      if (job === undefined || job.credits < 0 || typeof message[2] !== "number") return
+      job.credits += message[2]
+      const wake = job.wake
+      job.wake = undefined
+      return wake?.()
     }
     case ToWorker.Ping:
       return send([FromWorker.Pong, message[1], process.memoryUsage.rss()])

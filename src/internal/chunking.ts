@@ -1,0 +1,201 @@
+/**
+ * The engines of `map`, `mapExits` and `stream`: inputs pulled lazily in
+ * chunks, sized by measuring how long items take, a bounded number in flight.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Stream from "effect/Stream"
+import type { PoolError } from "../PoolError.ts"
+import type { Inputs, MapOptions } from "../ProcessPool.ts"
+import type * as Task from "../Task.ts"
+import { type Client, Values } from "./client.ts"
+
+/**
+ * Chooses items per message. A fixed size is used as given. `"auto"` starts at
+ * one item and adapts to the measured time per item, aiming at chunks of about
+ * 5 ms: long enough to amortise the round trip, short enough to keep workers
+ * evenly loaded to the end. It grows at most 4x and shrinks at most 2x a step.
+ */
+/** @internal */
+export class Chunker {
+  size: number
+  private readonly fixed: boolean
+  constructor(chunkSize: number | "auto" | undefined) {
+    this.fixed = typeof chunkSize === "number"
+    this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
+  }
+  record(items: number, millis: number): void {
+    if (this.fixed || items < this.size) return
+    const desired = Math.max(1, Math.min(4096, Math.floor(5 / Math.max(millis / items, 1e-4))))
+    this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
+  }
+}
+
+function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>> {
+  if (Array.isArray(inputs)) {
+    for (let i = 0; i < inputs.length;) {
+      const end = Math.min(inputs.length, i + chunker.size)
+      yield inputs.slice(i, end)
+      i = end
+    }
+    return
+  }
+  let chunk: Array<A> = []
+  for (const item of inputs) {
+    chunk.push(item)
+    if (chunk.length >= chunker.size) {
+      yield chunk
+      chunk = []
+    }
+  }
+  if (chunk.length > 0) yield chunk
+}
+
+/** @internal */
+export interface Mapping {
+  readonly map: <T extends Task.Task.Unary>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ) => Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError>
+  readonly mapExits: <T extends Task.Task.Unary>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>>
+  readonly stream: <T extends Task.Task.Unary, E = never, R = never>(
+    task: T,
+    inputs: Inputs<Task.Task.Payload<T>, E, R>,
+    options?: MapOptions
+  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
+}
+
+/**
+ * `map`, `mapExits` and `stream` over one client. `maxSize` sets the default
+ * number of chunks in flight.
+ *
+ * @internal
+ */
+export const makeMapping = (client: Client, maxSize: number): Mapping => {
+  const submitChunk = client.submitChunk
+  const chunkValues = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
+    Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
+      if (result instanceof Values) return Effect.succeed(result.values)
+      const values = new Array(result.length)
+      for (let i = 0; i < result.length; i++) {
+        const exit = result[i]
+        if (Exit.isFailure(exit)) return exit
+        values[i] = exit.value
+      }
+      return Effect.succeed(values)
+    })
+
+  /**
+   * The engine of `stream`: pulls the inputs lazily in
+   * chunks sized by the chunker, and runs `concurrency` chunks at a time.
+   */
+  const runChunks = <A, B, E, E2, R>(
+    inputs: Inputs<A, E, R>,
+    options: MapOptions | undefined,
+    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E2>
+  ): Stream.Stream<B, E | E2, R> =>
+    Stream.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize)
+      const chunks: Stream.Stream<ReadonlyArray<A>, E, R> = Stream.isStream(inputs)
+        ? Stream.flatMap(
+          Stream.chunks(inputs),
+          (natural) => Stream.fromIterable(chunksOf(natural, chunker), { chunkSize: 1 })
+        )
+        : Stream.fromIterable(chunksOf(inputs, chunker), { chunkSize: 1 })
+      return chunks.pipe(
+        Stream.mapEffect((chunk) => run(chunk, chunker), {
+          concurrency: options?.concurrency ?? maxSize * 2 + 2,
+          unordered: options?.ordered === false
+        }),
+        Stream.flattenIterable
+      )
+    })
+
+  const stream = <T extends Task.Task.Unary, E = never, R = never>(
+    task: T,
+    inputs: Inputs<Task.Task.Payload<T>, E, R>,
+    options?: MapOptions
+  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
+    const results = runChunks(
+      inputs,
+      options,
+      (chunk, chunker) =>
+        chunkValues(task, chunk, chunker) as Effect.Effect<
+          Array<Task.Task.Success<T>>,
+          Task.Task.Failure<T> | PoolError
+        >
+    )
+    return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
+  }
+
+  /**
+   * The engine of `map` and `mapExits`: `concurrency` fibers pull chunks from
+   * one lazy iterator over the inputs, so chunk sizes adapt as results come in
+   * and memory stays bounded, and each chunk's results land at its index. When
+   * one fiber fails, `Effect.forEach` interrupts the others.
+   */
+  const collectChunks = <A, B, E>(
+    inputs: Iterable<A>,
+    options: MapOptions | undefined,
+    run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E>
+  ): Effect.Effect<Array<B>, E> =>
+    Effect.suspend(() => {
+      const chunker = new Chunker(options?.chunkSize)
+      const chunks = chunksOf(inputs, chunker)
+      const ordered = options?.ordered !== false
+      // An array's results go straight to their place in the output; other inputs are collected by chunk.
+      const output: Array<B> | undefined = ordered && Array.isArray(inputs) ? new Array(inputs.length) : undefined
+      const results: Array<ReadonlyArray<B>> = []
+      let next = 0
+      let consumed = 0
+      const loop: Effect.Effect<void, E> = Effect.suspend(() => {
+        const item = chunks.next()
+        if (item.done === true) return Effect.void
+        const at = next++
+        const start = consumed
+        consumed += item.value.length
+        return Effect.flatMap(run(item.value, chunker), (values) => {
+          if (output !== undefined) {
+            for (let i = 0; i < values.length; i++) output[start + i] = values[i]
+          } else if (ordered) results[at] = values
+          else results.push(values)
+          return loop
+        })
+      })
+      const fibers = Math.max(1, options?.concurrency ?? maxSize * 2 + 2)
+      return Effect.map(
+        Effect.forEach(Array.from({ length: fibers }, () => loop), (fiber) => fiber, {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        () => output ?? results.flat() as Array<B>
+      )
+    })
+
+  const map = <T extends Task.Task.Unary>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
+    collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
+
+  const mapExits = <T extends Task.Task.Unary>(
+    task: T,
+    inputs: Iterable<Task.Task.Payload<T>>,
+    options?: MapOptions
+  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
+    collectChunks(inputs, options, (chunk, chunker) =>
+      Effect.match(submitChunk(task, chunk, chunker), {
+        onFailure: (error) => chunk.map(() => Exit.fail(error)),
+        onSuccess: (result) => result instanceof Values ? result.values.map(Exit.succeed) : result
+      }))
+
+  return { map, mapExits, stream }
+}

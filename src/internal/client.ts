@@ -1,0 +1,467 @@
+/**
+ * The caller's side of a task's trip: encode the payload, build the message,
+ * hand it to the dispatcher as an `Entry`, and decode the reply into the
+ * caller's `Exit`. Retries of idempotent tasks wrap this.
+ *
+ * @internal
+ */
+import type * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import type * as Pull from "effect/Pull"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
+import type { PoolError } from "../PoolError.ts"
+import { SerializationError, TaskNotServed, WorkerCrashed } from "../PoolError.ts"
+import type { SubmitOptions } from "../ProcessPool.ts"
+import type * as Task from "../Task.ts"
+import { Binary } from "./binary.ts"
+import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./codec.ts"
+import { BatchReply, BatchValuesReply, type Decode, type Dispatcher, Entry, PoolErrorKind } from "./dispatcher.ts"
+import { millis } from "./options.ts"
+import { ExitKind, ToWorker } from "./protocol.ts"
+
+const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
+  switch (kind) {
+    case ExitKind.Success: {
+      const decoded = codec.decodeSuccess(value)
+      return decoded instanceof Invalid
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
+        : Exit.succeed(decoded)
+    }
+    case ExitKind.Failure: {
+      const decoded = codec.decodeFailure(value)
+      return decoded instanceof Invalid
+        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
+        : Exit.fail(decoded)
+    }
+    case ExitKind.Defect:
+      return Exit.die(decodeDefect(value))
+    case ExitKind.Interrupted:
+      return Exit.interrupt()
+    case ExitKind.PayloadInvalid:
+      return Exit.fail(
+        new SerializationError({ task: tag, direction: "payload", issue: String(value), side: "worker" })
+      )
+    case ExitKind.ResultInvalid:
+      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value), side: "worker" }))
+    case ExitKind.NotServed:
+      return Exit.fail(new TaskNotServed({ task: tag }))
+    case PoolErrorKind:
+      return Exit.fail(value)
+    default:
+      return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
+  }
+}
+
+/** A chunk's outcome when every item succeeded: their values alone. @internal */
+export class Values {
+  readonly values: ReadonlyArray<unknown>
+  constructor(values: ReadonlyArray<unknown>) {
+    this.values = values
+  }
+}
+
+/** @internal */
+export type ChunkResult = Array<Exit.Exit<any, any>> | Values
+
+const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
+
+/** The reply decoder of a task, built once: every entry of the task shares it. */
+const replyDecoder = (task: Task.Task.Any): Decode => {
+  let decode = replyDecoders.get(task)
+  if (decode === undefined) {
+    const codec = codecFor(task)
+    const tag = task._tag
+    decode = (kind, value) => decodeReply(codec, tag, kind, value)
+    replyDecoders.set(task, decode)
+  }
+  return decode
+}
+
+/** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
+const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
+  task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
+
+/**
+ * Builds a Run or RunBatch message once the run has its id: the payload is
+ * encoded when the effect runs, so each run sends the payload as it is then,
+ * or fails with the SerializationError that says why it cannot be sent.
+ */
+const runMessage =
+  (task: Task.Task.Any, kind: number, encode: Convert, payload: unknown, window?: number) =>
+  (id: number, trace: unknown): string | Binary | SerializationError => {
+    const encoded = encode(payload)
+    return encoded instanceof Invalid
+      ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
+      : wire(
+        task,
+        window === undefined ? [kind, id, task._tag, encoded, trace] : [kind, id, task._tag, encoded, trace, window]
+      )
+  }
+
+/** The reply decoder of a streaming task's end: its success carries no value, its items came before. */
+const streamEndDecoders = new WeakMap<Task.Task.Any, Decode>()
+const streamEndDecoder = (task: Task.Task.Any): Decode => {
+  let decode = streamEndDecoders.get(task)
+  if (decode === undefined) {
+    const item = replyDecoder(task)
+    decode = (kind, value) => kind === ExitKind.Success ? Exit.void : item(kind, value)
+    streamEndDecoders.set(task, decode)
+  }
+  return decode
+}
+
+/** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
+const currentTrace = (): unknown => {
+  const fiber = Fiber.getCurrent()
+  if (fiber === undefined) return 0
+  const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+  return span === undefined ? 0 : [span.traceId, span.spanId, span.sampled]
+}
+
+/**
+ * Retries an idempotent task whose worker crashed, on the task's schedule. A
+ * typed failure is never retried. When the retries are spent, the last
+ * `WorkerCrashed` says how many attempts crashed.
+ */
+const withRetry = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    let attempts = 0
+    return effect.pipe(
+      Effect.tapError((error) => Effect.sync(() => error instanceof WorkerCrashed && attempts++)),
+      Effect.retry({ schedule: task.retry!, while: (error) => error instanceof WorkerCrashed }),
+      Effect.mapError((error) =>
+        error instanceof WorkerCrashed && attempts > 1
+          ? new WorkerCrashed({
+            pid: error.pid,
+            exitCode: error.exitCode,
+            signal: error.signal,
+            task: error.task,
+            reason: `${error.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
+          }) as E
+          : error
+      )
+    )
+  })
+
+const tooLarge = (task: string, size: number, maxFrameSize: number) =>
+  new SerializationError({
+    task,
+    direction: "payload",
+    issue: `the encoded payload is ${size} bytes, more than maxFrameSize (${maxFrameSize} bytes); ` +
+      `send large data by reference (a file path) or raise maxFrameSize`
+  })
+
+/** Learns how long items take, to size the next chunks: see chunking.ts. @internal */
+export interface ChunkTimer {
+  record(items: number, millis: number): void
+}
+
+/**
+ * Retries a streaming task whose worker crashed before any item reached the
+ * caller, on the task's schedule. Once an item has been delivered, a crash
+ * ends the stream: running it again would deliver items twice.
+ */
+const withStreamRetry = <A, E>(
+  task: Task.Task.Any,
+  attempt: (delivered: () => void) => Stream.Stream<A, E>
+): Stream.Stream<A, E> =>
+  Stream.unwrap(Effect.map(Schedule.toStepWithSleep(task.retry!), (step) => {
+    let delivered = false
+    let attempts = 0
+    const markDelivered = () => {
+      delivered = true
+    }
+    const go = (): Stream.Stream<A, E> =>
+      Stream.catchCause(attempt(markDelivered), (cause): Stream.Stream<A, E> => {
+        const error = Cause.findErrorOption(cause)
+        if (delivered || error._tag === "None" || !(error.value instanceof WorkerCrashed)) {
+          return Stream.failCause(cause)
+        }
+        attempts++
+        const crashed = error.value
+        return Stream.unwrap(Effect.matchCause(step(crashed), {
+          onFailure: () =>
+            Stream.fail(
+              (attempts > 1
+                ? new WorkerCrashed({
+                  pid: crashed.pid,
+                  exitCode: crashed.exitCode,
+                  signal: crashed.signal,
+                  task: crashed.task,
+                  reason: `${crashed.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
+                })
+                : crashed) as E
+            ),
+          onSuccess: () => go()
+        }))
+      })
+    return go()
+  }))
+
+/** @internal */
+export interface Client {
+  readonly submit: <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options: SubmitOptions | undefined
+  ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
+  /** Runs a streaming task: nothing is sent until the stream is pulled. */
+  readonly submitStream: <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options: SubmitOptions | undefined
+  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
+  /** Runs one chunk; item outcomes are in the result, chunk-level pool errors fail the effect. */
+  readonly submitChunk: <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    timer: ChunkTimer
+  ) => Effect.Effect<ChunkResult, PoolError>
+}
+
+/**
+ * The client of one pool: every call goes through its dispatcher.
+ *
+ * @internal
+ */
+export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamWindow: number): Client => {
+  /** The message of a run, encoded, or why it cannot be sent. */
+  const prepare = (
+    tag: string,
+    id: number,
+    message: (id: number, trace: unknown) => string | Binary | SerializationError
+  ): string | Binary | SerializationError => {
+    let encoded: string | Binary | SerializationError
+    try {
+      encoded = message(id, currentTrace())
+    } catch (cause) {
+      return new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
+    }
+    if (encoded instanceof SerializationError) return encoded
+    // A JSON message travels alone in a frame as `[message]`: two bytes more.
+    const size = encoded instanceof Binary
+      ? encoded.length
+      : encoded.length > maxFrameSize / 3
+      ? Buffer.byteLength(encoded) + 2
+      : 0
+    return size > maxFrameSize ? tooLarge(tag, size, maxFrameSize) : encoded
+  }
+
+  /**
+   * Sends one message built by `message(id, trace)` and resumes with its reply,
+   * decoded by `decode`. Interrupting the caller cancels the entry and waits
+   * until the worker has stopped it.
+   */
+  const run = <A, E>(
+    tag: string,
+    message: (id: number, trace: unknown) => string | Binary | SerializationError,
+    timeout: number,
+    decode: Decode,
+    batchSize = 0
+  ): Effect.Effect<A, E> =>
+    Effect.callback<A, E>((resume) => {
+      const id = dispatcher.id()
+      const encoded = prepare(tag, id, message)
+      if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
+      const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
+      dispatcher.submit(entry)
+      return Effect.callback<void>((resumeCancel) => {
+        dispatcher.cancel(entry)
+        dispatcher.whenDone(entry, () => resumeCancel(Effect.void))
+      })
+    })
+
+  const submitPayload = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options: SubmitOptions | undefined
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    task.retry === undefined ? submitOnce(task, payload, options) : withRetry(task, submitOnce(task, payload, options))
+
+  const submitOnce = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options?: SubmitOptions
+  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
+    const tag = task._tag
+    const codec = codecFor(task)
+    // 0 is no timeout; so is an infinite one.
+    const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
+    return run(tag, runMessage(task, ToWorker.Run, codec.encodePayload, payload), timeout, replyDecoder(task))
+  }
+
+  /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
+  const submitChunk = <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    timer: ChunkTimer
+  ): Effect.Effect<ChunkResult, PoolError> =>
+    task.retry === undefined
+      ? submitChunkOnce(task, payloads, timer)
+      : withRetry(task, submitChunkOnce(task, payloads, timer))
+
+  const submitChunkOnce = <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    timer: ChunkTimer
+  ): Effect.Effect<ChunkResult, PoolError> => {
+    if (payloads.length === 1) {
+      return Effect.suspend(() => {
+        const started = performance.now()
+        return Effect.map(Effect.exit(submitOnce(task, payloads[0])), (exit) => {
+          timer.record(1, performance.now() - started)
+          return [exit]
+        })
+      })
+    }
+    const tag = task._tag
+    const codec = codecFor(task)
+    const decodeItem = replyDecoder(task)
+    return Effect.suspend(() => {
+      const started = performance.now()
+      // One codec call for the chunk; the item that does not fit is named in the issue's path.
+      return run(
+        tag,
+        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads),
+        0,
+        (kind, value) => {
+          if (kind === BatchValuesReply) {
+            timer.record(payloads.length, performance.now() - started)
+            const values = codec.decodeSuccesses(value)
+            // Should one value not decode, each is decoded alone, so that only that item fails.
+            return Exit.succeed(
+              values instanceof Invalid
+                ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
+                : new Values(values as ReadonlyArray<unknown>)
+            )
+          }
+          if (kind !== BatchReply) return decodeItem(kind, value)
+          timer.record(payloads.length, performance.now() - started)
+          const items = value as Array<[number, unknown]>
+          return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
+        },
+        payloads.length
+      )
+    })
+  }
+
+  /**
+   * One attempt at a streaming task. The entry is submitted on the first
+   * pull. Items arrive pushed by the worker, at most `window` ahead of what
+   * the consumer has taken: each pull takes every item that has arrived and
+   * acknowledges them, which lets the worker produce as many more. When the
+   * stream's scope closes before the end (the consumer stopped early, failed
+   * or was interrupted), the worker's stream is interrupted and its
+   * finalizers run before the scope finishes closing.
+   */
+  const streamOnce = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options: SubmitOptions | undefined,
+    delivered: () => void
+  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    Stream.fromChannel(Channel.fromTransform((_, scope) =>
+      Effect.suspend(() => {
+        const tag = task._tag
+        const codec = codecFor(task)
+        const window = Math.max(1, Math.floor(options?.window ?? streamWindow))
+        const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
+        let buffer: Array<unknown> = []
+        // Items handed to the consumer and not yet acknowledged: the consumer is done with them at its next pull.
+        let taken = 0
+        let end: Exit.Exit<unknown, unknown> | undefined
+        let wake: (() => void) | undefined
+        const notify = () => {
+          const waiting = wake
+          wake = undefined
+          waiting?.()
+        }
+        const id = dispatcher.id()
+        const encoded = prepare(tag, id, runMessage(task, ToWorker.RunStream, codec.encodePayload, payload, window))
+        if (encoded instanceof SerializationError) return Effect.fail(encoded)
+        const entry = new Entry(
+          id,
+          tag,
+          encoded,
+          timeout,
+          streamEndDecoder(task),
+          (exit: Exit.Exit<unknown, unknown>) => {
+            if (end === undefined) end = exit
+            notify()
+          },
+          0
+        )
+        entry.onItems = (values) => {
+          if (end !== undefined) return
+          const decoded = codec.decodeSuccesses(values)
+          if (decoded instanceof Invalid) {
+            // The stream cannot go on: the items that did decode are still delivered, one by one.
+            for (const value of values) {
+              const item = codec.decodeSuccess(value)
+              if (item instanceof Invalid) {
+                end = Exit.fail(
+                  new SerializationError({ task: tag, direction: "result", issue: item.issue, side: "caller" })
+                )
+                dispatcher.cancel(entry)
+                break
+              }
+              buffer.push(item)
+            }
+          } else {
+            for (const item of decoded as Array<unknown>) buffer.push(item)
+          }
+          notify()
+        }
+        dispatcher.submit(entry)
+        const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =
+          Effect.suspend(() => {
+            // Pulling again means the consumer is done with what it took: the worker may produce as many more.
+            if (taken > 0 && end === undefined) dispatcher.ack(entry, taken)
+            taken = 0
+            if (buffer.length > 0) {
+              const items = buffer
+              buffer = []
+              taken = items.length
+              delivered()
+              return Effect.succeed(items as unknown as Arr.NonEmptyReadonlyArray<Task.Task.Success<T>>)
+            }
+            if (end !== undefined) return Exit.isSuccess(end) ? Cause.done() : (end as Exit.Exit<never, any>)
+            return Effect.callback<void>((resume) => {
+              wake = () => resume(Effect.void)
+              return Effect.sync(() => {
+                wake = undefined
+              })
+            }).pipe(Effect.flatMap(() => pull))
+          })
+        return Effect.as(
+          Scope.addFinalizer(
+            scope,
+            Effect.callback<void>((resume) => {
+              dispatcher.cancel(entry)
+              dispatcher.whenDone(entry, () => resume(Effect.void))
+            })
+          ),
+          pull
+        )
+      })
+    ))
+
+  const submitStream = <T extends Task.Task.Any>(
+    task: T,
+    payload: Task.Task.Payload<T>,
+    options: SubmitOptions | undefined
+  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+    task.retry === undefined
+      ? streamOnce(task, payload, options, () => {})
+      : withStreamRetry(task, (delivered) => streamOnce(task, payload, options, delivered))
+
+  return { submit: submitPayload, submitStream, submitChunk }
+}
