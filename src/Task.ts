@@ -111,7 +111,9 @@ export declare namespace Task {
  * @category models
  */
 export interface Handler<out T extends Task.Any, out R> {
+  /** The task this handler serves. */
   readonly task: T
+  /** The handler itself: takes the decoded payload, and gives the result to encode. */
   readonly run: (payload: any) => Effect.Effect<any, any, R>
 }
 
