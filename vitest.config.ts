@@ -1,7 +1,11 @@
 import { defineConfig } from "vitest/config"
 
+// This repository's own condition: "effect-process-pool" resolves to src/ here,
+// and to dist/ everywhere else (see "exports" in package.json).
+const source = "@effect-process-pool/source"
+
 export default defineConfig({
-  resolve: { conditions: ["development"] },
+  resolve: { conditions: [source] },
   test: {
     include: ["test/**/*.test.ts"],
     // The JSON report gives .ci/run the run's own counts.
@@ -10,7 +14,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Every test spawns real processes; the machine has 2 cores.
     fileParallelism: false,
-    // The soak measures the live heap after a forced collection.
-    execArgv: ["--expose-gc"]
+    // The soak measures the live heap after a forced collection. The condition
+    // also reaches Node's own resolution in the test processes and, through
+    // their execArgv, in the workers they spawn.
+    execArgv: ["--expose-gc", `--conditions=${source}`]
   }
 })

@@ -287,12 +287,16 @@ const rotate = <A>(items: ReadonlyArray<A>, by: number): Array<A> => {
   return [...items.slice(k), ...items.slice(0, k)]
 }
 
+/** The version of a peer, from bench/node_modules (see bench/package.json), or of effect, from the root's. */
 const versionOf = (pkg: string): string => {
-  try {
-    return JSON.parse(fs.readFileSync(`${root}node_modules/${pkg}/package.json`, "utf8")).version
-  } catch {
-    return "not installed"
+  for (const dir of [`${root}bench/node_modules`, `${root}node_modules`]) {
+    try {
+      return JSON.parse(fs.readFileSync(`${dir}/${pkg}/package.json`, "utf8")).version
+    } catch {
+      // not in this one
+    }
   }
+  return "not installed"
 }
 
 const log = (line: string) => process.stderr.write(`${line}\n`)

@@ -132,8 +132,12 @@ export declare namespace Task {
  * @category models
  */
 export interface Handler<out T extends Task.Any, out R> {
+  /** The task this handler serves. */
   readonly task: T
-  /** Returns an `Effect`, or a `Stream` for a streaming task. */
+  /**
+   * The handler itself: takes the decoded payload, and gives the result to
+   * encode: an `Effect`, or a `Stream` of items for a streaming task.
+   */
   readonly run: (payload: any) => Effect.Effect<any, any, R> | Stream.Stream<any, any, R>
 }
 

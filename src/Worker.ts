@@ -29,8 +29,13 @@ export const TypeId = "~effect-process-pool/Worker/Handlers" as const
  * @category models
  */
 export interface Handlers<out R = never> extends Pipeable {
-  readonly [TypeId]: { readonly _R: (_: never) => R }
+  readonly [TypeId]: {
+    /** Carries `R` in the type only; never read at run time. */
+    readonly _R: (_: never) => R
+  }
+  /** The handlers, by task tag. */
   readonly handlers: ReadonlyMap<string, Task.Handler.Any>
+  /** The layer given by `Worker.provide`, built once per worker, if any. */
   readonly layer: Layer.Layer<any, any, any> | undefined
 }
 
