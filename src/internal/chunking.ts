@@ -22,14 +22,20 @@ import { type Client, Values } from "./client.ts"
 export class Chunker {
   size: number
   private readonly fixed: boolean
+  /** Milliseconds per item, as last measured over a whole chunk; NaN until then. */
+  private perItem = Number.NaN
   constructor(chunkSize: number | "auto" | undefined) {
     this.fixed = typeof chunkSize === "number"
     this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
   }
   record(items: number, millis: number): void {
+    this.perItem = millis / items
     if (this.fixed || items < this.size) return
     const desired = Math.max(1, Math.min(4096, Math.floor(5 / Math.max(millis / items, 1e-4))))
     this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
+  }
+  every(): number {
+    return Number.isNaN(this.perItem) ? 1 : Math.max(1, Math.floor(0.5 / Math.max(this.perItem, 1e-5)))
   }
 }
 

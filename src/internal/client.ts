@@ -71,6 +71,34 @@ export class Values {
 /** @internal */
 export type ChunkResult = Array<Exit.Exit<any, any>> | Values
 
+/** Every item's `Exit` of a chunk's outcome. @internal */
+export const toExits = (result: ChunkResult): Array<Exit.Exit<any, any>> =>
+  result instanceof Values ? result.values.map(Exit.succeed) : result
+
+/** The outcomes of a chunk's parts, in order, as one. */
+const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
+  if (parts.length === 1) return parts[0]
+  if (parts.every((part) => part instanceof Values)) {
+    return new Values(parts.flatMap((part) => (part as Values).values))
+  }
+  return parts.flatMap(toExits)
+}
+
+/** A chunk's worker died: the results of its first `received` items came back before. */
+class Crashed {
+  readonly results: ChunkResult
+  readonly received: number
+  /** How many items after those the worker may have run. */
+  readonly window: number
+  readonly error: WorkerCrashed
+  constructor(results: ChunkResult, received: number, window: number, error: WorkerCrashed) {
+    this.results = results
+    this.received = received
+    this.window = window
+    this.error = error
+  }
+}
+
 const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
 
 /** The reply decoder of a task, built once: every entry of the task shares it. */
@@ -162,6 +190,8 @@ const tooLarge = (task: string, size: number, maxFrameSize: number) =>
 /** Learns how long items take, to size the next chunks: see chunking.ts. @internal */
 export interface ChunkTimer {
   record(items: number, millis: number): void
+  /** How many items the first part of a chunk holds: about half a millisecond of work, 1 until measured. */
+  every(): number
 }
 
 /**
@@ -265,13 +295,15 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     message: (id: number, trace: unknown) => string | Binary | SerializationError,
     timeout: number,
     decode: Decode,
-    batchSize = 0
+    batchSize = 0,
+    setup?: (entry: Entry) => void
   ): Effect.Effect<A, E> =>
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
       const encoded = prepare(tag, id, message)
       if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
       const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
+      setup?.(entry)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
         dispatcher.cancel(entry)
@@ -325,32 +357,82 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     const tag = task._tag
     const codec = codecFor(task)
     const decodeItem = replyDecoder(task)
+    /** Encoded values, decoded in one codec call; should one not decode, each alone, so that only it fails. */
+    const decodeValues = (value: unknown): ChunkResult => {
+      const values = codec.decodeSuccesses(value)
+      return values instanceof Invalid
+        ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v) as Exit.Exit<unknown, unknown>)
+        : new Values(values as ReadonlyArray<unknown>)
+    }
+    const decodeExits = (items: Array<[number, unknown]>): ChunkResult =>
+      items.map(([k, v]) => decodeItem(k, v) as Exit.Exit<unknown, unknown>)
     return Effect.suspend(() => {
       const started = performance.now()
+      const parts: Array<ChunkResult> = []
+      let entry: Entry | undefined
+      const every = timer.every()
+      const ended = (last: ChunkResult): Exit.Exit<ChunkResult> => {
+        timer.record(payloads.length, performance.now() - started)
+        parts.push(last)
+        return Exit.succeed(joinResults(parts))
+      }
       // One codec call for the chunk; the item that does not fit is named in the issue's path.
-      return run(
+      const attempt = run<ChunkResult | Crashed, PoolError>(
         tag,
-        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads),
+        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads, every),
         0,
         (kind, value) => {
-          if (kind === BatchValuesReply) {
-            timer.record(payloads.length, performance.now() - started)
-            const values = codec.decodeSuccesses(value)
-            // Should one value not decode, each is decoded alone, so that only that item fails.
-            return Exit.succeed(
-              values instanceof Invalid
-                ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
-                : new Values(values as ReadonlyArray<unknown>)
-            )
+          if (kind === BatchValuesReply) return ended(decodeValues(value))
+          if (kind === BatchReply) return ended(decodeExits(value as Array<[number, unknown]>))
+          // The worker died while it ran this chunk: what finished is kept, and what never started runs again.
+          if (kind === PoolErrorKind && value instanceof WorkerCrashed && entry !== undefined) {
+            return Exit.succeed(new Crashed(joinResults(parts), entry.received, entry.window || every, value))
           }
-          if (kind !== BatchReply) return decodeItem(kind, value)
-          timer.record(payloads.length, performance.now() - started)
-          const items = value as Array<[number, unknown]>
-          return Exit.succeed(items.map(([k, v]) => decodeItem(k, v)))
+          return decodeItem(kind, value)
         },
-        payloads.length
+        payloads.length,
+        (created) => {
+          entry = created
+          created.onPart = (exits, items) =>
+            parts.push(exits ? decodeExits(items as Array<[number, unknown]>) : decodeValues(items))
+        }
+      )
+      return Effect.flatMap(
+        attempt,
+        (result) => result instanceof Crashed ? recover(task, payloads, timer, result) : Effect.succeed(result)
       )
     })
+  }
+
+  /**
+   * A chunk whose worker died under it. Items whose results came back keep
+   * them. The items of the part the worker was in (one, for items that take
+   * half a millisecond or more) may have run: they fail with `WorkerCrashed`,
+   * or, for an idempotent task, run again on its retry schedule. The items
+   * after them never started: they run again, in a chunk of their own.
+   */
+  const recover = <T extends Task.Task.Any>(
+    task: T,
+    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+    timer: ChunkTimer,
+    crashed: Crashed
+  ): Effect.Effect<ChunkResult> => {
+    const unknownEnd = Math.min(payloads.length, crashed.received + crashed.window)
+    const unknown = payloads.slice(crashed.received, unknownEnd)
+    const rest = payloads.slice(unknownEnd)
+    const failed: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = task.retry === undefined
+      ? Effect.succeed(unknown.map(() => Exit.fail(crashed.error)))
+      : Effect.forEach(unknown, (payload) => Effect.exit(submitPayload(task, payload, undefined)))
+    const again: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = rest.length === 0
+      ? Effect.succeed([])
+      : Effect.match(submitChunk(task, rest, timer), {
+        onFailure: (error) => rest.map(() => Exit.fail(error)),
+        onSuccess: toExits
+      })
+    return Effect.map(
+      Effect.all([failed, again]),
+      ([failed, again]) => [...toExits(crashed.results), ...failed, ...again]
+    )
   }
 
   /**

@@ -69,6 +69,12 @@ export class Entry {
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */
   onItems: ((values: Array<unknown>) => void) | undefined = undefined
+  /** A batch's results that went ahead of its reply, part by part (still encoded): see `BatchPart`. */
+  onPart: ((exits: boolean, items: Array<unknown>) => void) | undefined = undefined
+  /** Items of a batch whose results came in parts so far. */
+  received = 0
+  /** Items of a batch the worker may run before its next part: the ones whose fate a crash leaves unknown. */
+  window = 0
 
   readonly id: number
   readonly tag: string
@@ -576,6 +582,7 @@ export class Dispatcher {
       return
     }
     if (kind === FromWorker.Items) return this.onItems(worker, message)
+    if (kind === FromWorker.BatchPart) return this.onPart(worker, message)
     if (
       kind === FromWorker.Exit
         ? !isExitKind(message[2])
@@ -593,8 +600,8 @@ export class Dispatcher {
     if (index === inflight.length) return
     const entry = inflight[index]
     if (
-      (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize)) ||
-      (kind === FromWorker.BatchValues && message[2].length !== entry.batchSize)
+      (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize - entry.received)) ||
+      (kind === FromWorker.BatchValues && message[2].length !== entry.batchSize - entry.received)
     ) {
       return worker.kill(`protocol error: a malformed answer to batch ${id} from the worker`)
     }
@@ -637,6 +644,32 @@ export class Dispatcher {
     // Items mean the stream runs: its timeout counts from now, and a crash now fails it.
     this.markStarted(entry)
     entry.onItems(message[2])
+  }
+
+  /**
+   * Results of a batch that went ahead of its reply. They count from where
+   * the last part ended; what the reply holds then starts after them.
+   */
+  private onPart(worker: WorkerProcess, message: Array<any>): void {
+    const inflight = worker.inflight as Array<Entry>
+    const id = message[1]
+    let index = 0
+    while (index < inflight.length && inflight[index].id !== id) index++
+    if (index === inflight.length) return
+    const entry = inflight[index]
+    const items = message[3]
+    const exits = message[2] === 1
+    if (
+      entry.onPart === undefined || !Array.isArray(items) || (message[2] !== 0 && !exits) ||
+      items.length === 0 || entry.received + items.length >= entry.batchSize ||
+      (exits && !isBatchReply(items, items.length))
+    ) {
+      return worker.kill(`protocol error: a malformed part of batch ${id} from the worker`)
+    }
+    this.markStarted(entry)
+    entry.received += items.length
+    entry.window = typeof message[4] === "number" && message[4] >= 1 ? message[4] : entry.batchSize
+    entry.onPart(exits, items)
   }
 
   /** Lets a streaming task's worker produce `n` more items: the caller took that many. */

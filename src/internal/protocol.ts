@@ -10,7 +10,9 @@
  * ```
  * parent -> worker
  *   [Run,       id, tag, payload, trace]      one task
- *   [RunBatch,  id, tag, [payload, ...], trace] many payloads of one task, one reply
+ *   [RunBatch,  id, tag, [payload, ...], trace, every]
+ *                                             many payloads of one task, one reply; the results of
+ *                                             every `every` items go ahead as a BatchPart
  *   [Interrupt, id]                           stop task id (queued or running)
  *   [Shutdown]                                finish and exit
  *   [Ping, seq]                               answer at once: the event loop is alive
@@ -23,6 +25,10 @@
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
  *   [BatchExit, id, [[kind, value], ...]]     every item of batch id ended
  *   [BatchValues, id, [value, ...]]           every item of batch id succeeded: the values alone
+ *   [BatchPart, id, 0, [value, ...], next]    the next items of batch id succeeded, written before
+ *   [BatchPart, id, 1, [[kind, value], ...], next] the item after them starts; the next part holds
+ *                                             `next` items at most; BatchExit or BatchValues then
+ *                                             holds only the items after the last part
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
  *   [Recycle, reason]                         past its memory ceiling: replace me
  *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
@@ -59,7 +65,8 @@ export const FromWorker = {
   Recycle: 4,
   BatchValues: 5,
   StartFailed: 6,
-  Items: 7
+  Items: 7,
+  BatchPart: 8
 } as const
 
 /** @internal */

@@ -53,6 +53,12 @@ interface Job {
   readonly tag: string
   readonly payload: unknown
   readonly batch: boolean
+  /**
+   * For a batch: after this many items, their results are written before the
+   * next item starts (0 for never). Each part then says how many items the
+   * next one holds at most, sized to about `partBudget` ms of work.
+   */
+  every: number
   /** For a streaming task: how many more items it may send before the parent acknowledges some; -1 otherwise. */
   credits: number
   /** Resumes a stream waiting for credits. */
@@ -245,6 +251,7 @@ type BatchOutcome = Array<[number, unknown?]> | { readonly values: unknown }
  * item path is taken only to report which items failed.
  */
 const runBatch = (
+  job: Job,
   handler: Task.Handler.Any,
   codec: TaskCodec,
   payloads: ReadonlyArray<unknown>
@@ -252,10 +259,14 @@ const runBatch = (
   Effect.suspend(() => {
     const decoded = codec.decodePayloads(payloads)
     const valid = !(decoded instanceof Invalid)
-    // The values while every item succeeds; every item's Exit from the first one that does not.
-    const values: Array<unknown> = []
+    const binary = handler.task.serialization === "binary"
+    // The values while every item of the current part succeeds; every item's Exit from the first one that does not.
+    let values: Array<unknown> = []
     let exits: Array<Exit.Exit<unknown, unknown>> | undefined
     let i = 0
+    // Where the current part began: its items' results have not been written yet.
+    let partFrom = 0
+    let partStarted = performance.now()
     const record = (exit: Exit.Exit<unknown, unknown>): void => {
       if (exits === undefined) {
         if (Exit.isSuccess(exit)) return void values.push(exit.value)
@@ -263,8 +274,37 @@ const runBatch = (
       }
       exits.push(exit)
     }
+    /** The outcome of the current part, encoded; the next part starts empty. */
+    const takePart = (): BatchOutcome => {
+      let outcome: BatchOutcome | undefined
+      if (exits === undefined) {
+        const encoded = codec.encodeSuccesses(values)
+        if (!(encoded instanceof Invalid)) outcome = { values: encoded }
+      }
+      outcome ??= (exits ?? values.map((value) => Exit.succeed(value))).map((exit) => payloadAwareExit(codec, exit))
+      values = []
+      exits = undefined
+      partFrom = i
+      partStarted = performance.now()
+      return outcome
+    }
     const step: Effect.Effect<BatchOutcome> = Effect.suspend(() => {
       while (i < payloads.length) {
+        if (job.every > 0 && i - partFrom >= job.every) {
+          // The results so far reach the pipe before the next item starts: should this process die during
+          // the next part, the parent knows which items finished, which may have run, and which never started.
+          const perItem = (performance.now() - partStarted) / (i - partFrom)
+          job.every = Math.max(1, Math.min(65_536, Math.floor(partBudget / Math.max(perItem, 1e-5))))
+          const part = takePart()
+          send(
+            Array.isArray(part)
+              ? [FromWorker.BatchPart, job.id, 1, part, job.every]
+              : [FromWorker.BatchPart, job.id, 0, part.values, job.every],
+            binary
+          )
+          writer.flush()
+          if (channel.writableLength > 0) return Effect.flatMap(drained, () => step)
+        }
         const index = i++
         const run = valid
           ? runDecoded(handler, (decoded as Array<unknown>)[index])
@@ -279,16 +319,23 @@ const runBatch = (
           return step
         })
       }
-      if (exits === undefined) {
-        const encoded = codec.encodeSuccesses(values)
-        if (!(encoded instanceof Invalid)) return Effect.succeed({ values: encoded })
-      }
-      return Effect.succeed(
-        (exits ?? values.map((value) => Exit.succeed(value))).map((exit) => payloadAwareExit(codec, exit))
-      )
+      return Effect.succeed(takePart())
     })
     return step
   })
+
+/**
+ * About how many milliseconds of work a batch part holds. A part costs a write
+ * and a read; should the worker die, the items of its current part are the
+ * ones whose fate is unknown.
+ */
+const partBudget = 0.5
+
+/** Waits until everything written to the parent has left this process. */
+const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
+  if (channel.writableLength === 0) return resume(Effect.void)
+  channel.once("drain", () => resume(Effect.void))
+})
 
 /** An item of a streaming task's output did not fit its success Schema. */
 class ItemInvalid {
@@ -454,7 +501,7 @@ const start = (job: Job): void => {
     return
   }
   const run = job.batch
-    ? runBatch(handler, codec, job.payload as ReadonlyArray<unknown>)
+    ? runBatch(job, handler, codec, job.payload as ReadonlyArray<unknown>)
     : job.credits >= 0
     ? runStream(job, handler, codec)
     : runHandler(handler, codec, job.payload)
@@ -525,6 +572,7 @@ const onMessage = (message: Array<any>): void => {
         tag: message[2],
         payload: message[3],
         batch: message[0] === ToWorker.RunBatch,
+        every: message[0] === ToWorker.RunBatch && typeof message[5] === "number" ? Math.max(0, message[5]) : 0,
         credits: stream ? Math.floor(window) : -1,
         wake: undefined,
         parent: parentSpan(message[4]),
