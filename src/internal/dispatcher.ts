@@ -127,6 +127,13 @@ const installExitHook = (): void => {
   })
 }
 
+/** The entry `id` among those sent to a worker: almost always the first, as replies come nearly in order. */
+const sentEntry = (worker: WorkerProcess, id: unknown): Entry | undefined => {
+  const inflight = worker.inflight as Array<Entry>
+  for (let i = 0; i < inflight.length; i++) if (inflight[i].id === id) return inflight[i]
+  return undefined
+}
+
 /** @internal */
 export interface DispatcherOptions {
   /** Workers kept even when idle; the layer waits for these to be ready. */
@@ -631,15 +638,11 @@ export class Dispatcher {
 
   /** The next items of a streaming task: handed to its caller, who acknowledges them as they are taken. */
   private onItems(worker: WorkerProcess, message: Array<any>): void {
-    const inflight = worker.inflight as Array<Entry>
-    const id = message[1]
-    let index = 0
-    while (index < inflight.length && inflight[index].id !== id) index++
+    const entry = sentEntry(worker, message[1])
     // Items of an entry the parent no longer holds (it was interrupted meanwhile) are dropped.
-    if (index === inflight.length) return
-    const entry = inflight[index]
+    if (entry === undefined) return
     if (entry.onItems === undefined || !Array.isArray(message[2])) {
-      return worker.kill(`protocol error: unexpected items for task ${id} from the worker`)
+      return worker.kill(`protocol error: unexpected items for task ${entry.id} from the worker`)
     }
     // Items mean the stream runs: its timeout counts from now, and a crash now fails it.
     this.markStarted(entry)
@@ -651,12 +654,9 @@ export class Dispatcher {
    * the last part ended; what the reply holds then starts after them.
    */
   private onPart(worker: WorkerProcess, message: Array<any>): void {
-    const inflight = worker.inflight as Array<Entry>
-    const id = message[1]
-    let index = 0
-    while (index < inflight.length && inflight[index].id !== id) index++
-    if (index === inflight.length) return
-    const entry = inflight[index]
+    const entry = sentEntry(worker, message[1])
+    if (entry === undefined) return
+    const id = entry.id
     const items = message[3]
     const exits = message[2] === 1
     if (
