@@ -93,3 +93,180 @@ export type ExitKind = typeof ExitKind[keyof typeof ExitKind]
 /** Whether a value is a known `ExitKind`. @internal */
 export const isExitKind = (u: unknown): u is ExitKind =>
   typeof u === "number" && Number.isInteger(u) && u >= ExitKind.Success && u <= ExitKind.NotServed
+
+// ---------------------------------------------------------------------------
+// Messages, as the tuples that travel: one type and one constructor each
+// ---------------------------------------------------------------------------
+
+/** The caller's span as `[traceId, spanId, sampled]`, or `0` for none. @internal */
+export type Trace = readonly [traceId: string, spanId: string, sampled: boolean] | 0
+
+/** A message from the parent to a worker. @internal */
+export type ToWorkerMessage =
+  | readonly [kind: typeof ToWorker.Run, id: number, tag: string, payload: unknown, trace: Trace]
+  | readonly [
+    kind: typeof ToWorker.RunBatch,
+    id: number,
+    tag: string,
+    payloads: Array<unknown>,
+    trace: Trace,
+    every: number
+  ]
+  | readonly [kind: typeof ToWorker.RunStream, id: number, tag: string, payload: unknown, trace: Trace, window: number]
+  | readonly [kind: typeof ToWorker.Interrupt, id: number]
+  | readonly [kind: typeof ToWorker.Shutdown]
+  | readonly [kind: typeof ToWorker.Ping, seq: number]
+  | readonly [kind: typeof ToWorker.Release, offset: number]
+  | readonly [kind: typeof ToWorker.Ack, id: number, n: number]
+
+/** A message from a worker to the parent. @internal */
+export type FromWorkerMessage =
+  | readonly [kind: typeof FromWorker.Ready, pid: number]
+  | readonly [kind: typeof FromWorker.StartFailed, summary: string]
+  | readonly [kind: typeof FromWorker.Exit, id: number, exit: ExitKind, value?: unknown]
+  | readonly [kind: typeof FromWorker.BatchExit, id: number, items: Array<readonly [ExitKind, unknown?]>]
+  | readonly [kind: typeof FromWorker.BatchValues, id: number, values: Array<unknown>]
+  | readonly [kind: typeof FromWorker.BatchPart, id: number, exits: 0 | 1, items: Array<unknown>, next: number]
+  | readonly [kind: typeof FromWorker.Items, id: number, values: Array<unknown>]
+  | readonly [kind: typeof FromWorker.Pong, seq: number, rss: number]
+  | readonly [kind: typeof FromWorker.Recycle]
+
+/**
+ * The constructors of every message, in both directions. Every module builds
+ * messages through these, and reads them through {@link decodeToWorker} and
+ * {@link decodeFromWorker}.
+ *
+ * @internal
+ */
+export const Message = {
+  run: (id: number, tag: string, payload: unknown, trace: Trace): ToWorkerMessage =>
+    [ToWorker.Run, id, tag, payload, trace],
+  runBatch: (id: number, tag: string, payloads: Array<unknown>, trace: Trace, every: number): ToWorkerMessage =>
+    [ToWorker.RunBatch, id, tag, payloads, trace, every],
+  runStream: (id: number, tag: string, payload: unknown, trace: Trace, window: number): ToWorkerMessage =>
+    [ToWorker.RunStream, id, tag, payload, trace, window],
+  interrupt: (id: number): ToWorkerMessage => [ToWorker.Interrupt, id],
+  shutdown: [ToWorker.Shutdown] as ToWorkerMessage,
+  ping: (seq: number): ToWorkerMessage => [ToWorker.Ping, seq],
+  release: (offset: number): ToWorkerMessage => [ToWorker.Release, offset],
+  ack: (id: number, n: number): ToWorkerMessage => [ToWorker.Ack, id, n],
+
+  ready: (pid: number): FromWorkerMessage => [FromWorker.Ready, pid],
+  startFailed: (summary: string): FromWorkerMessage => [FromWorker.StartFailed, summary],
+  exit: (id: number, exit: ExitKind, value?: unknown): FromWorkerMessage =>
+    value === undefined ? [FromWorker.Exit, id, exit] : [FromWorker.Exit, id, exit, value],
+  batchExit: (id: number, items: Array<readonly [ExitKind, unknown?]>): FromWorkerMessage =>
+    [FromWorker.BatchExit, id, items],
+  batchValues: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.BatchValues, id, values],
+  batchPart: (id: number, exits: 0 | 1, items: Array<unknown>, next: number): FromWorkerMessage =>
+    [FromWorker.BatchPart, id, exits, items, next],
+  items: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.Items, id, values],
+  pong: (seq: number, rss: number): FromWorkerMessage => [FromWorker.Pong, seq, rss],
+  recycle: [FromWorker.Recycle] as FromWorkerMessage
+} as const
+
+/** Why a message was refused: the stream it came on cannot be trusted after it. @internal */
+export class MessageInvalid {
+  readonly reason: string
+  constructor(reason: string) {
+    this.reason = reason
+  }
+}
+
+const isId = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u)
+const isCount = (u: unknown): boolean => typeof u === "number" && u >= 1
+const isTrace = (u: unknown): boolean =>
+  u === 0 || (Array.isArray(u) && typeof u[0] === "string" && typeof u[1] === "string")
+
+const describe = (message: unknown): string => {
+  try {
+    return JSON.stringify(message).slice(0, 200)
+  } catch {
+    return String(message).slice(0, 200)
+  }
+}
+
+/**
+ * Reads a message from the parent: the message itself, typed, or why it is
+ * not one. Kinds it does not know are refused.
+ *
+ * @internal
+ */
+export const decodeToWorker = (message: unknown): ToWorkerMessage | MessageInvalid => {
+  if (!Array.isArray(message)) return new MessageInvalid("a message from the parent is not an array")
+  switch (message[0]) {
+    case ToWorker.Run:
+      if (isId(message[1]) && typeof message[2] === "string" && isTrace(message[4] ?? 0)) {
+        return message as unknown as ToWorkerMessage
+      }
+      break
+    case ToWorker.RunBatch:
+      if (isId(message[1]) && typeof message[2] === "string" && Array.isArray(message[3])) {
+        return message as unknown as ToWorkerMessage
+      }
+      break
+    case ToWorker.RunStream:
+      if (isId(message[1]) && typeof message[2] === "string" && isCount(message[5])) {
+        return message as unknown as ToWorkerMessage
+      }
+      break
+    case ToWorker.Interrupt:
+    case ToWorker.Ping:
+    case ToWorker.Release:
+      if (typeof message[1] === "number") return message as unknown as ToWorkerMessage
+      break
+    case ToWorker.Ack:
+      if (isId(message[1]) && typeof message[2] === "number") return message as unknown as ToWorkerMessage
+      break
+    case ToWorker.Shutdown:
+      return message as unknown as ToWorkerMessage
+  }
+  return new MessageInvalid(`an unexpected message from the parent: ${describe(message)}`)
+}
+
+/** Whether every element is `[ExitKind, value?]`. */
+const areExits = (items: Array<unknown>): boolean => {
+  for (const item of items) if (!Array.isArray(item) || !isExitKind(item[0])) return false
+  return true
+}
+
+/**
+ * Reads a message from a worker: the message itself, typed, or why it is not
+ * one. Kinds it does not know are refused.
+ *
+ * @internal
+ */
+export const decodeFromWorker = (message: unknown): FromWorkerMessage | MessageInvalid => {
+  if (!Array.isArray(message)) return new MessageInvalid("a message from the worker is not an array")
+  switch (message[0]) {
+    case FromWorker.Exit:
+      if (isId(message[1]) && isExitKind(message[2])) return message as unknown as FromWorkerMessage
+      break
+    case FromWorker.BatchExit:
+      if (isId(message[1]) && Array.isArray(message[2]) && areExits(message[2])) {
+        return message as unknown as FromWorkerMessage
+      }
+      break
+    case FromWorker.BatchValues:
+    case FromWorker.Items:
+      if (isId(message[1]) && Array.isArray(message[2])) return message as unknown as FromWorkerMessage
+      break
+    case FromWorker.BatchPart:
+      if (
+        isId(message[1]) && (message[2] === 0 || message[2] === 1) && Array.isArray(message[3]) &&
+        message[3].length > 0 && isCount(message[4]) && (message[2] === 0 || areExits(message[3]))
+      ) {
+        return message as unknown as FromWorkerMessage
+      }
+      break
+    case FromWorker.Pong:
+      if (typeof message[1] === "number") return message as unknown as FromWorkerMessage
+      break
+    case FromWorker.Ready:
+    case FromWorker.Recycle:
+      return message as unknown as FromWorkerMessage
+    case FromWorker.StartFailed:
+      return [FromWorker.StartFailed, String(message[1])]
+  }
+  return new MessageInvalid(`an unexpected message from the worker: ${describe(message)}`)
+}
