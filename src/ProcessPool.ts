@@ -45,14 +45,17 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as os from "node:os"
 import { makeMapping } from "./internal/chunking.ts"
 import { makeClient } from "./internal/client.ts"
+import { poolClockOf } from "./internal/clock.ts"
 import { Dispatcher } from "./internal/dispatcher.ts"
 import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
-import { defaultExecArgv, millis, moduleUrl as toModuleUrl, workerEnv } from "./internal/options.ts"
-import { defaultMaxFrameSize, maxFrameLimit } from "./internal/transport.ts"
+import { type PoolEvents, silent } from "./internal/events.ts"
+import { moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
+import { Supervisor } from "./internal/supervisor.ts"
+import { type Spawn, spawnProcess } from "./internal/workerProcess.ts"
 import type { PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
@@ -321,49 +324,43 @@ export class ProcessPool extends Context.Service<ProcessPool, {
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(options: Options) {
-  const cpus = os.availableParallelism()
-  const minSize = Math.max(0, options.minSize ?? options.size ?? (options.maxSize === undefined ? cpus : 1))
-  const maxSize = Math.max(1, minSize, options.maxSize ?? options.size ?? Math.max(minSize, cpus))
-  const concurrency = Math.max(1, options.workerConcurrency ?? 1)
-  const maxFrameSize = Math.min(options.maxFrameSize ?? defaultMaxFrameSize, maxFrameLimit)
-  const moduleUrl = toModuleUrl(options.worker)
-  refusePoolOfItself(moduleUrl)
+export const make = (options: Options): Effect.Effect<ProcessPool["Service"], WorkerStartError, Scope.Scope> =>
+  makeWith(options)
+
+/**
+ * Builds a pool whose workers come from `spawn` (child processes by default)
+ * and whose events go to `events` (none by default).
+ *
+ * @internal
+ */
+export const makeWith = Effect.fnUntraced(function*(
+  options: Options,
+  hooks: { readonly spawn?: Spawn | undefined; readonly events?: PoolEvents | undefined } = {}
+) {
+  const resolved = resolve(options)
+  refusePoolOfItself(resolved.supervisor.moduleUrl)
   poolBuilt()
-  const dispatcher = new Dispatcher({
-    minSize,
-    maxSize,
-    idleTimeout: millis(options.idleTimeout, 30_000),
-    heartbeatInterval: millis(options.heartbeatInterval, 1_000),
-    hangTimeout: millis(options.hangTimeout, 10_000),
-    concurrency,
-    prefetch: options.prefetch ?? "auto",
-    maxQueue: options.maxQueue ?? 65_536,
-    queuePolicy: options.queuePolicy ?? "wait",
-    interruptGrace: millis(options.interruptGrace, 1_000),
-    startTimeout: millis(options.startTimeout, 30_000),
-    maxStartFailures: options.maxStartFailures ?? 5,
-    maxTasksPerWorker: options.maxTasksPerWorker ?? 0,
-    spawn: {
-      moduleUrl,
-      execArgv: options.execArgv ?? defaultExecArgv(),
-      env: workerEnv(options.env, options.compileCache),
-      inheritStderr: options.inheritStderr ?? true,
-      worker: { concurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
-    }
-  })
-  const shutdownTimeout = millis(options.shutdownTimeout, 5_000)
+  const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
+  const events = hooks.events ?? silent
+  const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
+  const supervisor = new Supervisor(
+    resolved.supervisor,
+    dispatcher,
+    hooks.spawn ?? spawnProcess(resolved.spawn),
+    clock,
+    events
+  )
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {
-      dispatcher.shutdown(options.shutdown ?? "drain", shutdownTimeout, () => resume(Effect.void))
+      supervisor.shutdown(resolved.shutdown, resolved.shutdownTimeout, () => resume(Effect.void))
     })
   )
   yield* Effect.callback<void, WorkerStartError>((resume) => {
-    dispatcher.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+    supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  const client = makeClient(dispatcher, maxFrameSize, options.streamWindow ?? 128)
-  const { map, mapExits, stream } = makeMapping(client, maxSize)
+  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow)
+  const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
   const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
     (task.stream
       ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
@@ -374,7 +371,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     map,
     mapExits,
     stream,
-    stats: Effect.sync(() => ({ ...dispatcher.stats(), crashes: dispatcher.crashes }))
+    stats: Effect.sync((): Stats => ({
+      ...dispatcher.stats(),
+      crashes: supervisor.crashes,
+      workers: supervisor.workerStats()
+    }))
   })
 })
 

@@ -21,7 +21,8 @@ import {
   Endless,
   FailAfter,
   PidThenSpin,
-  PidThenWait
+  PidThenWait,
+  WhichPid
 } from "./fixtures/streams.ts"
 import { Negative } from "./fixtures/tasks.ts"
 import { fixture, isAlive, poolLayer, stats, tempFile, waitUntil, workerPids } from "./helpers.ts"
@@ -195,6 +196,28 @@ layer(streams({ streamWindow: 16, interruptGrace: 300 }), { excludeTestServices:
       expect(items.length).toBe(1)
       assert(Exit.isFailure(exit))
       assert.instanceOf(Cause.squash(exit.cause), PoolError.WorkerCrashed)
+    }))
+
+  it.effect("no task is sent ahead to a worker whose stream waits for its consumer", () =>
+    Effect.gen(function*() {
+      const file = tempFile("paused")
+      // Takes one item, then holds the stream open without pulling for a while.
+      const paused = yield* Effect.forkChild(
+        ProcessPool.submit(Endless, file).pipe(
+          Stream.tap(() => Effect.sleep(2_000)),
+          Stream.take(1),
+          Stream.runDrain
+        )
+      )
+      yield* waitUntil("the stream to run", () => producedSoFar(file) > 0)
+      const started = Date.now()
+      const answers = yield* Effect.forEach(Array.from({ length: 6 }), () => ProcessPool.submit(WhichPid), {
+        concurrency: "unbounded"
+      })
+      // All answered by the other worker, long before the paused stream lets go of its own.
+      expect(Date.now() - started).toBeLessThan(1_500)
+      expect(new Set(answers).size).toBe(1)
+      yield* Fiber.interrupt(paused)
     }))
 
   it.effect("200 concurrent streams each get their own items", () =>

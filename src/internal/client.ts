@@ -23,11 +23,12 @@ import type { SubmitOptions } from "../ProcessPool.ts"
 import type * as Task from "../Task.ts"
 import { Binary } from "./binary.ts"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { BatchReply, BatchValuesReply, type Decode, type Dispatcher, Entry, PoolErrorKind } from "./dispatcher.ts"
+import { type Decode, type Dispatcher, Entry, isPoolErrorReply } from "./dispatcher.ts"
 import { millis } from "./options.ts"
-import { ExitKind, ToWorker } from "./protocol.ts"
+import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "./protocol.ts"
 
-const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
+/** One task's or item's outcome, as the worker encoded it, decoded into the caller's `Exit`. */
+const decodeExit = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
   switch (kind) {
     case ExitKind.Success: {
       const decoded = codec.decodeSuccess(value)
@@ -53,8 +54,6 @@ const decodeReply = (codec: TaskCodec, tag: string, kind: number, value: unknown
       return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value), side: "worker" }))
     case ExitKind.NotServed:
       return Exit.fail(new TaskNotServed({ task: tag }))
-    case PoolErrorKind:
-      return Exit.fail(value)
     default:
       return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
   }
@@ -99,55 +98,80 @@ class Crashed {
   }
 }
 
+/** Decodes one item's outcome of a batch. */
+type DecodeItem = (kind: number, value: unknown) => Exit.Exit<unknown, unknown>
+
+const itemDecoders = new WeakMap<Task.Task.Any, DecodeItem>()
 const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
+
+/** The decoder of one item's outcome of a task, built once. */
+const itemDecoder = (task: Task.Task.Any): DecodeItem => {
+  let decode = itemDecoders.get(task)
+  if (decode === undefined) {
+    const codec = codecFor(task)
+    const tag = task._tag
+    decode = (kind, value) => decodeExit(codec, tag, kind, value)
+    itemDecoders.set(task, decode)
+  }
+  return decode
+}
 
 /** The reply decoder of a task, built once: every entry of the task shares it. */
 const replyDecoder = (task: Task.Task.Any): Decode => {
   let decode = replyDecoders.get(task)
   if (decode === undefined) {
-    const codec = codecFor(task)
-    const tag = task._tag
-    decode = (kind, value) => decodeReply(codec, tag, kind, value)
+    const item = itemDecoder(task)
+    decode = (reply) =>
+      isPoolErrorReply(reply)
+        ? Exit.fail(reply)
+        : reply[0] === FromWorker.Exit
+        ? item(reply[2], reply[3])
+        : Exit.die(new Error(`effect-process-pool: a batch's answer to the single task "${task._tag}"`))
     replyDecoders.set(task, decode)
   }
   return decode
 }
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
-const wire = (task: Task.Task.Any, message: Array<unknown>): string | Binary =>
+const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
   task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
 
 /**
- * Builds a Run or RunBatch message once the run has its id: the payload is
- * encoded when the effect runs, so each run sends the payload as it is then,
- * or fails with the SerializationError that says why it cannot be sent.
+ * Builds a Run, RunBatch or RunStream message once the run has its id: the
+ * payload is encoded when the effect runs, so each run sends the payload as
+ * it is then, or fails with the SerializationError that says why it cannot
+ * be sent.
  */
-const runMessage =
-  (task: Task.Task.Any, kind: number, encode: Convert, payload: unknown, window?: number) =>
-  (id: number, trace: unknown): string | Binary | SerializationError => {
-    const encoded = encode(payload)
-    return encoded instanceof Invalid
-      ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
-      : wire(
-        task,
-        window === undefined ? [kind, id, task._tag, encoded, trace] : [kind, id, task._tag, encoded, trace, window]
-      )
-  }
+const runMessage = (
+  task: Task.Task.Any,
+  encode: Convert,
+  payload: unknown,
+  build: (id: number, encoded: any, trace: Trace) => ToWorkerMessage
+) =>
+(id: number, trace: Trace): string | Binary | SerializationError => {
+  const encoded = encode(payload)
+  return encoded instanceof Invalid
+    ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
+    : wire(task, build(id, encoded, trace))
+}
 
 /** The reply decoder of a streaming task's end: its success carries no value, its items came before. */
 const streamEndDecoders = new WeakMap<Task.Task.Any, Decode>()
 const streamEndDecoder = (task: Task.Task.Any): Decode => {
   let decode = streamEndDecoders.get(task)
   if (decode === undefined) {
-    const item = replyDecoder(task)
-    decode = (kind, value) => kind === ExitKind.Success ? Exit.void : item(kind, value)
+    const decodeReply = replyDecoder(task)
+    decode = (reply) =>
+      !isPoolErrorReply(reply) && reply[0] === FromWorker.Exit && reply[2] === ExitKind.Success
+        ? Exit.void
+        : decodeReply(reply)
     streamEndDecoders.set(task, decode)
   }
   return decode
 }
 
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
-const currentTrace = (): unknown => {
+const currentTrace = (): Trace => {
   const fiber = Fiber.getCurrent()
   if (fiber === undefined) return 0
   const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
@@ -236,6 +260,13 @@ const withStreamRetry = <A, E>(
     return go()
   }))
 
+/** A stream's window as a whole number of items: at least 1, and `Infinity` as the most the wire can say. */
+const windowOf = (window: number | undefined, fallback: number): number => {
+  const value = window ?? fallback
+  if (value === Infinity) return 2 ** 31 - 1
+  return Number.isFinite(value) ? Math.max(1, Math.floor(value)) : Math.max(1, Math.floor(fallback) || 128)
+}
+
 /** @internal */
 export interface Client {
   readonly submit: <T extends Task.Task.Any>(
@@ -267,7 +298,7 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
   const prepare = (
     tag: string,
     id: number,
-    message: (id: number, trace: unknown) => string | Binary | SerializationError
+    message: (id: number, trace: Trace) => string | Binary | SerializationError
   ): string | Binary | SerializationError => {
     let encoded: string | Binary | SerializationError
     try {
@@ -292,7 +323,7 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
    */
   const run = <A, E>(
     tag: string,
-    message: (id: number, trace: unknown) => string | Binary | SerializationError,
+    message: (id: number, trace: Trace) => string | Binary | SerializationError,
     timeout: number,
     decode: Decode,
     batchSize = 0,
@@ -327,7 +358,12 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     const codec = codecFor(task)
     // 0 is no timeout; so is an infinite one.
     const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
-    return run(tag, runMessage(task, ToWorker.Run, codec.encodePayload, payload), timeout, replyDecoder(task))
+    return run(
+      tag,
+      runMessage(task, codec.encodePayload, payload, (id, encoded, trace) => Message.run(id, tag, encoded, trace)),
+      timeout,
+      replyDecoder(task)
+    )
   }
 
   /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
@@ -356,16 +392,16 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     }
     const tag = task._tag
     const codec = codecFor(task)
-    const decodeItem = replyDecoder(task)
+    const decodeItem = itemDecoder(task)
     /** Encoded values, decoded in one codec call; should one not decode, each alone, so that only it fails. */
     const decodeValues = (value: unknown): ChunkResult => {
       const values = codec.decodeSuccesses(value)
       return values instanceof Invalid
-        ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v) as Exit.Exit<unknown, unknown>)
+        ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
         : new Values(values as ReadonlyArray<unknown>)
     }
-    const decodeExits = (items: Array<[number, unknown]>): ChunkResult =>
-      items.map(([k, v]) => decodeItem(k, v) as Exit.Exit<unknown, unknown>)
+    const decodeExits = (items: ReadonlyArray<readonly [number, unknown?]>): ChunkResult =>
+      items.map(([k, v]) => decodeItem(k, v))
     return Effect.suspend(() => {
       const started = performance.now()
       const parts: Array<ChunkResult> = []
@@ -379,16 +415,29 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
       // One codec call for the chunk; the item that does not fit is named in the issue's path.
       const attempt = run<ChunkResult | Crashed, PoolError>(
         tag,
-        runMessage(task, ToWorker.RunBatch, codec.encodePayloads, payloads, every),
+        runMessage(
+          task,
+          codec.encodePayloads,
+          payloads,
+          (id, encoded, trace) => Message.runBatch(id, tag, encoded, trace, every)
+        ),
         0,
-        (kind, value) => {
-          if (kind === BatchValuesReply) return ended(decodeValues(value))
-          if (kind === BatchReply) return ended(decodeExits(value as Array<[number, unknown]>))
-          // The worker died while it ran this chunk: what finished is kept, and what never started runs again.
-          if (kind === PoolErrorKind && value instanceof WorkerCrashed && entry !== undefined) {
-            return Exit.succeed(new Crashed(joinResults(parts), entry.received, entry.window || every, value))
+        (reply) => {
+          if (isPoolErrorReply(reply)) {
+            // The worker died while it ran this chunk: what finished is kept, and what never started runs again.
+            return reply instanceof WorkerCrashed && entry !== undefined
+              ? Exit.succeed(new Crashed(joinResults(parts), entry.received, entry.window || every, reply))
+              : Exit.fail(reply)
           }
-          return decodeItem(kind, value)
+          switch (reply[0]) {
+            case FromWorker.BatchValues:
+              return ended(decodeValues(reply[2]))
+            case FromWorker.BatchExit:
+              return ended(decodeExits(reply[2]))
+            default:
+              // The chunk as a whole: not served, interrupted.
+              return decodeItem(reply[2], reply[3])
+          }
         },
         payloads.length,
         (created) => {
@@ -454,7 +503,7 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
       Effect.suspend(() => {
         const tag = task._tag
         const codec = codecFor(task)
-        const window = Math.max(1, Math.floor(options?.window ?? streamWindow))
+        const window = windowOf(options?.window, streamWindow)
         const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
         let buffer: Array<unknown> = []
         // Items handed to the consumer and not yet acknowledged: the consumer is done with them at its next pull.
@@ -467,7 +516,16 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
           waiting?.()
         }
         const id = dispatcher.id()
-        const encoded = prepare(tag, id, runMessage(task, ToWorker.RunStream, codec.encodePayload, payload, window))
+        const encoded = prepare(
+          tag,
+          id,
+          runMessage(
+            task,
+            codec.encodePayload,
+            payload,
+            (id, encoded, trace) => Message.runStream(id, tag, encoded, trace, window)
+          )
+        )
         if (encoded instanceof SerializationError) return Effect.fail(encoded)
         const entry = new Entry(
           id,

@@ -6,6 +6,9 @@
  *
  * @internal
  */
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 
 /** The longest delay one Node timer takes. @internal */
 export const maxTimerDelay = 2 ** 31 - 1
@@ -58,4 +61,49 @@ export const every = (ms: number, f: () => void): Cancel => {
   const timer = setInterval(f, Math.max(1, ms))
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/**
+ * The time and timers a pool runs on. Scheduling rules (timeouts, grace
+ * periods, back-off, heartbeats, idle shrink, drain) read only this, so a
+ * test can run them on Effect's `TestClock`.
+ *
+ * @internal
+ */
+export interface PoolClock {
+  /** Milliseconds, for measuring intervals. */
+  now(): number
+  after(ms: number, f: () => void, unref?: boolean): Cancel
+  every(ms: number, f: () => void): Cancel
+}
+
+/** Node's own timers and `performance.now()`. @internal */
+export const liveClock: PoolClock = { now: () => performance.now(), after, every }
+
+/** The clock Effect runs on when nothing else is provided. */
+const defaultClock: Clock.Clock = Effect.runSync(Effect.clockWith(Effect.succeed))
+
+/**
+ * The pool's clock for an Effect `Clock`: Node's own timers for Effect's
+ * default clock, else timers that sleep on the given clock, such as a
+ * `TestClock`, whose `adjust` then moves the pool's time too.
+ *
+ * @internal
+ */
+export const poolClockOf = (clock: Clock.Clock): PoolClock => {
+  if (clock.constructor === defaultClock.constructor) return liveClock
+  const sleepThen = (ms: number, f: () => void) => Effect.andThen(clock.sleep(Duration.millis(ms)), Effect.sync(f))
+  return {
+    now: () => clock.currentTimeMillisUnsafe(),
+    after: (ms, f) => {
+      if (isNever(ms)) return never
+      const fiber = Effect.runFork(sleepThen(ms, f))
+      return () => fiber.interruptUnsafe()
+    },
+    every: (ms, f) => {
+      if (isNever(ms) || ms > maxTimerDelay) return never
+      const fiber = Effect.runFork(Effect.forever(sleepThen(Math.max(1, ms), f)))
+      return () => fiber.interruptUnsafe()
+    }
+  }
 }

@@ -1,43 +1,48 @@
 /**
- * The pool's state machine, in plain callbacks so that the hot path allocates
- * no fibers: the FIFO queue, least-loaded routing, the in-flight window of each
- * worker, interruption, timeouts, crash accounting, replacement and shutdown.
+ * The tasks' side of the pool, in plain callbacks so that the hot path
+ * allocates no fibers: the FIFO queue with its bound, least-loaded routing,
+ * the in-flight window of each worker, replies, interruption, timeouts, and
+ * what becomes of a dead worker's tasks. The workers themselves (how many,
+ * their start-up, pings, recycling, shutdown) belong to the supervisor,
+ * which tells the dispatcher when a worker joins, leaves or stops taking work.
  *
- * Every entry ends exactly once, through `settle`.
+ * Every entry ends exactly once, through `finish`.
  *
  * @internal
  */
-import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed, WorkerStartError } from "../PoolError.ts"
 import type { PoolError } from "../PoolError.ts"
+import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../PoolError.ts"
 import type { Binary } from "./binary.ts"
-import { after, type Cancel, every } from "./clock.ts"
-import { ExitKind, FromWorker, isExitKind, ToWorker } from "./protocol.ts"
-import { type SpawnOptions, WorkerProcess } from "./supervisor.ts"
-
-/** A reply kind that carries a `PoolError` instead of a worker's answer. @internal */
-export const PoolErrorKind = -1
+import type { Cancel, PoolClock } from "./clock.ts"
+import type { PoolEvents } from "./events.ts"
+import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
+import type { WorkerConnection } from "./workerProcess.ts"
 
 /**
- * Turns a reply into the caller's outcome: `kind` is an `ExitKind`,
- * `BatchReply`, or `PoolErrorKind` with a `PoolError` as `value`.
+ * What a caller's entry ends with: the worker's answer (a task's `Exit`, a
+ * batch's item exits or values), or a `PoolError` the pool decided on.
  *
  * @internal
  */
-export type Decode = (kind: number, value: unknown) => unknown
+export type Reply =
+  | Extract<FromWorkerMessage, readonly [typeof FromWorker.Exit, ...Array<any>]>
+  | Extract<FromWorkerMessage, readonly [typeof FromWorker.BatchExit, ...Array<any>]>
+  | Extract<FromWorkerMessage, readonly [typeof FromWorker.BatchValues, ...Array<any>]>
+  | PoolError
 
-/** The reply kind of a batch's answer: `value` holds every item's `[kind, value]`. @internal */
-export const BatchReply = 100
+/** Whether a reply is a `PoolError` rather than a worker's answer. @internal */
+export const isPoolErrorReply = (reply: Reply): reply is PoolError => !Array.isArray(reply)
 
-/** The reply kind of a batch whose items all succeeded: `value` holds their encoded values. @internal */
-export const BatchValuesReply = 101
+/** The reply of a task the worker stopped at the caller's request. */
+const interrupted: Reply = Message.exit(0, ExitKind.Interrupted) as Reply
 
 /**
- * A worker idle at least this long (ms) gets a ping ahead of its next task.
- * One that answered more recently is left alone: calls made back to back pay no
- * extra message, and an event loop that blocks within this window of its last
- * answer is still caught by the next heartbeat if the worker is idle then.
+ * Turns a reply into the caller's outcome. Shared by every entry of a task:
+ * no closure is allocated per entry.
+ *
+ * @internal
  */
-const pingAheadAfter = 1
+export type Decode = (reply: Reply) => unknown
 
 const State = {
   Waiting: 0,
@@ -46,16 +51,10 @@ const State = {
   Done: 3
 } as const
 
-const isBatchReply = (items: Array<unknown>, size: number): boolean => {
-  if (items.length !== size) return false
-  for (const item of items) if (!Array.isArray(item) || !isExitKind(item[0])) return false
-  return true
-}
-
-/** @internal */
+/** One call's trip through the pool: a task, a batch of a `map`, or a streaming task. @internal */
 export class Entry {
   state: number = State.Waiting
-  worker: WorkerProcess | undefined = undefined
+  slot: Slot | undefined = undefined
   started = false
   interruptRequested = false
   timedOut = false
@@ -63,7 +62,7 @@ export class Entry {
   closed = false
   /** Cancels the timeout, while one runs. */
   timer: Cancel | undefined = undefined
-  /** When it was sent, in `performance.now()` milliseconds. */
+  /** When it was sent, in the clock's milliseconds. */
   sentAt = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
@@ -78,11 +77,10 @@ export class Entry {
 
   readonly id: number
   readonly tag: string
-  /** The encoded Run or RunBatch message. */
+  /** The encoded Run, RunBatch or RunStream message. */
   readonly message: string | Binary
   /** Milliseconds from start to TaskTimeout; 0 for none. */
   readonly timeout: number
-  /** Shared by every entry of a task: no closure is allocated per entry. */
   readonly decode: Decode
   /** Resumes the caller with the decoded outcome. */
   readonly resume: (outcome: any) => void
@@ -106,74 +104,54 @@ export class Entry {
     this.resume = resume
     this.batchSize = batchSize
   }
+}
 
-  settle(kind: number, value: unknown): void {
-    this.resume(this.decode(kind, value))
+/** One ready worker, as the dispatcher sees it: what it holds and how busy it has been. @internal */
+export class Slot {
+  readonly worker: WorkerConnection
+  /** Entries sent to it and not yet answered, in the order they were sent. */
+  readonly inflight: Array<Entry> = []
+  /** Whether it takes new work: not once it is recycled, idle-stopped or stopping. */
+  open = true
+  /** Streaming tasks among `inflight`: a stream may hold its worker as long as its consumer waits. */
+  streams = 0
+  tasksDone = 0
+  /** When its last reply arrived, in the clock's milliseconds. */
+  lastReplyAt = 0
+  /** Since when it has had nothing in flight; 0 while busy. */
+  idleSince: number
+  constructor(worker: WorkerConnection, now: number) {
+    this.worker = worker
+    this.idleSince = now
   }
 }
 
-/**
- * The pools of this process whose workers may still run. One `exit` hook,
- * installed with the first pool, kills their workers should the process exit
- * without closing them: any number of pools, one listener.
- */
-const livePools = new Set<{ killAll(): void }>()
-let exitHookInstalled = false
-const installExitHook = (): void => {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on("exit", () => {
-    for (const pool of livePools) pool.killAll()
-  })
-}
-
-/** The entry `id` among those sent to a worker: almost always the first, as replies come nearly in order. */
-const sentEntry = (worker: WorkerProcess, id: unknown): Entry | undefined => {
-  const inflight = worker.inflight as Array<Entry>
-  for (let i = 0; i < inflight.length; i++) if (inflight[i].id === id) return inflight[i]
-  return undefined
+/** What the dispatcher asks of the fleet. @internal */
+export interface Fleet {
+  /** Work is queued beyond what the workers take: `queued` tasks, `window` per worker. */
+  readonly grow: (queued: number, window: number) => void
+  /** A task is about to go to an idle worker. */
+  readonly sending: (slot: Slot) => void
+  /** A worker answered a task; `idle` when it holds nothing more. */
+  readonly answered: (slot: Slot) => void
 }
 
 /** @internal */
 export interface DispatcherOptions {
-  /** Workers kept even when idle; the layer waits for these to be ready. */
-  readonly minSize: number
-  /** Workers at most, when work is queued. */
-  readonly maxSize: number
-  /** A worker idle this long is stopped, while more than `minSize` remain. */
-  readonly idleTimeout: number
-  readonly spawn: SpawnOptions
-  readonly concurrency: number
+  /** How many tasks one worker runs at once: `workerConcurrency`. */
+  readonly workerConcurrency: number
   /** Tasks sent ahead to a worker beyond its concurrency; "auto" adapts to the measured task time. */
   readonly prefetch: number | "auto"
   readonly maxQueue: number
   readonly queuePolicy: "wait" | "reject"
   readonly interruptGrace: number
-  readonly startTimeout: number
-  readonly maxStartFailures: number
+  /** Recycle a worker after this many tasks; 0 for never. */
   readonly maxTasksPerWorker: number
-  /** How often idle workers are pinged, and idle ones counted. */
-  readonly heartbeatInterval: number
-  /** A worker that leaves a ping sent while it was idle unanswered this long is hung, and killed. */
-  readonly hangTimeout: number
-}
-
-/** @internal */
-export interface WorkerStats {
-  readonly pid: number
-  readonly state: string
-  readonly inflight: number
-  readonly running: number
-  readonly prefetched: number
-  readonly busy: boolean
-  readonly tasksDone: number
-  readonly rss: number
-  readonly sharedBytes: number
 }
 
 /** @internal */
 export class Dispatcher {
-  private readonly workers = new Set<WorkerProcess>()
+  private readonly slots = new Set<Slot>()
   /** Entries sent to a worker and not yet answered. */
   private inflightCount = 0
   private queue: Array<Entry | undefined> = []
@@ -184,43 +162,34 @@ export class Dispatcher {
   /** Live entries in `waiting`: cancelled ones stay in the array until they are passed over. */
   private waitingCount = 0
   private nextId = 0
-  private startFailures = 0
-  private respawnTimer: Cancel | undefined = undefined
-  private pendingSpawns = 0
   /** No new work is accepted. */
-  closing = false
-  /** Workers are being asked to exit; none is replaced. */
-  private stopping = false
-  broken: WorkerStartError | undefined = undefined
-  /** Workers that died unexpectedly after they were ready. */
-  crashes = 0
+  private closing = false
+  /** The pool has stopped: its workers are gone. */
+  private closed = false
+  /** Every new or queued entry fails with this: the workers cannot start. */
+  private broken: PoolError | undefined = undefined
   /** Most tasks in flight on one worker: its concurrency plus the tasks sent ahead. */
   private window: number
   /** Smoothed time a worker spends on one task, in milliseconds; NaN until measured. */
   private serviceTime = Number.NaN
   /** Called once nothing is queued or in flight, while draining. */
   private onIdle: (() => void) | undefined = undefined
-  private onAllDead: (() => void) | undefined = undefined
-  private startWaiter: ((error: WorkerStartError | undefined) => void) | undefined = undefined
-  /** The pool has stopped: its workers are gone. */
-  private closed = false
-  private readonly heartbeat: Cancel
-  private pingSeq = 0
-  /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
-  private readonly pingAhead: boolean
-  /** Whether the pool may grow past `minSize` while work is queued. */
-  private readonly elastic: boolean
+  private fleet: Fleet | undefined = undefined
 
   readonly options: DispatcherOptions
+  private readonly clock: PoolClock
+  private readonly events: PoolEvents
 
-  constructor(options: DispatcherOptions) {
+  constructor(options: DispatcherOptions, clock: PoolClock, events: PoolEvents) {
     this.options = options
-    this.window = options.concurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
-    installExitHook()
-    livePools.add(this)
-    this.pingAhead = Number.isFinite(options.hangTimeout)
-    this.elastic = options.maxSize > options.minSize
-    this.heartbeat = every(options.heartbeatInterval, () => this.tick())
+    this.clock = clock
+    this.events = events
+    this.window = options.workerConcurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
+  }
+
+  /** Joins the fleet that feeds this dispatcher with workers. */
+  connect(fleet: Fleet): void {
+    this.fleet = fleet
   }
 
   id(): number {
@@ -228,185 +197,38 @@ export class Dispatcher {
   }
 
   // -------------------------------------------------------------------------
-  // Start-up and replacement
+  // Workers joining and leaving
   // -------------------------------------------------------------------------
 
-  /** Spawns the `minSize` initial workers; `done` gets the first start error, if any. */
-  start(done: (error: WorkerStartError | undefined) => void): void {
-    if (this.options.minSize === 0) return done(undefined)
-    let ready = 0
-    let finished = false
-    this.startWaiter = (error) => {
-      if (finished) return
-      if (error !== undefined || ++ready === this.options.minSize) {
-        finished = true
-        this.startWaiter = undefined
-        done(error)
-      }
-    }
-    for (let i = 0; i < this.options.minSize; i++) this.spawnWorker()
+  /** A worker is ready: it takes work from now on. */
+  attach(worker: WorkerConnection): Slot {
+    const slot = new Slot(worker, this.clock.now())
+    this.slots.add(slot)
+    this.fill(slot)
+    return slot
   }
 
-  /** Workers that count towards the size: ready, starting, or about to be respawned. */
-  private get active(): number {
-    let ready = 0
-    for (const worker of this.workers) if (worker.state === "ready") ready++
-    return ready + this.pendingSpawns
+  /** A worker takes no new work (it is recycled or stopped); what it holds goes on. */
+  retire(slot: Slot): void {
+    slot.open = false
   }
 
   /**
-   * Pings a worker. An `idle` ping is one no task of the worker can delay: it
-   * was sent while the worker had nothing in flight, or just ahead of the task
-   * that makes it busy, which the worker answers before it starts that task.
-   * Only an idle ping left unanswered shows a hang.
+   * A worker died: the tasks it was running fail with `WorkerCrashed`; tasks
+   * sent ahead to it that had not started go back to the front of the queue.
    */
-  private ping(worker: WorkerProcess, idle: boolean): void {
-    worker.pingSeq = ++this.pingSeq
-    worker.pingSentAt = performance.now()
-    worker.pingIdle = idle
-    worker.send(JSON.stringify([ToWorker.Ping, worker.pingSeq]))
-  }
-
-  /** Spawns workers, up to `maxSize`, while queued work exceeds what starting workers will take. */
-  private grow(): void {
-    if (this.stopping || this.broken !== undefined) return
-    const wanted = Math.ceil(this.queued / this.window) - this.pendingSpawns
-    for (let i = 0, room = this.options.maxSize - this.active; i < wanted && i < room; i++) this.spawnWorker()
-  }
-
-  /**
-   * Runs every `heartbeatInterval`: pings workers, kills those that stopped
-   * answering while idle, and stops those idle past `idleTimeout`.
-   */
-  private tick(): void {
-    const now = performance.now()
-    let ready = 0
-    for (const worker of this.workers) if (worker.state === "ready") ready++
-    for (const worker of this.workers) {
-      if (worker.state !== "ready" && worker.state !== "retiring") continue
-      // The rest of a frame comes within moments of its start; one that does not means the stream is broken.
-      if (worker.reader.partialSince > 0 && now - worker.reader.partialSince > this.options.hangTimeout) {
-        worker.kill(`protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`)
-        continue
-      }
-      if (worker.pingSentAt > 0 && worker.pingIdle) {
-        if (now - worker.pingSentAt > this.options.hangTimeout) {
-          worker.kill(
-            `it stopped answering: its event loop was blocked for over ${this.options.hangTimeout} ms while it was idle`
-          )
-        }
-        continue
-      }
-      const idle = worker.inflight.length === 0
-      // A ping sent while the worker was busy is replaced by one sent while it is idle.
-      if (worker.pingSentAt === 0 || idle) this.ping(worker, idle)
-      if (
-        idle && worker.state === "ready" && ready > this.options.minSize &&
-        now - worker.idleSince > this.options.idleTimeout
-      ) {
-        ready--
-        worker.state = "retiring"
-        worker.planned = true
-        worker.shutdown()
-      }
-    }
-  }
-
-  private spawnWorker(): void {
-    this.pendingSpawns++
-    const worker = new WorkerProcess(this.options.spawn, {
-      onReady: (worker) => this.onReady(worker),
-      onMessage: (worker, message) => this.onMessage(worker, message),
-      onClose: (worker) => this.onClose(worker)
-    })
-    this.workers.add(worker)
-    const cancel = after(this.options.startTimeout, () => {
-      if (worker.state === "starting") {
-        worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
-      }
-    }, true)
-    worker.child.once("close", cancel)
-  }
-
-  private onReady(worker: WorkerProcess): void {
-    this.pendingSpawns--
-    this.startFailures = 0
-    worker.idleSince = performance.now()
-    this.startWaiter?.(undefined)
-    if (this.stopping) return worker.shutdown()
-    this.fill(worker)
-  }
-
-  private startError(worker: WorkerProcess): WorkerStartError {
-    const how = worker.killReason ?? (worker.signal !== null
-      ? `it was killed by ${worker.signal}`
-      : `it exited with code ${worker.exitCode}`)
-    const module = this.options.spawn.moduleUrl
-    // The worker's own words come first when it gave them: the user's error, not the pool's internals.
-    return new WorkerStartError({
-      message: worker.startFailure !== undefined
-        ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
-          `Its stderr is in this error's \`stderr\`.)`
-        : `Worker process ${worker.pid} failed to start: ${how}. ` +
-          `Its stderr is attached; the worker module (${module}) must import cleanly ` +
-          `and export Worker.handlers(...) as default.`,
-      stderr: worker.stderr
-    })
-  }
-
-  private onClose(worker: WorkerProcess): void {
-    this.workers.delete(worker)
-    if (!worker.everReady) {
-      this.pendingSpawns--
-      const error = this.startError(worker)
-      if (this.startWaiter !== undefined) {
-        this.startWaiter(error)
-      } else if (!this.stopping) {
-        this.startFailures++
-        this.scheduleRespawn(error)
-      }
-    } else {
-      if (!worker.planned) this.crashes++
-      if (!this.stopping && !worker.planned) this.spawnWorker()
-      this.failInflight(worker)
-    }
-    this.checkIdle()
-    if (this.workers.size === 0) this.onAllDead?.()
-  }
-
-  /** Replaces a worker that failed to start, backing off, or declares the pool broken. */
-  private scheduleRespawn(error: WorkerStartError): void {
-    const live = Array.from(this.workers).some((w) => w.state === "ready")
-    if (this.startFailures >= this.options.maxStartFailures && !live && this.pendingSpawns === 0) {
-      this.broken = new WorkerStartError({
-        message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
-          error.message,
-        stderr: error.stderr
-      })
-      const broken = this.broken
-      this.failQueued(() => broken)
-      return
-    }
-    const delay = Math.min(100 * 2 ** (this.startFailures - 1), 5_000)
-    this.pendingSpawns++
-    this.respawnTimer = after(delay, () => {
-      this.respawnTimer = undefined
-      this.pendingSpawns--
-      if (!this.stopping) this.spawnWorker()
-    })
-  }
-
-  /** Fails or requeues the tasks of a worker that died. */
-  private failInflight(worker: WorkerProcess): void {
-    const inflight = worker.inflight as Array<Entry>
+  detach(slot: Slot): void {
+    this.slots.delete(slot)
+    const worker = slot.worker
+    const inflight = slot.inflight
     const requeue: Array<Entry> = []
     this.inflightCount -= inflight.length
+    slot.streams = 0
     for (const entry of inflight) {
-      entry.worker = undefined
+      entry.slot = undefined
       if (entry.started || entry.interruptRequested || entry.timedOut || entry.closed) {
         this.finish(
           entry,
-          PoolErrorKind,
           new WorkerCrashed({
             pid: worker.pid,
             exitCode: worker.exitCode,
@@ -421,9 +243,14 @@ export class Dispatcher {
       }
     }
     inflight.length = 0
-    // Tasks sent ahead but not started go back to the front of the queue, in order.
     for (let i = requeue.length - 1; i >= 0; i--) this.unshift(requeue[i])
     this.dispatch()
+    this.checkIdle()
+  }
+
+  /** Whether a worker holds no task. */
+  isIdle(slot: Slot): boolean {
+    return slot.inflight.length === 0
   }
 
   // -------------------------------------------------------------------------
@@ -432,68 +259,70 @@ export class Dispatcher {
 
   /** Accepts an entry: sends it at once when a worker has room, else queues it. */
   submit(entry: Entry): void {
-    if (this.broken !== undefined) return this.finish(entry, PoolErrorKind, this.broken)
-    if (this.closing) return this.finish(entry, PoolErrorKind, this.poolClosed(entry))
+    if (this.broken !== undefined) return this.finish(entry, this.broken)
+    if (this.closing) return this.finish(entry, this.poolClosed(entry))
     if (this.queued === 0) {
-      const worker = this.leastLoaded()
-      if (worker !== undefined) return this.send(worker, entry)
+      const slot = this.leastLoaded()
+      if (slot !== undefined) return this.send(slot, entry)
     }
     if (this.queued < this.options.maxQueue) {
       entry.state = State.Queued
       this.queued++
       this.queue.push(entry)
-      // A fixed-size pool never grows: crashes and recycling replace their own workers.
-      if (this.elastic) this.grow()
+      this.events.queued?.(entry.tag)
+      this.fleet?.grow(this.queued, this.window)
     } else if (this.options.queuePolicy === "reject") {
-      this.finish(entry, PoolErrorKind, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
+      this.finish(entry, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
     } else {
       entry.state = State.Waiting
       this.waitingCount++
       this.waiting.push(entry)
+      this.events.queued?.(entry.tag)
     }
   }
 
-  /** Whether a worker may take one more task: ready, window not full, recycling budget not spent. */
-  private hasRoom(worker: WorkerProcess): boolean {
-    return worker.state === "ready" && worker.inflight.length < this.window &&
+  /**
+   * Whether a worker may take one more task: open, window not full, recycling
+   * budget not spent. Nothing is sent ahead to a worker that runs a stream: a
+   * stream ends when its consumer says so, and the task would wait behind it.
+   */
+  private hasRoom(slot: Slot): boolean {
+    return slot.open && slot.worker.state === "ready" &&
+      slot.inflight.length < (slot.streams > 0 ? this.options.workerConcurrency : this.window) &&
       (this.options.maxTasksPerWorker === 0 ||
-        worker.tasksDone + worker.inflight.length < this.options.maxTasksPerWorker)
+        slot.tasksDone + slot.inflight.length < this.options.maxTasksPerWorker)
   }
 
-  private leastLoaded(): WorkerProcess | undefined {
-    let best: WorkerProcess | undefined
-    for (const worker of this.workers) {
-      if (!this.hasRoom(worker)) continue
-      if (best === undefined || worker.inflight.length < best.inflight.length) best = worker
+  private leastLoaded(): Slot | undefined {
+    let best: Slot | undefined
+    for (const slot of this.slots) {
+      if (!this.hasRoom(slot)) continue
+      if (best === undefined || slot.inflight.length < best.inflight.length) best = slot
     }
     return best
   }
 
-  private send(worker: WorkerProcess, entry: Entry): void {
+  private send(slot: Slot, entry: Entry): void {
     entry.state = State.Sent
-    entry.worker = worker
-    entry.sentAt = performance.now()
-    // Proof of life ahead of the first task after a pause: see `ping`. Back-to-back
-    // calls skip it: a worker that answered under `pingAheadAfter` ago was alive then.
-    if (
-      this.pingAhead && worker.inflight.length === 0 && entry.sentAt - worker.idleSince >= pingAheadAfter &&
-      !(worker.pingSentAt > 0 && worker.pingIdle)
-    ) {
-      this.ping(worker, true)
-    }
-    worker.idleSince = 0
-    worker.inflight.push(entry)
+    entry.slot = slot
+    entry.sentAt = this.clock.now()
+    if (slot.inflight.length === 0) this.fleet?.sending(slot)
+    slot.idleSince = 0
+    if (entry.onItems !== undefined) slot.streams++
+    slot.inflight.push(entry)
     this.inflightCount++
-    worker.send(entry.message, entry.id)
-    if (worker.inflight.length <= this.options.concurrency) this.markStarted(entry)
+    slot.worker.send(entry.message, entry.id)
+    this.events.sent?.(entry.tag, slot.worker.pid)
+    if (slot.inflight.length <= this.options.workerConcurrency) this.markStarted(entry)
   }
 
-  /** The worker runs its tasks in order, `concurrency` at a time: the first ones in flight are running. */
+  /** The worker runs its tasks in order, `workerConcurrency` at a time: the first ones in flight are running. */
   private markStarted(entry: Entry): void {
     if (entry.started) return
     entry.started = true
+    this.events.started?.(entry.tag)
     if (entry.timeout > 0) {
-      entry.timer = after(entry.timeout, () => {
+      entry.timer = this.clock.after(entry.timeout, () => {
         entry.timer = undefined
         entry.timedOut = true
         this.stop(entry)
@@ -542,16 +371,16 @@ export class Dispatcher {
   /** Sends queued entries to every worker with room. */
   private dispatch(): void {
     while (this.queued > 0) {
-      const worker = this.leastLoaded()
-      if (worker === undefined) return
-      this.send(worker, this.shift()!)
+      const slot = this.leastLoaded()
+      if (slot === undefined) return
+      this.send(slot, this.shift()!)
     }
   }
 
   /** Sends queued entries to one worker that has just made room. */
-  private fill(worker: WorkerProcess): void {
-    while (this.queued > 0 && this.hasRoom(worker)) {
-      this.send(worker, this.shift()!)
+  private fill(slot: Slot): void {
+    while (this.queued > 0 && this.hasRoom(slot)) {
+      this.send(slot, this.shift()!)
     }
   }
 
@@ -563,10 +392,10 @@ export class Dispatcher {
    * is sent.
    */
   private refill(): void {
-    const lowWater = this.window - ((this.window - this.options.concurrency + 1) >> 1)
-    for (const worker of this.workers) {
+    const lowWater = this.window - ((this.window - this.options.workerConcurrency + 1) >> 1)
+    for (const slot of this.slots) {
       if (this.queued === 0) return
-      if (worker.inflight.length <= lowWater) this.fill(worker)
+      if (slot.inflight.length <= lowWater) this.fill(slot)
     }
   }
 
@@ -574,108 +403,88 @@ export class Dispatcher {
   // Replies
   // -------------------------------------------------------------------------
 
-  private onMessage(worker: WorkerProcess, message: Array<any>): void {
-    const kind = message[0]
-    if (kind === FromWorker.Pong) {
-      if (message[1] === worker.pingSeq) worker.pingSentAt = 0
-      worker.rss = message[2]
-      return
+  /**
+   * A worker's answer about one of its tasks. Returns why the worker can no
+   * longer be trusted, if the answer breaks the protocol.
+   */
+  reply(slot: Slot, message: FromWorkerMessage): string | undefined {
+    switch (message[0]) {
+      case FromWorker.Items:
+        return this.onItems(slot, message[1], message[2])
+      case FromWorker.BatchPart:
+        return this.onPart(slot, message[1], message[2] === 1, message[3], message[4])
+      case FromWorker.Exit:
+      case FromWorker.BatchExit:
+      case FromWorker.BatchValues:
+        return this.onAnswer(slot, message)
+      default:
+        return `an unexpected message from the worker: kind ${message[0]}`
     }
-    if (kind === FromWorker.Recycle) {
-      if (worker.state === "ready") {
-        this.retire(worker)
-        if (worker.inflight.length === 0) worker.shutdown()
-      }
-      return
-    }
-    if (kind === FromWorker.Items) return this.onItems(worker, message)
-    if (kind === FromWorker.BatchPart) return this.onPart(worker, message)
-    if (
-      kind === FromWorker.Exit
-        ? !isExitKind(message[2])
-        : (kind !== FromWorker.BatchExit && kind !== FromWorker.BatchValues) || !Array.isArray(message[2])
-    ) {
-      return worker.kill(
-        `protocol error: an unexpected message from the worker: ${JSON.stringify(message).slice(0, 200)}`
-      )
-    }
-    // Replies come nearly in the order tasks were sent: the entry is almost always first.
-    const inflight = worker.inflight as Array<Entry>
+  }
+
+  private onAnswer(slot: Slot, message: Reply & ReadonlyArray<unknown>): string | undefined {
+    const inflight = slot.inflight
     const id = message[1]
     let index = 0
+    // Replies come nearly in the order tasks were sent: the entry is almost always first.
     while (index < inflight.length && inflight[index].id !== id) index++
-    if (index === inflight.length) return
+    if (index === inflight.length) return undefined
     const entry = inflight[index]
-    if (
-      (kind === FromWorker.BatchExit && !isBatchReply(message[2], entry.batchSize - entry.received)) ||
-      (kind === FromWorker.BatchValues && message[2].length !== entry.batchSize - entry.received)
-    ) {
-      return worker.kill(`protocol error: a malformed answer to batch ${id} from the worker`)
+    const kind = message[0]
+    if (kind !== FromWorker.Exit && (message[2] as Array<unknown>).length !== entry.batchSize - entry.received) {
+      return `a malformed answer to batch ${id} from the worker`
     }
     if (index === 0) inflight.shift()
     else inflight.splice(index, 1)
     this.inflightCount--
-    entry.worker = undefined
-    worker.tasksDone++
-    this.measure(worker, entry)
-    const running = Math.min(this.options.concurrency, inflight.length)
-    for (let i = 0; i < running; i++) this.markStarted(inflight[i] as Entry)
-    if (
-      worker.state === "ready" && this.options.maxTasksPerWorker > 0 &&
-      worker.tasksDone >= this.options.maxTasksPerWorker
-    ) {
-      this.retire(worker)
-    }
-    if (inflight.length === 0) worker.idleSince = performance.now()
+    if (entry.onItems !== undefined) slot.streams--
+    entry.slot = undefined
+    slot.tasksDone++
+    this.measure(slot, entry)
+    const running = Math.min(this.options.workerConcurrency, inflight.length)
+    for (let i = 0; i < running; i++) this.markStarted(inflight[i])
+    if (inflight.length === 0) slot.idleSince = this.clock.now()
     // The caller resumes inside `finish` and may submit again at once: the worker's state is settled first.
-    if (kind === FromWorker.BatchExit) this.finish(entry, BatchReply, message[2])
-    else if (kind === FromWorker.BatchValues) this.finish(entry, BatchValuesReply, message[2])
-    else this.finish(entry, message[2], message[3])
-    if (worker.state === "retiring" && inflight.length === 0) worker.shutdown()
+    this.finish(entry, message)
+    this.fleet?.answered(slot)
     if (this.queued > 0) this.refill()
     this.checkIdle()
+    return undefined
   }
 
   /** The next items of a streaming task: handed to its caller, who acknowledges them as they are taken. */
-  private onItems(worker: WorkerProcess, message: Array<any>): void {
-    const entry = sentEntry(worker, message[1])
+  private onItems(slot: Slot, id: number, values: Array<unknown>): string | undefined {
+    const entry = sentEntry(slot, id)
     // Items of an entry the parent no longer holds (it was interrupted meanwhile) are dropped.
-    if (entry === undefined) return
-    if (entry.onItems === undefined || !Array.isArray(message[2])) {
-      return worker.kill(`protocol error: unexpected items for task ${entry.id} from the worker`)
-    }
+    if (entry === undefined) return undefined
+    if (entry.onItems === undefined) return `unexpected items for task ${id} from the worker`
     // Items mean the stream runs: its timeout counts from now, and a crash now fails it.
     this.markStarted(entry)
-    entry.onItems(message[2])
+    entry.onItems(values)
+    return undefined
   }
 
   /**
    * Results of a batch that went ahead of its reply. They count from where
    * the last part ended; what the reply holds then starts after them.
    */
-  private onPart(worker: WorkerProcess, message: Array<any>): void {
-    const entry = sentEntry(worker, message[1])
-    if (entry === undefined) return
-    const id = entry.id
-    const items = message[3]
-    const exits = message[2] === 1
-    if (
-      entry.onPart === undefined || !Array.isArray(items) || (message[2] !== 0 && !exits) ||
-      items.length === 0 || entry.received + items.length >= entry.batchSize ||
-      (exits && !isBatchReply(items, items.length))
-    ) {
-      return worker.kill(`protocol error: a malformed part of batch ${id} from the worker`)
+  private onPart(slot: Slot, id: number, exits: boolean, items: Array<unknown>, next: number): string | undefined {
+    const entry = sentEntry(slot, id)
+    if (entry === undefined) return undefined
+    if (entry.onPart === undefined || entry.received + items.length >= entry.batchSize) {
+      return `a malformed part of batch ${id} from the worker`
     }
     this.markStarted(entry)
     entry.received += items.length
-    entry.window = typeof message[4] === "number" && message[4] >= 1 ? message[4] : entry.batchSize
+    entry.window = next
     entry.onPart(exits, items)
+    return undefined
   }
 
   /** Lets a streaming task's worker produce `n` more items: the caller took that many. */
   ack(entry: Entry, n: number): void {
-    if (entry.state === State.Sent && entry.worker !== undefined) {
-      entry.worker.send(JSON.stringify([ToWorker.Ack, entry.id, n]))
+    if (entry.state === State.Sent && entry.slot !== undefined) {
+      entry.slot.worker.sendMessage(Message.ack(entry.id, n))
     }
   }
 
@@ -685,40 +494,30 @@ export class Dispatcher {
    * next payload crosses the pipe while the current task runs, and at most one
    * task waits behind a busy worker while another is idle.
    */
-  private measure(worker: WorkerProcess, entry: Entry): void {
-    const now = performance.now()
-    const sample = (now - Math.max(entry.sentAt, worker.lastReplyAt)) * this.options.concurrency
-    worker.lastReplyAt = now
+  private measure(slot: Slot, entry: Entry): void {
+    const now = this.clock.now()
+    const sample = (now - Math.max(entry.sentAt, slot.lastReplyAt)) * this.options.workerConcurrency
+    slot.lastReplyAt = now
     this.serviceTime = Number.isNaN(this.serviceTime) ? sample : this.serviceTime * 0.9 + sample * 0.1
     if (this.options.prefetch !== "auto") return
     const prefetch = Math.min(256, Math.max(1, Math.ceil(0.5 / this.serviceTime)))
-    this.window = this.options.concurrency + prefetch
-  }
-
-  /**
-   * Recycles a worker: it gets no new work and exits once its tasks are done,
-   * so recycling never fails a task. Its replacement is spawned at once.
-   */
-  private retire(worker: WorkerProcess): void {
-    worker.state = "retiring"
-    worker.planned = true
-    if (!this.stopping) this.spawnWorker()
+    this.window = this.options.workerConcurrency + prefetch
   }
 
   /** Ends an entry exactly once. */
-  private finish(entry: Entry, kind: number, value: unknown): void {
+  private finish(entry: Entry, reply: Reply): void {
     if (entry.state === State.Done) return
     entry.state = State.Done
     if (entry.timer !== undefined) entry.timer()
-    if (entry.timedOut) {
-      entry.settle(PoolErrorKind, new TaskTimeout({ task: entry.tag, timeout: entry.timeout }))
-    } else if (entry.closed) {
-      entry.settle(PoolErrorKind, this.poolClosed(entry))
-    } else if (entry.interruptRequested && kind !== PoolErrorKind) {
-      entry.settle(ExitKind.Interrupted, undefined)
-    } else {
-      entry.settle(kind, value)
-    }
+    const outcome = entry.timedOut
+      ? new TaskTimeout({ task: entry.tag, timeout: entry.timeout })
+      : entry.closed
+      ? this.poolClosed(entry)
+      : entry.interruptRequested && !isPoolErrorReply(reply)
+      ? interrupted
+      : reply
+    this.events.settled?.(entry.tag, outcome)
+    entry.resume(entry.decode(outcome))
     const callbacks = entry.doneCallbacks
     if (callbacks !== undefined) {
       entry.doneCallbacks = undefined
@@ -752,6 +551,7 @@ export class Dispatcher {
           this.waitingCount--
         }
         entry.state = State.Done
+        this.events.settled?.(entry.tag, interrupted)
         return this.checkIdle()
       }
       case State.Sent: {
@@ -763,11 +563,12 @@ export class Dispatcher {
 
   /** Asks the worker to interrupt a sent entry, and kills it if it has not stopped within the grace. */
   private stop(entry: Entry): void {
-    const worker = entry.worker
-    if (worker === undefined) return
-    worker.send(JSON.stringify([ToWorker.Interrupt, entry.id]))
-    const grace = after(this.options.interruptGrace, () => {
-      if (entry.state !== State.Done && entry.worker === worker) {
+    const slot = entry.slot
+    if (slot === undefined) return
+    const worker = slot.worker
+    worker.sendMessage(Message.interrupt(entry.id))
+    const grace = this.clock.after(this.options.interruptGrace, () => {
+      if (entry.state !== State.Done && entry.slot === slot) {
         worker.kill(`task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`)
       }
     })
@@ -775,7 +576,7 @@ export class Dispatcher {
   }
 
   // -------------------------------------------------------------------------
-  // Shutdown
+  // Closing
   // -------------------------------------------------------------------------
 
   private get pending(): number {
@@ -790,69 +591,70 @@ export class Dispatcher {
     }
   }
 
+  /** Calls `callback` once nothing is queued or in flight: now, if so. Returns a cancel. */
+  whenIdle(callback: () => void): () => void {
+    if (this.pending === 0) {
+      callback()
+      return () => {}
+    }
+    this.onIdle = callback
+    return () => {
+      if (this.onIdle === callback) this.onIdle = undefined
+    }
+  }
+
+  /** Refuses new work from now on, with `PoolClosed`. */
+  close(): void {
+    this.closing = true
+  }
+
+  /** The workers are gone: `PoolClosed` says "closed" from now on. */
+  closedForGood(): void {
+    this.closed = true
+  }
+
+  /** The workers cannot start: queued and new entries fail with `error`. */
+  break(error: PoolError): void {
+    this.broken = error
+    this.failQueued(() => error)
+  }
+
+  /** Whether the pool is broken. */
+  get isBroken(): boolean {
+    return this.broken !== undefined
+  }
+
+  /** Ends every queued and waiting entry with `PoolClosed`. */
+  closeQueued(): void {
+    this.failQueued((entry) => this.poolClosed(entry))
+  }
+
+  /** Stops every sent entry in its worker; each ends with `PoolClosed` once stopped. */
+  interruptSent(): void {
+    for (const entry of this.sentEntries()) {
+      entry.closed = true
+      this.stop(entry)
+    }
+  }
+
+  /** Ends every sent entry at once with `PoolClosed`: its worker is about to be killed. */
+  endSent(): void {
+    for (const entry of this.sentEntries()) {
+      entry.closed = true
+      this.finish(entry, this.poolClosed(entry))
+    }
+  }
+
   private failQueued(error: (entry: Entry) => PoolError): void {
     for (let i = this.waitingHead; i < this.waiting.length; i++) {
       const entry = this.waiting[i]
-      if (entry.state === State.Waiting) this.finish(entry, PoolErrorKind, error(entry))
+      if (entry.state === State.Waiting) this.finish(entry, error(entry))
     }
     this.waiting = []
     this.waitingHead = 0
     this.waitingCount = 0
     for (let entry = this.shift(); entry !== undefined; entry = this.shift()) {
-      this.finish(entry, PoolErrorKind, error(entry))
-    }
-  }
-
-  /**
-   * Stops accepting work; in `drain` mode lets queued and running tasks finish
-   * within `timeout`, in `interrupt` mode ends them at once with `PoolClosed`;
-   * then asks every worker to exit and kills those still alive after `timeout`.
-   */
-  shutdown(mode: "drain" | "interrupt", timeout: number, done: () => void): void {
-    this.closing = true
-    this.heartbeat()
-    const closed = (entry: Entry) => this.poolClosed(entry)
-    let killTimer: Cancel | undefined
-    const finished = () => {
-      killTimer?.()
-      this.closed = true
-      livePools.delete(this)
-      done()
-    }
-    const closeWorkers = () => {
-      this.stopping = true
-      this.respawnTimer?.()
-      this.failQueued(closed)
-      for (const entry of this.sentEntries()) {
-        entry.closed = true
-        this.finish(entry, PoolErrorKind, undefined)
-      }
-      if (this.workers.size === 0) return finished()
-      this.onAllDead = finished
-      for (const worker of this.workers) {
-        if (worker.inflight.length > 0) worker.kill("the pool closed before its tasks finished")
-        else worker.shutdown()
-      }
-      killTimer = after(timeout, () => {
-        for (const worker of this.workers) worker.kill("the pool was closing and the worker did not exit in time")
-      })
-    }
-    if (mode === "interrupt") {
-      this.stopping = true
-      this.failQueued(closed)
-      for (const entry of this.sentEntries()) {
-        entry.closed = true
-        this.stop(entry)
-      }
-    }
-    if (this.pending === 0) return closeWorkers()
-    const drainTimer = after(timeout, () => {
-      this.onIdle = undefined
-      closeWorkers()
-    })
-    this.onIdle = () => {
-      drainTimer()
-      closeWorkers()
+      this.finish(entry, error(entry))
     }
   }
 
@@ -861,15 +663,27 @@ export class Dispatcher {
     return new PoolClosed({ task: entry.tag, state: this.closed ? "closed" : "closing" })
   }
 
-  /** Kills every worker at once: the parent process is exiting. */
-  killAll(): void {
-    for (const worker of this.workers) worker.kill()
-  }
-
   private sentEntries(): Array<Entry> {
     const entries: Array<Entry> = []
-    for (const worker of this.workers) entries.push(...(worker.inflight as Array<Entry>))
+    for (const slot of this.slots) entries.push(...slot.inflight)
     return entries
+  }
+
+  // -------------------------------------------------------------------------
+  // Stats
+  // -------------------------------------------------------------------------
+
+  /** What the dispatcher knows of one worker. */
+  slotStats(slot: Slot): { inflight: number; running: number; prefetched: number; busy: boolean; tasksDone: number } {
+    let running = 0
+    for (const entry of slot.inflight) if (entry.started) running++
+    return {
+      inflight: slot.inflight.length,
+      running,
+      prefetched: slot.inflight.length - running,
+      busy: running > 0,
+      tasksDone: slot.tasksDone
+    }
   }
 
   stats(): {
@@ -877,31 +691,21 @@ export class Dispatcher {
     readonly queued: number
     readonly inflight: number
     readonly running: number
-    readonly workers: ReadonlyArray<WorkerStats>
   } {
     let running = 0
-    const workers = Array.from(this.workers, (w): WorkerStats => {
-      let started = 0
-      for (const entry of w.inflight as Array<Entry>) if (entry.started) started++
-      running += started
-      return {
-        pid: w.pid,
-        state: w.state,
-        inflight: w.inflight.length,
-        running: started,
-        prefetched: w.inflight.length - started,
-        busy: started > 0,
-        tasksDone: w.tasksDone,
-        rss: w.rss,
-        sharedBytes: w.shared?.sentBytes ?? 0
-      }
-    })
+    for (const slot of this.slots) for (const entry of slot.inflight) if (entry.started) running++
     return {
       state: this.closed ? "closed" : this.closing ? "closing" : "open",
       queued: this.queued + this.waitingCount,
       inflight: this.inflightCount,
-      running,
-      workers
+      running
     }
   }
+}
+
+/** The entry `id` among those sent to a worker: almost always the first, as replies come nearly in order. */
+const sentEntry = (slot: Slot, id: number): Entry | undefined => {
+  const inflight = slot.inflight
+  for (let i = 0; i < inflight.length; i++) if (inflight[i].id === id) return inflight[i]
+  return undefined
 }

@@ -9,6 +9,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
+import type { Options } from "../ProcessPool.ts"
+import type { DispatcherOptions } from "./dispatcher.ts"
+import type { SupervisorOptions } from "./supervisor.ts"
+import { defaultMaxFrameSize, maxFrameLimit } from "./transport.ts"
+import type { SpawnOptions } from "./workerProcess.ts"
 
 /**
  * A duration option in milliseconds: `fallback` when absent, `Infinity` for
@@ -112,4 +117,65 @@ export const workerEnv = (
     if (dir !== undefined) edit().NODE_COMPILE_CACHE = dir
   }
   return result
+}
+
+/** Every option of a pool, resolved: defaults filled in, durations in milliseconds. @internal */
+export interface Resolved {
+  readonly maxSize: number
+  readonly maxFrameSize: number
+  readonly streamWindow: number
+  readonly shutdown: "drain" | "interrupt"
+  readonly shutdownTimeout: number
+  readonly dispatcher: DispatcherOptions
+  readonly supervisor: SupervisorOptions
+  readonly spawn: SpawnOptions
+}
+
+/**
+ * Resolves a pool's options. `size` defaults to the available parallelism and
+ * sets both `minSize` and `maxSize`.
+ *
+ * @internal
+ */
+export const resolve = (options: Options): Resolved => {
+  const cpus = os.availableParallelism()
+  const minSize = Math.max(0, options.minSize ?? options.size ?? (options.maxSize === undefined ? cpus : 1))
+  const maxSize = Math.max(1, minSize, options.maxSize ?? options.size ?? Math.max(minSize, cpus))
+  const workerConcurrency = Math.max(1, options.workerConcurrency ?? 1)
+  const maxFrameSize = Math.min(options.maxFrameSize ?? defaultMaxFrameSize, maxFrameLimit)
+  const url = moduleUrl(options.worker)
+  const maxTasksPerWorker = options.maxTasksPerWorker ?? 0
+  return {
+    maxSize,
+    maxFrameSize,
+    streamWindow: options.streamWindow ?? 128,
+    shutdown: options.shutdown ?? "drain",
+    shutdownTimeout: millis(options.shutdownTimeout, 5_000),
+    dispatcher: {
+      workerConcurrency,
+      prefetch: options.prefetch ?? "auto",
+      maxQueue: options.maxQueue ?? 65_536,
+      queuePolicy: options.queuePolicy ?? "wait",
+      interruptGrace: millis(options.interruptGrace, 1_000),
+      maxTasksPerWorker
+    },
+    supervisor: {
+      minSize,
+      maxSize,
+      idleTimeout: millis(options.idleTimeout, 30_000),
+      heartbeatInterval: millis(options.heartbeatInterval, 1_000),
+      hangTimeout: millis(options.hangTimeout, 10_000),
+      startTimeout: millis(options.startTimeout, 30_000),
+      maxStartFailures: options.maxStartFailures ?? 5,
+      maxTasksPerWorker,
+      moduleUrl: url
+    },
+    spawn: {
+      moduleUrl: url,
+      execArgv: options.execArgv ?? defaultExecArgv(),
+      env: workerEnv(options.env, options.compileCache),
+      inheritStderr: options.inheritStderr ?? true,
+      worker: { concurrency: workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
+    }
+  }
 }

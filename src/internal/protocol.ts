@@ -139,12 +139,26 @@ export type FromWorkerMessage =
  * @internal
  */
 export const Message = {
-  run: (id: number, tag: string, payload: unknown, trace: Trace): ToWorkerMessage =>
-    [ToWorker.Run, id, tag, payload, trace],
-  runBatch: (id: number, tag: string, payloads: Array<unknown>, trace: Trace, every: number): ToWorkerMessage =>
-    [ToWorker.RunBatch, id, tag, payloads, trace, every],
-  runStream: (id: number, tag: string, payload: unknown, trace: Trace, window: number): ToWorkerMessage =>
-    [ToWorker.RunStream, id, tag, payload, trace, window],
+  run: (
+    id: number,
+    tag: string,
+    payload: unknown,
+    trace: Trace
+  ): ToWorkerMessage => [ToWorker.Run, id, tag, payload, trace],
+  runBatch: (
+    id: number,
+    tag: string,
+    payloads: Array<unknown>,
+    trace: Trace,
+    every: number
+  ): ToWorkerMessage => [ToWorker.RunBatch, id, tag, payloads, trace, every],
+  runStream: (
+    id: number,
+    tag: string,
+    payload: unknown,
+    trace: Trace,
+    window: number
+  ): ToWorkerMessage => [ToWorker.RunStream, id, tag, payload, trace, window],
   interrupt: (id: number): ToWorkerMessage => [ToWorker.Interrupt, id],
   shutdown: [ToWorker.Shutdown] as ToWorkerMessage,
   ping: (seq: number): ToWorkerMessage => [ToWorker.Ping, seq],
@@ -155,11 +169,17 @@ export const Message = {
   startFailed: (summary: string): FromWorkerMessage => [FromWorker.StartFailed, summary],
   exit: (id: number, exit: ExitKind, value?: unknown): FromWorkerMessage =>
     value === undefined ? [FromWorker.Exit, id, exit] : [FromWorker.Exit, id, exit, value],
-  batchExit: (id: number, items: Array<readonly [ExitKind, unknown?]>): FromWorkerMessage =>
-    [FromWorker.BatchExit, id, items],
+  batchExit: (
+    id: number,
+    items: Array<readonly [ExitKind, unknown?]>
+  ): FromWorkerMessage => [FromWorker.BatchExit, id, items],
   batchValues: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.BatchValues, id, values],
-  batchPart: (id: number, exits: 0 | 1, items: Array<unknown>, next: number): FromWorkerMessage =>
-    [FromWorker.BatchPart, id, exits, items, next],
+  batchPart: (
+    id: number,
+    exits: 0 | 1,
+    items: Array<unknown>,
+    next: number
+  ): FromWorkerMessage => [FromWorker.BatchPart, id, exits, items, next],
   items: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.Items, id, values],
   pong: (seq: number, rss: number): FromWorkerMessage => [FromWorker.Pong, seq, rss],
   recycle: [FromWorker.Recycle] as FromWorkerMessage

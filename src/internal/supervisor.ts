@@ -1,251 +1,466 @@
 /**
- * One worker process: spawn, ready handshake, stderr capture, exit detection
- * and kill. The pool-wide policy (how many, when to replace, back-off) lives in
- * the dispatcher, which owns a set of these.
+ * The fleet: how many workers run, their start-up and its back-off, proof of
+ * life (pings) and hang detection, idle shrink, recycling, replacement after a
+ * crash, and shutdown. Each worker that becomes ready joins the dispatcher,
+ * which gives it tasks; the supervisor tells the dispatcher when a worker
+ * leaves or stops taking work, and never touches a task itself.
  *
  * @internal
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import * as fs from "node:fs"
-import type { Socket } from "node:net"
-import { type Binary, decodeBinary } from "./binary.ts"
-import { FromWorker, ToWorker } from "./protocol.ts"
-import { SharedFile } from "./sharedFile.ts"
-import { FrameReader, FrameWriter } from "./transport.ts"
-import type { WorkerOptions } from "./workerMain.ts"
+import { WorkerStartError } from "../PoolError.ts"
+import type { Cancel, PoolClock } from "./clock.ts"
+import type { Dispatcher, Slot } from "./dispatcher.ts"
+import type { PoolEvents, WorkerExitReason } from "./events.ts"
+import { FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
+import type { Spawn, WorkerConnection } from "./workerProcess.ts"
+
+/**
+ * A worker idle at least this long (ms) gets a ping ahead of its next task.
+ * One that answered more recently is left alone: calls made back to back pay no
+ * extra message, and an event loop that blocks within this window of its last
+ * answer is still caught by the next heartbeat if the worker is idle then.
+ */
+const pingAheadAfter = 1
 
 /** @internal */
-export interface SpawnOptions {
+export interface SupervisorOptions {
+  /** Workers kept even when idle; the pool is ready once these are. */
+  readonly minSize: number
+  /** Workers at most, when work is queued. */
+  readonly maxSize: number
+  /** A worker idle this long is stopped, while more than `minSize` remain. */
+  readonly idleTimeout: number
+  readonly startTimeout: number
+  readonly maxStartFailures: number
+  readonly maxTasksPerWorker: number
+  /** How often workers are pinged, and idle ones counted. */
+  readonly heartbeatInterval: number
+  /** A worker that leaves a ping sent while it was idle unanswered this long is hung, and killed. */
+  readonly hangTimeout: number
+  /** The worker module, for start errors. */
   readonly moduleUrl: string
-  readonly execArgv: ReadonlyArray<string>
-  readonly env: NodeJS.ProcessEnv | undefined
-  readonly worker: WorkerOptions
-  /** Forward the children's stderr to the parent's stderr. */
-  readonly inheritStderr: boolean
 }
 
-/** @internal */
-export interface WorkerEvents {
-  readonly onReady: (worker: WorkerProcess) => void
-  readonly onMessage: (worker: WorkerProcess, message: Array<any>) => void
-  /** Called once, after the process has exited and every byte it wrote has been read. */
-  readonly onClose: (worker: WorkerProcess) => void
-}
-
-const workerMain = new URL(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js", import.meta.url)
-  .pathname
-
-const stderrLimit = 16 * 1024
-
-// On Linux, setpriv makes the kernel SIGKILL the worker when the parent dies,
-// even if the worker's event loop is stuck in a CPU-bound task. Elsewhere the
-// worker exits when it sees its pipe to the parent close.
-const setpriv = process.platform === "linux"
-  ? ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => {
-    try {
-      fs.accessSync(path, fs.constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-  : undefined
-
-/** @internal */
-export type WorkerState = "starting" | "ready" | "retiring" | "stopping" | "dead"
-
-/** @internal */
-export class WorkerProcess {
-  readonly child: ChildProcess
-  readonly pid: number
-  readonly writer: FrameWriter
-  readonly reader: FrameReader
-  state: WorkerState = "starting"
-  /** The last bytes the child wrote to stderr. */
-  stderr = ""
-  exitCode: number | null = null
-  signal: NodeJS.Signals | null = null
-  /** Set when the pool ended this worker on purpose, to explain the crash. */
-  killReason: string | undefined = undefined
-  /** Set once the pool has decided to kill it: what it says after that is ignored. */
-  killed = false
-  /** Tasks sent to this worker and not yet answered, in the order they were sent. */
-  readonly inflight: Array<{ readonly id: number }> = []
-  tasksDone = 0
-  /** When its last reply arrived, in `performance.now()` milliseconds. */
-  lastReplyAt = 0
-  /** Since when it has had nothing in flight; 0 while busy. */
-  idleSince = 0
+/** One worker, as the supervisor sees it. */
+class Member {
+  readonly worker: WorkerConnection
+  /** Its place in the dispatcher, once it is ready. */
+  slot: Slot | undefined = undefined
+  /** Recycled or idle-stopped: it finishes what it holds, then is asked to exit. */
+  retiring = false
+  /** Why the pool ended it on purpose; a worker that ends without one crashed. */
+  planned: WorkerExitReason | undefined = undefined
+  pingSeq = 0
   /** When the outstanding ping was sent; 0 when none is outstanding. */
   pingSentAt = 0
-  pingSeq = 0
   /** Whether the outstanding ping was sent while the worker was idle. */
   pingIdle = false
   /** Resident set size in bytes, as of its last answer to a ping. */
   rss = 0
-  /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
-  startFailure: string | undefined = undefined
-  /** Whether it ever said Ready: a worker that dies before that failed to start. */
-  everReady = false
-  /** Set when the pool ended this worker on purpose and has already arranged for what replaces it. */
-  planned = false
+  /** Stops the start-up timer. */
+  cancelStart: Cancel = () => {}
+  constructor(worker: WorkerConnection) {
+    this.worker = worker
+  }
+}
 
-  /** Where large payloads for this worker are written (its fd 4); `undefined` where there is no tmpfs. */
-  readonly shared: SharedFile | undefined
-  /** Where the worker writes its large results (its fd 5), with `shared`. */
-  private readonly sharedResults: SharedFile | undefined
+/**
+ * The pools of this process whose workers may still run. One `exit` hook,
+ * installed with the first pool, kills their workers should the process exit
+ * without closing them: any number of pools, one listener.
+ */
+const livePools = new Set<Supervisor>()
+let exitHookInstalled = false
+const installExitHook = (): void => {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on("exit", () => {
+    for (const pool of livePools) pool.killAll()
+  })
+}
 
-  private readonly events: WorkerEvents
+/** @internal */
+export class Supervisor {
+  private readonly members = new Map<WorkerConnection, Member>()
+  private startFailures = 0
+  private respawnTimer: Cancel | undefined = undefined
+  private pendingSpawns = 0
+  /** Workers are being asked to exit; none is replaced. */
+  private stopping = false
+  /** Workers that died unexpectedly after they were ready. */
+  crashes = 0
+  private onAllDead: (() => void) | undefined = undefined
+  private startWaiter: ((error: WorkerStartError | undefined) => void) | undefined = undefined
+  private readonly heartbeat: Cancel
+  private pingSeq = 0
+  /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
+  private readonly pingAhead: boolean
+  /** Whether the pool may grow past `minSize` while work is queued. */
+  private readonly elastic: boolean
 
-  constructor(options: SpawnOptions, events: WorkerEvents) {
+  readonly options: SupervisorOptions
+  private readonly dispatcher: Dispatcher
+  private readonly spawn: Spawn
+  private readonly clock: PoolClock
+  private readonly events: PoolEvents
+
+  constructor(options: SupervisorOptions, dispatcher: Dispatcher, spawn: Spawn, clock: PoolClock, events: PoolEvents) {
+    this.options = options
+    this.dispatcher = dispatcher
+    this.spawn = spawn
+    this.clock = clock
     this.events = events
-    const shared = SharedFile.open()
-    const sharedResults = shared === undefined ? undefined : SharedFile.open()
-    if (sharedResults === undefined) shared?.close()
-    this.shared = sharedResults === undefined ? undefined : shared
-    this.sharedResults = sharedResults
-    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined }
-    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
-    const [command, argv] = setpriv === undefined
-      ? [process.execPath, args]
-      : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
-    try {
-      this.child = spawn(command, argv, {
-        // fds 4 and 5 are the shared files, when there are.
-        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore", sharedResults?.fd ?? "ignore"],
-        env: options.env,
-        windowsHide: true
-      })
-    } catch (error) {
-      this.shared?.close()
-      sharedResults?.close()
-      throw error
-    }
-    this.pid = this.child.pid ?? -1
-    const channel = this.child.stdio[3] as Socket
-    // Flushed once the current job and its microtasks are done: every message sent meanwhile, from
-    // any fiber of the same scheduler batch, goes out in the same write, without waiting a loop phase.
-    this.writer = new FrameWriter(channel, queueMicrotask)
-    const reader = new FrameReader(
-      (json) => this.receiveJson(json),
-      (bytes) => this.receiveBinary(bytes),
-      options.worker.maxFrameSize,
-      sharedResults === undefined ? undefined : (offset, length) => {
-        const bytes = SharedFile.read(sharedResults.fd, offset, length)
-        // Read: the worker may reuse the region.
-        this.send(JSON.stringify([ToWorker.Release, offset]))
-        return bytes
+    this.pingAhead = Number.isFinite(options.hangTimeout)
+    this.elastic = options.maxSize > options.minSize
+    dispatcher.connect({
+      grow: (queued, window) => this.grow(queued, window),
+      sending: (slot) => this.sending(slot),
+      answered: (slot) => this.answered(slot)
+    })
+    installExitHook()
+    livePools.add(this)
+    this.heartbeat = clock.every(options.heartbeatInterval, () => this.tick())
+  }
+
+  // -------------------------------------------------------------------------
+  // Start-up and replacement
+  // -------------------------------------------------------------------------
+
+  /** Spawns the `minSize` initial workers; `done` gets the first start error, if any. */
+  start(done: (error: WorkerStartError | undefined) => void): void {
+    if (this.options.minSize === 0) return done(undefined)
+    let ready = 0
+    let finished = false
+    this.startWaiter = (error) => {
+      if (finished) return
+      if (error !== undefined || ++ready === this.options.minSize) {
+        finished = true
+        this.startWaiter = undefined
+        done(error)
       }
-    )
-    this.reader = reader
-    channel.on("data", (chunk: Buffer) => {
-      const error = reader.push(chunk)
-      if (error !== undefined) this.kill(`protocol error: ${error.message}`)
-    })
-    channel.on("error", () => {})
-    this.child.stderr!.on("data", (chunk: Buffer) => {
-      if (options.inheritStderr) process.stderr.write(chunk)
-      this.stderr = (this.stderr + chunk.toString("utf8")).slice(-stderrLimit)
-    })
-    this.child.on("error", (error) => {
-      this.stderr += `\n${error.message}`
-    })
-    // "close" comes after "exit" and after every stdio stream has ended, so
-    // every result the worker wrote before dying has been received.
-    this.child.on("close", (code, signal) => {
-      this.shared?.close()
-      this.sharedResults?.close()
-      this.exitCode = code
-      this.signal = signal
-      this.state = "dead"
-      this.events.onClose(this)
-    })
-  }
-
-  private receiveJson(json: string): void {
-    if (this.killed) return
-    let messages: Array<Array<any>>
-    try {
-      messages = JSON.parse(json)
-    } catch {
-      return this.kill("protocol error: a frame from the worker is not JSON")
     }
-    if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
-    this.receive(messages)
+    for (let i = 0; i < this.options.minSize; i++) this.spawnWorker()
   }
 
-  private receiveBinary(bytes: Buffer): void {
-    if (this.killed) return
-    let message: Array<any>
-    try {
-      message = decodeBinary(bytes) as Array<any>
-    } catch {
-      return this.kill("protocol error: a binary frame from the worker does not deserialize")
+  /** Workers that count towards the size: ready and taking work, starting, or about to be respawned. */
+  private get active(): number {
+    let ready = 0
+    for (const member of this.members.values()) if (member.worker.state === "ready" && !member.retiring) ready++
+    return ready + this.pendingSpawns
+  }
+
+  /** Spawns workers, up to `maxSize`, while queued work exceeds what starting workers will take. */
+  private grow(queued: number, window: number): void {
+    // A fixed-size pool never grows: crashes and recycling replace their own workers.
+    if (!this.elastic || this.stopping || this.dispatcher.isBroken) return
+    const wanted = Math.ceil(queued / window) - this.pendingSpawns
+    for (let i = 0, room = this.options.maxSize - this.active; i < wanted && i < room; i++) this.spawnWorker()
+  }
+
+  private spawnWorker(): void {
+    this.pendingSpawns++
+    const worker = this.spawn({
+      onReady: (worker) => this.onReady(worker),
+      onMessage: (worker, message) => this.onMessage(worker, message),
+      onClose: (worker) => this.onClose(worker)
+    })
+    const member = new Member(worker)
+    this.members.set(worker, member)
+    member.cancelStart = this.clock.after(this.options.startTimeout, () => {
+      if (worker.state === "starting") worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
+    }, true)
+  }
+
+  private onReady(worker: WorkerConnection): void {
+    const member = this.members.get(worker)!
+    member.cancelStart()
+    this.pendingSpawns--
+    this.startFailures = 0
+    this.startWaiter?.(undefined)
+    this.events.workerStarted?.(worker.pid)
+    if (this.stopping) {
+      member.planned = "shutdown"
+      return worker.shutdown()
     }
-    this.receive([message])
+    member.slot = this.dispatcher.attach(worker)
   }
 
-  private receive(messages: Array<Array<any>>): void {
-    for (let i = 0; i < messages.length && !this.killed; i++) {
-      const message = messages[i]
-      if (!Array.isArray(message)) return this.kill("protocol error: a message from the worker is not an array")
-      if (message[0] === FromWorker.StartFailed && this.state === "starting") {
-        // It exits next: the reason is kept for the start error.
-        this.startFailure = String(message[1]).slice(0, stderrLimit)
-      } else if (message[0] === FromWorker.Ready && this.state === "starting") {
-        this.state = "ready"
-        this.everReady = true
-        this.events.onReady(this)
-      } else if (this.state === "starting") {
-        return this.kill("protocol error: the worker spoke before it was ready")
-      } else {
-        // A reply means the worker has read its payload: the payload's region of the shared file is free.
-        const kind = message[0]
-        if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
-          this.shared?.release(message[1])
+  private startError(worker: WorkerConnection): WorkerStartError {
+    const how = worker.killReason ?? (worker.signal !== null
+      ? `it was killed by ${worker.signal}`
+      : `it exited with code ${worker.exitCode}`)
+    const module = this.options.moduleUrl
+    // The worker's own words come first when it gave them: the user's error, not the pool's internals.
+    return new WorkerStartError({
+      message: worker.startFailure !== undefined
+        ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
+          `Its stderr is in this error's \`stderr\`.)`
+        : `Worker process ${worker.pid} failed to start: ${how}. ` +
+          `Its stderr is attached; the worker module (${module}) must import cleanly ` +
+          `and export Worker.handlers(...) as default.`,
+      stderr: worker.stderr
+    })
+  }
+
+  private onClose(worker: WorkerConnection): void {
+    const member = this.members.get(worker)!
+    this.members.delete(worker)
+    member.cancelStart()
+    if (member.slot === undefined && member.planned === undefined) {
+      this.pendingSpawns--
+      this.events.workerExited?.(worker.pid, "start_failed")
+      const error = this.startError(worker)
+      if (this.startWaiter !== undefined) {
+        this.startWaiter(error)
+      } else if (!this.stopping) {
+        this.startFailures++
+        this.scheduleRespawn(error)
+      }
+    } else {
+      const reason = member.planned ?? exitReason(worker)
+      this.events.workerExited?.(worker.pid, reason)
+      if (member.planned === undefined) {
+        this.crashes++
+        if (!this.stopping) this.spawnWorker()
+      }
+      if (member.slot !== undefined) this.dispatcher.detach(member.slot)
+    }
+    if (this.members.size === 0) this.onAllDead?.()
+  }
+
+  /** Replaces a worker that failed to start, backing off, or declares the pool broken. */
+  private scheduleRespawn(error: WorkerStartError): void {
+    let live = false
+    for (const member of this.members.values()) if (member.worker.state === "ready") live = true
+    if (this.startFailures >= this.options.maxStartFailures && !live && this.pendingSpawns === 0) {
+      this.dispatcher.break(
+        new WorkerStartError({
+          message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
+            error.message,
+          stderr: error.stderr
+        })
+      )
+      return
+    }
+    const delay = Math.min(100 * 2 ** (this.startFailures - 1), 5_000)
+    this.pendingSpawns++
+    this.respawnTimer = this.clock.after(delay, () => {
+      this.respawnTimer = undefined
+      this.pendingSpawns--
+      if (!this.stopping) this.spawnWorker()
+    })
+  }
+
+  // -------------------------------------------------------------------------
+  // Proof of life, idle shrink and recycling
+  // -------------------------------------------------------------------------
+
+  /**
+   * Pings a worker. An `idle` ping is one no task of the worker can delay: it
+   * was sent while the worker had nothing in flight, or just ahead of the task
+   * that makes it busy, which the worker answers before it starts that task.
+   * Only an idle ping left unanswered shows a hang.
+   */
+  private ping(member: Member, idle: boolean): void {
+    member.pingSeq = ++this.pingSeq
+    member.pingSentAt = this.clock.now()
+    member.pingIdle = idle
+    member.worker.sendMessage(Message.ping(member.pingSeq))
+  }
+
+  /** A task is about to go to an idle worker: after a pause, a ping goes first, as proof of life. */
+  private sending(slot: Slot): void {
+    if (!this.pingAhead) return
+    const member = this.members.get(slot.worker)
+    if (member === undefined || (member.pingSentAt > 0 && member.pingIdle)) return
+    // Back-to-back calls skip it: a worker that answered under `pingAheadAfter` ago was alive then.
+    if (this.clock.now() - slot.idleSince >= pingAheadAfter) this.ping(member, true)
+  }
+
+  /** A worker answered a task: it may be due for recycling, or done retiring. */
+  private answered(slot: Slot): void {
+    const member = this.members.get(slot.worker)
+    if (member === undefined) return
+    if (
+      !member.retiring && this.options.maxTasksPerWorker > 0 && slot.tasksDone >= this.options.maxTasksPerWorker
+    ) {
+      this.retire(member, "recycled")
+    }
+    if (member.retiring && this.dispatcher.isIdle(slot)) member.worker.shutdown()
+  }
+
+  private onMessage(worker: WorkerConnection, message: FromWorkerMessage): void {
+    const member = this.members.get(worker)
+    if (member === undefined) return
+    switch (message[0]) {
+      case FromWorker.Pong: {
+        if (message[1] === member.pingSeq) member.pingSentAt = 0
+        member.rss = message[2]
+        return
+      }
+      case FromWorker.Recycle: {
+        // Past its memory ceiling: replaced at once, it finishes what it holds.
+        if (!member.retiring && member.slot !== undefined) {
+          this.retire(member, "recycled")
+          if (this.dispatcher.isIdle(member.slot)) worker.shutdown()
         }
-        this.events.onMessage(this, message)
+        return
       }
     }
-  }
-
-  get alive(): boolean {
-    return this.state !== "dead"
-  }
-
-  /**
-   * Queues one message for this tick's write. A large message with an `id`
-   * (a Run or RunBatch) is written to the shared file at once, and only its
-   * reference takes the pipe; the region is freed when the reply to `id` comes.
-   */
-  send(message: string | Binary, id?: number): void {
-    if (this.state === "dead") return
-    const shared = id === undefined ? undefined : this.shared?.refer(id, message)
-    this.writer.send(shared ?? message)
-  }
-
-  /** Asks the worker to finish what it runs and exit. */
-  shutdown(): void {
-    if (this.state === "dead" || this.state === "stopping") return
-    this.state = "stopping"
-    this.planned = true
-    this.writer.send(JSON.stringify([ToWorker.Shutdown]))
+    if (member.slot === undefined) return
+    const broken = this.dispatcher.reply(member.slot, message)
+    if (broken !== undefined) worker.kill(`protocol error: ${broken}`)
   }
 
   /**
-   * Ends the worker now. `reason` explains the crash to the tasks it was
-   * running. From this moment it gets no work, and nothing more it says is
-   * believed.
+   * Recycles or stops a worker: it gets no new work and exits once its tasks
+   * are done, so this never fails a task. A recycled worker's replacement is
+   * spawned at once.
    */
-  kill(reason?: string): void {
-    if (this.state === "dead") return
-    this.state = "stopping"
-    this.killed = true
-    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
-    try {
-      this.child.kill("SIGKILL")
-    } catch {
-      // already gone
+  private retire(member: Member, reason: "recycled" | "idle"): void {
+    member.retiring = true
+    member.planned = reason
+    if (member.slot !== undefined) this.dispatcher.retire(member.slot)
+    if (reason === "recycled" && !this.stopping) this.spawnWorker()
+  }
+
+  /**
+   * Runs every `heartbeatInterval`: pings workers, kills those that stopped
+   * answering while idle, and stops those idle past `idleTimeout`.
+   */
+  private tick(): void {
+    const now = this.clock.now()
+    let open = 0
+    for (const member of this.members.values()) if (member.worker.state === "ready" && !member.retiring) open++
+    for (const member of this.members.values()) {
+      const worker = member.worker
+      const slot = member.slot
+      if (worker.state !== "ready" || slot === undefined) continue
+      // The rest of a frame comes within moments of its start; one that does not means the stream is broken.
+      if (worker.partialSince > 0 && performance.now() - worker.partialSince > this.options.hangTimeout) {
+        worker.kill(`protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`)
+        continue
+      }
+      const idle = this.dispatcher.isIdle(slot)
+      if (
+        idle && !member.retiring && open > this.options.minSize && now - slot.idleSince > this.options.idleTimeout
+      ) {
+        open--
+        this.retire(member, "idle")
+        worker.shutdown()
+        continue
+      }
+      if (member.pingSentAt > 0 && member.pingIdle) {
+        if (now - member.pingSentAt > this.options.hangTimeout) {
+          worker.kill(
+            `it stopped answering: its event loop was blocked for over ${this.options.hangTimeout} ms while it was idle`
+          )
+        }
+        continue
+      }
+      // A ping sent while the worker was busy is replaced by one sent while it is idle.
+      if (member.pingSentAt === 0 || idle) this.ping(member, idle)
     }
   }
+
+  // -------------------------------------------------------------------------
+  // Shutdown
+  // -------------------------------------------------------------------------
+
+  /**
+   * Stops accepting work; in `drain` mode lets queued and running tasks finish
+   * within `timeout`, in `interrupt` mode ends them at once with `PoolClosed`;
+   * then asks every worker to exit and kills those still alive after `timeout`.
+   */
+  shutdown(mode: "drain" | "interrupt", timeout: number, done: () => void): void {
+    const dispatcher = this.dispatcher
+    dispatcher.close()
+    this.heartbeat()
+    let killTimer: Cancel | undefined
+    const finished = () => {
+      killTimer?.()
+      dispatcher.closedForGood()
+      livePools.delete(this)
+      done()
+    }
+    const closeWorkers = () => {
+      this.stopping = true
+      this.respawnTimer?.()
+      dispatcher.closeQueued()
+      dispatcher.endSent()
+      if (this.members.size === 0) return finished()
+      this.onAllDead = finished
+      for (const member of this.members.values()) {
+        if (member.planned === undefined) member.planned = "shutdown"
+        if (member.slot !== undefined && !dispatcher.isIdle(member.slot)) {
+          member.worker.kill("the pool closed before its tasks finished")
+        } else member.worker.shutdown()
+      }
+      killTimer = this.clock.after(timeout, () => {
+        for (const member of this.members.values()) {
+          member.worker.kill("the pool was closing and the worker did not exit in time")
+        }
+      })
+    }
+    if (mode === "interrupt") {
+      this.stopping = true
+      dispatcher.closeQueued()
+      dispatcher.interruptSent()
+    }
+    const drainTimer = this.clock.after(timeout, () => {
+      cancelIdle()
+      closeWorkers()
+    })
+    const cancelIdle = dispatcher.whenIdle(() => {
+      drainTimer()
+      closeWorkers()
+    })
+  }
+
+  /** Kills every worker at once: the parent process is exiting. */
+  killAll(): void {
+    for (const member of this.members.values()) member.worker.kill()
+  }
+
+  // -------------------------------------------------------------------------
+  // Stats
+  // -------------------------------------------------------------------------
+
+  /** What the supervisor knows of each worker, with what the dispatcher knows. */
+  workerStats(): Array<{
+    readonly pid: number
+    readonly state: string
+    readonly inflight: number
+    readonly running: number
+    readonly prefetched: number
+    readonly busy: boolean
+    readonly tasksDone: number
+    readonly rss: number
+    readonly sharedBytes: number
+  }> {
+    return Array.from(this.members.values(), (member) => {
+      const worker = member.worker
+      const tasks = member.slot === undefined
+        ? { inflight: 0, running: 0, prefetched: 0, busy: false, tasksDone: 0 }
+        : this.dispatcher.slotStats(member.slot)
+      return {
+        pid: worker.pid,
+        state: member.retiring && worker.state === "ready" ? "retiring" : worker.state,
+        ...tasks,
+        rss: member.rss,
+        sharedBytes: worker.sharedBytes
+      }
+    })
+  }
+}
+
+/** Why a worker that the pool did not mean to end ended, from what the pool did to it. */
+const exitReason = (worker: WorkerConnection): WorkerExitReason => {
+  const reason = worker.killReason
+  if (reason === undefined) return "crashed"
+  if (reason.startsWith("protocol error")) return "protocol"
+  if (reason.startsWith("it stopped answering")) return "hung"
+  if (reason.includes("did not stop within")) return "runaway"
+  if (reason.startsWith("the pool")) return "shutdown"
+  return "crashed"
 }

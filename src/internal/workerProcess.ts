@@ -1,0 +1,285 @@
+/**
+ * One worker process and its pipes: spawn, the ready handshake, framing on
+ * fd 3, the shared files, stderr capture, exit detection and kill. What the
+ * pool does with a worker lives elsewhere: the fleet in supervisor.ts, the
+ * tasks in dispatcher.ts.
+ *
+ * A `WorkerConnection` is what those two see of a worker, so that a worker
+ * served in memory can stand in for a process in tests.
+ *
+ * @internal
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import type { Socket } from "node:net"
+import { type Binary, decodeBinary } from "./binary.ts"
+import {
+  decodeFromWorker,
+  FromWorker,
+  type FromWorkerMessage,
+  Message,
+  MessageInvalid,
+  type ToWorkerMessage
+} from "./protocol.ts"
+import { SharedFile } from "./sharedFile.ts"
+import { FrameReader, FrameWriter } from "./transport.ts"
+import type { WorkerOptions } from "./workerMain.ts"
+
+/** @internal */
+export interface SpawnOptions {
+  readonly moduleUrl: string
+  readonly execArgv: ReadonlyArray<string>
+  readonly env: NodeJS.ProcessEnv | undefined
+  readonly worker: WorkerOptions
+  /** Forward the children's stderr to the parent's stderr. */
+  readonly inheritStderr: boolean
+}
+
+/** What a worker tells the pool. @internal */
+export interface WorkerEvents {
+  readonly onReady: (worker: WorkerConnection) => void
+  /** Every message after Ready, decoded. */
+  readonly onMessage: (worker: WorkerConnection, message: FromWorkerMessage) => void
+  /** Called once, after the worker has exited and every byte it wrote has been read. */
+  readonly onClose: (worker: WorkerConnection) => void
+}
+
+/** What the pool sees of one worker, a process or one served in memory. @internal */
+export interface WorkerConnection {
+  readonly pid: number
+  /** "starting" until Ready, "ready", "stopping" once asked to exit or killed, "dead" once closed. */
+  readonly state: WorkerState
+  /** The last bytes it wrote to stderr. */
+  readonly stderr: string
+  readonly exitCode: number | null
+  readonly signal: NodeJS.Signals | null
+  /** Why the pool killed it, when it did. */
+  readonly killReason: string | undefined
+  /** Why it could not start, in its own words, when it said so. */
+  readonly startFailure: string | undefined
+  /** Since when part of a frame from it has waited for the rest, in `performance.now()` ms; 0 when none. */
+  readonly partialSince: number
+  /** Payload bytes sent to it through its shared file rather than its pipe. */
+  readonly sharedBytes: number
+  /** Queues one encoded message for this tick's write; `id` marks a Run, which may take the shared file. */
+  send(message: string | Binary, id?: number): void
+  /** Queues one control message. */
+  sendMessage(message: ToWorkerMessage): void
+  /** Asks it to finish what it runs and exit. */
+  shutdown(): void
+  /** Ends it now; `reason` explains the crash to the tasks it was running. */
+  kill(reason?: string): void
+}
+
+/** Starts a worker: a process by default. @internal */
+export type Spawn = (events: WorkerEvents) => WorkerConnection
+
+const workerMain = new URL(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js", import.meta.url)
+  .pathname
+
+const stderrLimit = 16 * 1024
+
+// On Linux, setpriv makes the kernel SIGKILL the worker when the parent dies,
+// even if the worker's event loop is stuck in a CPU-bound task. Elsewhere the
+// worker exits when it sees its pipe to the parent close.
+const setpriv = process.platform === "linux"
+  ? ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => {
+    try {
+      fs.accessSync(path, fs.constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+  : undefined
+
+/** @internal */
+export type WorkerState = "starting" | "ready" | "stopping" | "dead"
+
+/** @internal */
+export class WorkerProcess implements WorkerConnection {
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly writer: FrameWriter
+  readonly reader: FrameReader
+  state: WorkerState = "starting"
+  /** The last bytes the child wrote to stderr. */
+  stderr = ""
+  exitCode: number | null = null
+  signal: NodeJS.Signals | null = null
+  /** Set when the pool ended this worker on purpose, to explain the crash. */
+  killReason: string | undefined = undefined
+  /** Set once the pool has decided to kill it: what it says after that is ignored. */
+  killed = false
+  /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
+  startFailure: string | undefined = undefined
+
+  /** Where large payloads for this worker are written (its fd 4); `undefined` where there is no tmpfs. */
+  readonly shared: SharedFile | undefined
+  /** Where the worker writes its large results (its fd 5), with `shared`. */
+  private readonly sharedResults: SharedFile | undefined
+
+  private readonly events: WorkerEvents
+
+  constructor(options: SpawnOptions, events: WorkerEvents) {
+    this.events = events
+    const shared = SharedFile.open()
+    const sharedResults = shared === undefined ? undefined : SharedFile.open()
+    if (sharedResults === undefined) shared?.close()
+    this.shared = sharedResults === undefined ? undefined : shared
+    this.sharedResults = sharedResults
+    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined }
+    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
+    const [command, argv] = setpriv === undefined
+      ? [process.execPath, args]
+      : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
+    try {
+      this.child = spawn(command, argv, {
+        // fds 4 and 5 are the shared files, when there are.
+        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore", sharedResults?.fd ?? "ignore"],
+        env: options.env,
+        windowsHide: true
+      })
+    } catch (error) {
+      this.shared?.close()
+      sharedResults?.close()
+      throw error
+    }
+    this.pid = this.child.pid ?? -1
+    const channel = this.child.stdio[3] as Socket
+    // Flushed once the current job and its microtasks are done: every message sent meanwhile, from
+    // any fiber of the same scheduler batch, goes out in the same write, without waiting a loop phase.
+    this.writer = new FrameWriter(channel, queueMicrotask)
+    const reader = new FrameReader(
+      (json) => this.receiveJson(json),
+      (bytes) => this.receiveBinary(bytes),
+      options.worker.maxFrameSize,
+      sharedResults === undefined ? undefined : (offset, length) => {
+        const bytes = SharedFile.read(sharedResults.fd, offset, length)
+        // Read: the worker may reuse the region.
+        this.sendMessage(Message.release(offset))
+        return bytes
+      }
+    )
+    this.reader = reader
+    channel.on("data", (chunk: Buffer) => {
+      const error = reader.push(chunk)
+      if (error !== undefined) this.kill(`protocol error: ${error.message}`)
+    })
+    channel.on("error", () => {})
+    this.child.stderr!.on("data", (chunk: Buffer) => {
+      if (options.inheritStderr) process.stderr.write(chunk)
+      this.stderr = (this.stderr + chunk.toString("utf8")).slice(-stderrLimit)
+    })
+    this.child.on("error", (error) => {
+      this.stderr += `\n${error.message}`
+    })
+    // "close" comes after "exit" and after every stdio stream has ended, so
+    // every result the worker wrote before dying has been received.
+    this.child.on("close", (code, signal) => {
+      this.shared?.close()
+      this.sharedResults?.close()
+      this.exitCode = code
+      this.signal = signal
+      this.state = "dead"
+      this.events.onClose(this)
+    })
+  }
+
+  get partialSince(): number {
+    return this.reader.partialSince
+  }
+
+  get sharedBytes(): number {
+    return this.shared?.sentBytes ?? 0
+  }
+
+  private receiveJson(json: string): void {
+    if (this.killed) return
+    let messages: Array<unknown>
+    try {
+      messages = JSON.parse(json)
+    } catch {
+      return this.kill("protocol error: a frame from the worker is not JSON")
+    }
+    if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
+    this.receive(messages)
+  }
+
+  private receiveBinary(bytes: Buffer): void {
+    if (this.killed) return
+    let message: unknown
+    try {
+      message = decodeBinary(bytes)
+    } catch {
+      return this.kill("protocol error: a binary frame from the worker does not deserialize")
+    }
+    this.receive([message])
+  }
+
+  private receive(messages: Array<unknown>): void {
+    for (let i = 0; i < messages.length && !this.killed; i++) {
+      const message = decodeFromWorker(messages[i])
+      if (message instanceof MessageInvalid) return this.kill(`protocol error: ${message.reason}`)
+      if (message[0] === FromWorker.StartFailed && this.state === "starting") {
+        // It exits next: the reason is kept for the start error.
+        this.startFailure = message[1].slice(0, stderrLimit)
+      } else if (message[0] === FromWorker.Ready && this.state === "starting") {
+        this.state = "ready"
+        this.events.onReady(this)
+      } else if (this.state === "starting") {
+        return this.kill("protocol error: the worker spoke before it was ready")
+      } else {
+        // A reply means the worker has read its payload: the payload's region of the shared file is free.
+        const kind = message[0]
+        if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
+          this.shared?.release(message[1])
+        }
+        this.events.onMessage(this, message)
+      }
+    }
+  }
+
+  /**
+   * Queues one message for this tick's write. A large message with an `id`
+   * (a Run or RunBatch) is written to the shared file at once, and only its
+   * reference takes the pipe; the region is freed when the reply to `id` comes.
+   */
+  send(message: string | Binary, id?: number): void {
+    if (this.state === "dead") return
+    const shared = id === undefined ? undefined : this.shared?.refer(id, message)
+    this.writer.send(shared ?? message)
+  }
+
+  sendMessage(message: ToWorkerMessage): void {
+    if (this.state === "dead") return
+    this.writer.send(JSON.stringify(message))
+  }
+
+  /** Asks the worker to finish what it runs and exit. */
+  shutdown(): void {
+    if (this.state === "dead" || this.state === "stopping") return
+    this.state = "stopping"
+    this.writer.send(JSON.stringify(Message.shutdown))
+  }
+
+  /**
+   * Ends the worker now. `reason` explains the crash to the tasks it was
+   * running. From this moment it gets no work, and nothing more it says is
+   * believed.
+   */
+  kill(reason?: string): void {
+    if (this.state === "dead") return
+    this.state = "stopping"
+    this.killed = true
+    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    try {
+      this.child.kill("SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Starts workers as child processes. @internal */
+export const spawnProcess = (options: SpawnOptions): Spawn => (events) => new WorkerProcess(options, events)
