@@ -50,7 +50,7 @@ const quick = flag("quick")
 const allCases = [1, 2, 3, 4, 5, 6, 7]
 const cases = option("only")?.split(",").map(Number).filter((n) => allCases.includes(n)) ?? allCases
 const rounds = Number(option("rounds") ?? (quick ? 2 : 3))
-const startupRunsPerRound = quick ? 2 : 2
+const startupRunsPerRound = 2
 
 export interface PoolInfo {
   readonly key: string

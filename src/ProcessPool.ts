@@ -1,42 +1,70 @@
 /**
  * A pool of real OS child processes that run typed tasks.
  *
- * How a task travels, and where each failure is caught:
+ * How a task travels, one direction at a time, and where each failure is
+ * caught. Every box names its file › function.
  *
  * ```
- *  caller fiber                          parent process                                  worker process
- *  ────────────                          ──────────────                                  ──────────────
- *  submit(Task, payload)
- *    │ encode payload (Task's Schema) ──── bad payload ─▶ SerializationError("payload"), nothing sent
- *    │ pool closing ────────────────────────────────────▶ PoolClosed
- *    ▼
- *  Effect.callback ──▶ Dispatcher
- *                        │ a worker has room?  no ─▶ FIFO queue (maxQueue: wait, or QueueFull)
- *                        │ yes: least-loaded worker            │ interrupt while queued: dropped
- *                        ▼                                     │
- *                      in-flight window ◀──────────────────────┘ (when a worker has room)
- *                        │ frames of one tick: one write
- *                        ▼
- *                      pipe (fd 3) ═════ [Run id tag payload] ═════▶ serve loop (workerMain)
- *                                                                      │ unknown tag ─▶ NotServed
- *                                                                      │ decode payload ─▶ PayloadInvalid
- *                                                                      │ run handler: Effect in a fiber,
- *                                                                      │   `workerConcurrency` at a time
- *                                                                      │ encode Exit: success / failure /
- *                                                                      │   defect (name, message, stack)
- *                      pipe (fd 3) ◀════ [Exit id kind value] ════════┘
- *                        │ decode (Task's Schemas) ──── mismatch ─▶ SerializationError("result")
- *                        ▼
- *  resume(Exit) ◀──── success, typed failure (same class), or defect (remote stack)
+ *  CALLER (parent)            PARENT                                        WORKER (child process)
+ *  ───────────────            ──────                                        ──────────────────────
+ *  pool.submit(Task, p)
+ *   │ client.ts › submit
+ *   │  encode p (Task's Schema) ── bad ──▶ SerializationError("payload"), nothing sent
+ *   │  Message.run(id, tag, p, trace)         (protocol.ts: every message, both ways)
+ *   ▼
+ *  dispatcher.ts › submit ── closing ─▶ PoolClosed ── broken ─▶ WorkerStartError
+ *   │ a worker has room?  no ─▶ FIFO queue (maxQueue: wait, or QueueFull); interrupted: dropped
+ *   │ yes ─▶ least-loaded Slot, its window (workerConcurrency + prefetch)
+ *   │ supervisor.ts › sending: after a pause, a Ping goes first (proof of life)
+ *   ▼
+ *  workerProcess.ts › send ─▶ transport.ts › FrameWriter: the frames of one tick, one write
+ *   │                          (≥ 64 KiB: sharedFile.ts, only a reference on the pipe;
+ *   │                           binary tasks: binary.ts, byte arrays beside V8's head)
+ *   ═════════════ fd 3 ═════▶ workerMain.ts › FrameReader, decodeToWorker
+ *                                            ▼
+ *                             server.ts › receive ─▶ queue ─▶ pump (workerConcurrency at a time;
+ *                                            │                 results so far written first)
+ *                                            │ unknown tag ─▶ NotServed; payload ─▶ PayloadInvalid
+ *                                            │ Run       ─▶ handler's Effect ─▶ Exit (success /
+ *                                            │               failure / defect: name, message, stack)
+ *                                            │ RunBatch  ─▶ items in order; a BatchPart every ~0.5 ms
+ *                                            │               of work, then BatchValues or BatchExit
+ *                                            │ RunStream ─▶ handler's Stream ─▶ Items, at most
+ *                                            │               `window` ahead until Ack; then Exit
+ *   ◀═════════ fd 3 ══════════════════════════┘
+ *  workerProcess.ts › receive ─▶ decodeFromWorker ─▶ supervisor.ts › onMessage
+ *   │  Pong, Recycle: the supervisor's; the rest ─▶ dispatcher.ts › reply
+ *   ▼
+ *  dispatcher.ts › finish (exactly once per entry) ─▶ Entry.decode(Reply)
+ *   ▼
+ *  client.ts › decodeExit (Task's Schemas) ── mismatch ─▶ SerializationError("result")
+ *   ▼
+ *  resume: success, typed failure (same class), or defect (remote stack);
+ *  chunking.ts › map / mapExits / stream put a chunk's items in place;
+ *  client.ts › streamOnce hands items to the consumer and Acks them at its next pull
  *
- *  interrupt / timeout ─▶ [Interrupt id] ─▶ fiber interrupted, finalizers run ─▶ [Exit id Interrupted]
- *                         no answer within interruptGrace ─▶ SIGKILL, replacement spawned
- *  worker dies ─▶ its running tasks: WorkerCrashed { pid, exitCode, signal, task }
- *                 tasks sent ahead, not started: back to the front of the queue
- *                 a replacement is spawned; one that keeps failing to start backs off, then the pool breaks
- *  scope closes ─▶ PoolClosed for new work; drain or interrupt; Shutdown; SIGKILL after shutdownTimeout
- *  parent dies ─▶ pipe closes (and on Linux PR_SET_PDEATHSIG): every worker exits
+ *  interrupt / timeout ─▶ [Interrupt id] ─▶ fiber interrupted, finalizers run ─▶ Exit Interrupted
+ *                         no answer within interruptGrace ─▶ SIGKILL (dispatcher.ts › stop)
+ *  worker dies ─▶ dispatcher.ts › detach: running tasks fail with WorkerCrashed { pid, exitCode,
+ *                 signal, task }; tasks sent ahead go back to the front of the queue; a chunk keeps
+ *                 what came back, fails its current part, runs the rest again (client.ts › recover)
+ *              ─▶ supervisor.ts › onClose: a replacement; failing starts back off, then the pool breaks
+ *  scope closes ─▶ supervisor.ts › shutdown: PoolClosed for new work; drain or interrupt; Shutdown;
+ *                  SIGKILL after shutdownTimeout
+ *  parent dies ─▶ the pipe closes (and on Linux the kernel's parent-death signal): every worker exits
  * ```
+ *
+ * Where is…
+ * - an option's default, or what a path means: internal/options.ts
+ * - a message's shape: internal/protocol.ts; framing: internal/transport.ts
+ * - encoding of payloads, results and defects: internal/codec.ts
+ * - the queue, routing, windows, cancel, timeouts: internal/dispatcher.ts
+ * - spawn, ready, back-off, pings, hangs, idle shrink, recycling, shutdown: internal/supervisor.ts
+ * - one child process and its pipes: internal/workerProcess.ts; the child's entry: internal/workerMain.ts
+ * - the worker's serve loop: internal/server.ts
+ * - chunk sizes and the map engines: internal/chunking.ts; a call's trip and retries: internal/client.ts
+ * - timers and the test clock: internal/clock.ts; events for metrics and logs: internal/events.ts
+ * - the single-file guard: internal/entry.ts
  *
  * @since 0.1.0
  */

@@ -89,7 +89,7 @@ describe("scheduling rules, on the test clock", () => {
       expect(isAlive(pid)).toBe(true)
       yield* TestClock.adjust("1 second")
       yield* live(waitUntil("the hung worker to be killed", () => !isAlive(pid)))
-      expect((yield* p.stats).crashes).toBe(1)
+      yield* live(waitUntil("its death counted", Effect.map(p.stats, (s) => s.crashes === 1)))
     }).pipe(Effect.scoped))
 
   it.effect("idle shrink: a worker above minSize is stopped once idle for idleTimeout, not before", () =>

@@ -79,7 +79,7 @@ const harness = (options: Partial<ServerOptions> = {}) => {
   const server = makeServer({
     handlers,
     runFork: Effect.runFork,
-    concurrency: 4,
+    workerConcurrency: 4,
     maxMemory: 0,
     send: (message, binary) => sent.push({ message, binary }),
     flush: () => {
@@ -314,7 +314,7 @@ describe("server", () => {
 
     it.live("of a queued task: Interrupted at once, and it never starts", () =>
       Effect.gen(function*() {
-        const h = harness({ concurrency: 1 })
+        const h = harness({ workerConcurrency: 1 })
         h.server.receive(Message.run(1, "Hold", "a", 0))
         h.server.receive(Message.run(2, "Hold", "b", 0))
         h.server.receive(Message.interrupt(2))
@@ -389,7 +389,7 @@ describe("server", () => {
   describe("concurrency", () => {
     it.live("concurrency 1 runs tasks one at a time, in order, each result written before the next starts", () =>
       Effect.gen(function*() {
-        const h = harness({ concurrency: 1 })
+        const h = harness({ workerConcurrency: 1 })
         for (const [id, name] of [[1, "a"], [2, "b"], [3, "c"]] as const) {
           h.server.receive(Message.run(id, "Hold", name, 0))
         }
@@ -408,7 +408,7 @@ describe("server", () => {
 
     it.live("concurrency 2 runs two at once; the third waits for a free slot", () =>
       Effect.gen(function*() {
-        const h = harness({ concurrency: 2 })
+        const h = harness({ workerConcurrency: 2 })
         for (const [id, name] of [[1, "a"], [2, "b"], [3, "c"]] as const) {
           h.server.receive(Message.run(id, "Hold", name, 0))
         }

@@ -175,7 +175,7 @@ export const resolve = (options: Options): Resolved => {
       execArgv: options.execArgv ?? defaultExecArgv(),
       env: workerEnv(options.env, options.compileCache),
       inheritStderr: options.inheritStderr ?? true,
-      worker: { concurrency: workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
+      worker: { workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
     }
   }
 }

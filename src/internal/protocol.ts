@@ -21,7 +21,7 @@
  *   [RunStream, id, tag, payload, trace, window] a streaming task: it may send `window` items ahead
  *   [Ack, id, n]                              the consumer took n more items of stream id
  * worker -> parent
- *   [Ready, pid, [tag, ...]]                  the module is loaded, services are built
+ *   [Ready, pid]                              the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
  *   [BatchExit, id, [[kind, value], ...]]     every item of batch id ended
  *   [BatchValues, id, [value, ...]]           every item of batch id succeeded: the values alone
@@ -30,7 +30,7 @@
  *                                             `next` items at most; BatchExit or BatchValues then
  *                                             holds only the items after the last part
  *   [Pong, seq, rss]                          the answer to Ping, with the resident set size
- *   [Recycle, reason]                         past its memory ceiling: replace me
+ *   [Recycle]                                 past its memory ceiling: replace me
  *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
  *   [Items, id, [value, ...]]                 the next items of stream id; its Exit follows the last
  * ```

@@ -28,7 +28,7 @@ export interface ServerOptions {
   /** Forks an effect with the worker module's services (Effect.runForkWith(services)). */
   readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   /** Tasks run at once (workerConcurrency). */
-  readonly concurrency: number
+  readonly workerConcurrency: number
   /** Resident set size in bytes past which the server asks to be recycled (Message.recycle); 0 for no ceiling. */
   readonly maxMemory: number
   /** Queues one message for the parent; `binary` for the results of tasks declared with serialization "binary". */
@@ -52,7 +52,7 @@ export interface Server {
 }
 
 /** A task received from the parent and not yet answered. */
-interface Job {
+interface Entry {
   readonly id: number
   readonly tag: string
   readonly payload: unknown
@@ -158,7 +158,7 @@ const itemInvalid = (exit: Exit.Exit<unknown, unknown>): string | undefined => {
 }
 
 /** Waits until the parent has acknowledged enough items for the stream to send more. */
-const credit = (job: Job): Effect.Effect<void> =>
+const credit = (job: Entry): Effect.Effect<void> =>
   job.credits > 0 ? Effect.void : Effect.callback<void>((resume) => {
     job.wake = () => resume(Effect.void)
     return Effect.sync(() => {
@@ -181,10 +181,10 @@ const streamModule = Effect.promise(() => (streamModulePromise ??= import("effec
  * @internal
  */
 export const makeServer = (options: ServerOptions): Server => {
-  const { concurrency, drained, flush, handlers, maxMemory, runFork, send } = options
+  const { drained, flush, handlers, maxMemory, runFork, send, workerConcurrency } = options
 
-  const jobs = new Map<number, Job>()
-  const queue: Array<Job> = []
+  const jobs = new Map<number, Entry>()
+  const queue: Array<Entry> = []
   let queueHead = 0
   let running = 0
   let pumping = false
@@ -198,7 +198,7 @@ export const makeServer = (options: ServerOptions): Server => {
    * item path is taken only to report which items failed.
    */
   const runBatch = (
-    job: Job,
+    job: Entry,
     handler: Task.Handler.Any,
     codec: TaskCodec,
     payloads: ReadonlyArray<unknown>
@@ -278,12 +278,12 @@ export const makeServer = (options: ServerOptions): Server => {
    * waiting for the consumer: it pulls no more until the parent acknowledges
    * some. Its end is the job's Exit.
    */
-  const runStream = (job: Job, handler: Task.Handler.Any, codec: TaskCodec): Effect.Effect<void, unknown> =>
+  const runStream = (job: Entry, handler: Task.Handler.Any, codec: TaskCodec): Effect.Effect<void, unknown> =>
     Effect.flatMap(streamModule, (Stream) => runStreamWith(Stream, job, handler, codec))
 
   const runStreamWith = (
     Stream: typeof import("effect/Stream"),
-    job: Job,
+    job: Entry,
     handler: Task.Handler.Any,
     codec: TaskCodec
   ): Effect.Effect<void, unknown> => {
@@ -345,7 +345,7 @@ export const makeServer = (options: ServerOptions): Server => {
     options.onShutdown()
   }
 
-  const finish = (job: Job, handler: Task.Handler.Any | undefined, exit: Exit.Exit<unknown, unknown>): void => {
+  const finish = (job: Entry, handler: Task.Handler.Any | undefined, exit: Exit.Exit<unknown, unknown>): void => {
     running--
     jobs.delete(job.id)
     const binary = handler?.task.serialization === "binary"
@@ -375,7 +375,7 @@ export const makeServer = (options: ServerOptions): Server => {
     else pump()
   }
 
-  const start = (job: Job): void => {
+  const start = (job: Entry): void => {
     const handler = handlers.get(job.tag)
     if (handler === undefined) {
       jobs.delete(job.id)
@@ -418,9 +418,9 @@ export const makeServer = (options: ServerOptions): Server => {
   const pump = (): void => {
     if (pumping) return
     pumping = true
-    while (running < concurrency && queueHead < queue.length) {
+    while (running < workerConcurrency && queueHead < queue.length) {
       const job = queue[queueHead]
-      queue[queueHead++] = undefined as unknown as Job
+      queue[queueHead++] = undefined as unknown as Entry
       if (queueHead === queue.length) {
         queue.length = 0
         queueHead = 0
@@ -442,7 +442,7 @@ export const makeServer = (options: ServerOptions): Server => {
     every: number,
     credits: number
   ): void => {
-    const job: Job = {
+    const job: Entry = {
       id,
       tag,
       payload,

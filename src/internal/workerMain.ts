@@ -29,7 +29,7 @@ import { FrameReader, FrameWriter } from "./transport.ts"
 
 /** @internal */
 export interface WorkerOptions {
-  readonly concurrency: number
+  readonly workerConcurrency: number
   readonly maxFrameSize: number
   /** Resident set size in bytes past which the worker asks to be recycled; 0 for no ceiling. */
   readonly maxMemory: number
@@ -198,7 +198,7 @@ const exitGracefully = (): void => {
 const server = makeServer({
   handlers,
   runFork,
-  concurrency: options.concurrency,
+  workerConcurrency: options.workerConcurrency,
   maxMemory: options.maxMemory,
   send,
   flush: writer.flush,
