@@ -328,7 +328,12 @@ export const makeServer = (options: ServerOptions): Server => {
       })
       return loop
     }
-    return Stream.runForEachArray(stream, (items) => Effect.flatMap(credit(job), () => sendAll(items)))
+    // After each chunk the event loop runs: an Interrupt or Ack from the parent is read even while the
+    // stream is made of CPU-bound steps that never wait.
+    return Stream.runForEachArray(
+      stream,
+      (items) => Effect.flatMap(credit(job), () => Effect.andThen(sendAll(items), Effect.yieldNow))
+    )
   }
 
   /** Past the memory ceiling, asks the parent for a replacement; the parent stops sending work here. */
