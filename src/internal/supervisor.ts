@@ -176,13 +176,15 @@ export class Supervisor {
     member.cancelStart()
     this.pendingSpawns--
     this.startFailures = 0
-    this.startWaiter?.(undefined)
     this.events.workerStarted?.(worker.pid)
     if (this.stopping) {
       member.planned = "shutdown"
+      this.startWaiter?.(undefined)
       return worker.shutdown()
     }
     member.slot = this.dispatcher.attach(worker)
+    // Last: the pool's builder may resume at once.
+    this.startWaiter?.(undefined)
   }
 
   private startError(worker: WorkerConnection): WorkerStartError {
