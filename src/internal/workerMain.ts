@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import type { ChildProcess } from "node:child_process"
 import * as net from "node:net"
 import { isHandlers } from "../Worker.ts"
 import { Binary, decodeBinary } from "./binary.ts"
@@ -35,6 +36,8 @@ export interface WorkerOptions {
   readonly maxMemory: number
   /** Whether fds 4 and 5 are the shared files for large payloads and results (see sharedFile.ts). */
   readonly shared?: boolean
+  /** Whether fd 6 is a pipe whose other end only the parent holds, for the watchdog (see `startWatchdog`). */
+  readonly watchdog?: boolean
 }
 
 /** Exit codes that tell the parent why a worker could not start. */
@@ -185,14 +188,64 @@ const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
   channel.once("drain", () => resume(Effect.void))
 })
 
+/** Calls `done` once what was written to `stream` so far has left this process. */
+const drainOutput = (stream: NodeJS.WriteStream, done: () => void): void => {
+  if (stream.writableLength === 0 || !stream.writable) return done()
+  // Writes complete in order: this one's callback comes after every write queued before it.
+  stream.write("", () => done())
+}
+
 let exiting = false
 const exitGracefully = (): void => {
   if (exiting) return
   exiting = true
   writer.flush()
   Effect.runFork(Scope.close(scope, Exit.void)).addObserver(() => {
-    channel.end(() => process.exit(0))
+    // `process.exit` drops the writes still queued, and a pipe read slowly holds many of
+    // them: what the handlers printed reaches stdout and stderr first.
+    drainOutput(process.stdout, () =>
+      drainOutput(process.stderr, () =>
+        stopWatchdog(() => {
+          channel.end(() => process.exit(0))
+        })))
   })
+}
+
+/**
+ * A shell in this process's group that waits for the end of fd 6, a pipe whose
+ * other end only the parent holds, and then kills the group. The parent kills
+ * the group itself whenever it stops this worker or sees it die, so the
+ * processes a handler starts go with the worker. The watchdog covers the one
+ * case where the parent cannot: when it is SIGKILLed, the kernel kills this
+ * process (see workerProcess.ts), and the watchdog the processes it started.
+ */
+const startWatchdog = (): ChildProcess | undefined => {
+  if (options.watchdog !== true) return undefined
+  const { spawn } = process.getBuiltinModule("node:child_process")
+  try {
+    const watchdog = spawn("/bin/sh", ["-c", "read line; kill -9 0"], { stdio: [6, "ignore", "ignore"] })
+    watchdog.on("error", () => {})
+    watchdog.unref()
+    return watchdog
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Ends the watchdog and waits until it is reaped. Left to the parent, which
+ * kills what is left of the group once this process has exited, it would be
+ * an orphan for init to reap; a parent running as pid 1 without an init never
+ * would.
+ */
+const stopWatchdog = (done: () => void): void => {
+  if (
+    watchdog === undefined || watchdog.pid === undefined || watchdog.exitCode !== null || watchdog.signalCode !== null
+  ) {
+    return done()
+  }
+  watchdog.once("exit", () => done())
+  watchdog.kill("SIGKILL")
 }
 
 const server = makeServer({
@@ -252,3 +305,6 @@ channel.on("data", (chunk: Buffer) => {
 
 ready = true
 send(Message.ready(process.pid), false)
+// Ready goes out first: starting the watchdog takes a few milliseconds.
+writer.flush()
+const watchdog = startWatchdog()

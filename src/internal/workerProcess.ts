@@ -93,6 +93,33 @@ const setpriv = process.platform === "linux"
   })
   : undefined
 
+/**
+ * Each worker leads a process group of its own, with every process it starts
+ * (unless one leaves it on purpose, with `setsid` or `detached: true`). When
+ * the pool kills a worker, it kills the group; when a worker exits, by itself
+ * or when asked to, the pool kills what is left of its group. So the processes
+ * a handler starts never outlive their worker, nor hold its outcome back.
+ *
+ * When the parent itself is SIGKILLed, no code of it runs: on Linux the kernel
+ * kills the workers (see `setpriv`), and the watchdog of each worker, a shell
+ * in its group that waits for the end of a pipe only the parent holds (fd 6
+ * in the worker), kills the rest of the group. Without `/bin/sh` there is no
+ * watchdog, and such processes outlive a SIGKILLed parent. On Windows there
+ * are no process groups: only the worker itself is killed.
+ */
+const processGroups = process.platform !== "win32"
+
+/** Kills a worker's process group; a group that is gone already is no error. */
+const killGroup = (pid: number): void => {
+  // pid 0 or -1 would name the parent's own group, or every process it may signal.
+  if (pid <= 0) return
+  try {
+    process.kill(-pid, "SIGKILL")
+  } catch {
+    // gone
+  }
+}
+
 /** @internal */
 export type WorkerState = "starting" | "ready" | "stopping" | "dead"
 
@@ -113,11 +140,15 @@ export class WorkerProcess implements WorkerConnection {
   killed = false
   /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
   startFailure: string | undefined = undefined
+  private exited = false
+  private channelClosed = false
+  private stderrClosed = false
 
   /** Where large payloads for this worker are written (its fd 4); `undefined` where there is no tmpfs. */
   readonly shared: SharedFile | undefined
   /** Where the worker writes its large results (its fd 5), with `shared`. */
   private readonly sharedResults: SharedFile | undefined
+  private readonly watchdogPipe: Socket | undefined
 
   private readonly events: WorkerEvents
 
@@ -128,16 +159,26 @@ export class WorkerProcess implements WorkerConnection {
     if (sharedResults === undefined) shared?.close()
     this.shared = sharedResults === undefined ? undefined : shared
     this.sharedResults = sharedResults
-    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined }
+    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined, watchdog: processGroups }
     const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
     const [command, argv] = setpriv === undefined
       ? [process.execPath, args]
       : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
     try {
       this.child = spawn(command, argv, {
-        // fds 4 and 5 are the shared files, when there are.
-        stdio: ["ignore", "inherit", "pipe", "pipe", this.shared?.fd ?? "ignore", sharedResults?.fd ?? "ignore"],
+        // fds 4 and 5 are the shared files, when there are; fd 6 is the watchdog's pipe.
+        stdio: [
+          "ignore",
+          "inherit",
+          "pipe",
+          "pipe",
+          this.shared?.fd ?? "ignore",
+          sharedResults?.fd ?? "ignore",
+          processGroups ? "pipe" : "ignore"
+        ],
         env: options.env,
+        // A process group of its own: see `processGroups`.
+        detached: processGroups,
         windowsHide: true
       })
     } catch (error) {
@@ -167,6 +208,9 @@ export class WorkerProcess implements WorkerConnection {
       if (error !== undefined) this.kill(`protocol error: ${error.message}`)
     })
     channel.on("error", () => {})
+    // The parent's end of the watchdog's pipe (see `processGroups`): held, never written, never read from.
+    this.watchdogPipe = ((this.child.stdio as ReadonlyArray<unknown>)[6] ?? undefined) as Socket | undefined
+    this.watchdogPipe?.on("error", () => {})
     this.child.stderr!.on("data", (chunk: Buffer) => {
       if (options.inheritStderr) process.stderr.write(chunk)
       this.stderr = (this.stderr + chunk.toString("utf8")).slice(-stderrLimit)
@@ -174,16 +218,49 @@ export class WorkerProcess implements WorkerConnection {
     this.child.on("error", (error) => {
       this.stderr += `\n${error.message}`
     })
-    // "close" comes after "exit" and after every stdio stream has ended, so
-    // every result the worker wrote before dying has been received.
-    this.child.on("close", (code, signal) => {
-      this.shared?.close()
-      this.sharedResults?.close()
+    // The worker is over once it has exited and its pipe has ended: every result it wrote
+    // before dying has been received then. Not once every stdio stream has closed ("close"):
+    // a process it started, which inherited its stderr, would hold its outcome until it ends.
+    this.child.on("exit", (code, signal) => {
       this.exitCode = code
       this.signal = signal
-      this.state = "dead"
-      this.events.onClose(this)
+      this.exited = true
+      if (processGroups) killGroup(this.pid)
+      this.settle()
     })
+    channel.on("close", () => {
+      this.channelClosed = true
+      this.settle()
+    })
+    this.child.stderr!.on("close", () => {
+      this.stderrClosed = true
+    })
+    // After every stream has closed: the only way out when the process could not be spawned.
+    this.child.on("close", (code, signal) => {
+      this.exitCode ??= code
+      this.signal ??= signal
+      this.exited = this.channelClosed = this.stderrClosed = true
+      this.settle()
+    })
+  }
+
+  /** Ends the worker once it has exited and its pipe has ended. */
+  private settle(): void {
+    if (!this.exited || !this.channelClosed || this.state === "dead") return
+    // Its stderr has usually ended too, its group being dead. If a process that left the
+    // group holds it, what the worker wrote there is read first (the poll phase comes
+    // before `setImmediate`), for a start error to carry it.
+    if (this.stderrClosed) this.close()
+    else setImmediate(() => this.close())
+  }
+
+  private close(): void {
+    if (this.state === "dead") return
+    this.state = "dead"
+    this.shared?.close()
+    this.sharedResults?.close()
+    this.watchdogPipe?.destroy()
+    this.events.onClose(this)
   }
 
   get partialSince(): number {
@@ -273,6 +350,7 @@ export class WorkerProcess implements WorkerConnection {
     this.state = "stopping"
     this.killed = true
     if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    if (processGroups) return killGroup(this.pid)
     try {
       this.child.kill("SIGKILL")
     } catch {
