@@ -107,3 +107,14 @@ export const poolClockOf = (clock: Clock.Clock): PoolClock => {
     }
   }
 }
+
+/**
+ * Runs `f` once what is waiting in the pipes has been read: Node's poll phase
+ * comes before `setImmediate`. A timer that judges a worker fires late when
+ * the parent was blocked, and must not miss the answer that came meanwhile.
+ *
+ * @internal
+ */
+export const afterReading = (f: () => void): void => {
+  setImmediate(f)
+}

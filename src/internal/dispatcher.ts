@@ -13,7 +13,7 @@
 import type { PoolError } from "../PoolError.ts"
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../PoolError.ts"
 import type { Binary } from "./binary.ts"
-import type { Cancel, PoolClock } from "./clock.ts"
+import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
 import type { PoolEvents } from "./events.ts"
 import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
 import type { WorkerConnection } from "./workerProcess.ts"
@@ -216,8 +216,10 @@ export class Dispatcher {
   /**
    * A worker died: the tasks it was running fail with `WorkerCrashed`; tasks
    * sent ahead to it that had not started go back to the front of the queue.
+   * One found hung while idle (`startedNone`) had started none, whatever its
+   * first tasks were counted as: they all go back.
    */
-  detach(slot: Slot): void {
+  detach(slot: Slot, startedNone = false): void {
     this.slots.delete(slot)
     const worker = slot.worker
     const inflight = slot.inflight
@@ -226,7 +228,7 @@ export class Dispatcher {
     slot.streams = 0
     for (const entry of inflight) {
       entry.slot = undefined
-      if (entry.started || entry.interruptRequested || entry.timedOut || entry.closed) {
+      if ((entry.started && !startedNone) || entry.interruptRequested || entry.timedOut || entry.closed) {
         this.finish(
           entry,
           new WorkerCrashed({
@@ -238,6 +240,10 @@ export class Dispatcher {
           })
         )
       } else {
+        // Its timeout counts from when it really starts.
+        entry.timer?.()
+        entry.timer = undefined
+        entry.started = false
         entry.state = State.Queued
         requeue.push(entry)
       }
@@ -324,8 +330,13 @@ export class Dispatcher {
     if (entry.timeout > 0) {
       entry.timer = this.clock.after(entry.timeout, () => {
         entry.timer = undefined
-        entry.timedOut = true
-        this.stop(entry)
+        const slot = entry.slot
+        // Judged after the pipes are read: an answer that came while the parent was blocked wins.
+        afterReading(() => {
+          if (entry.state !== State.Sent || entry.slot !== slot) return
+          entry.timedOut = true
+          this.stop(entry)
+        })
       })
     }
   }
@@ -561,18 +572,31 @@ export class Dispatcher {
     }
   }
 
-  /** Asks the worker to interrupt a sent entry, and kills it if it has not stopped within the grace. */
+  /**
+   * Asks the worker to interrupt a sent entry, and kills it if it has not
+   * stopped within the grace. The grace starts once the Interrupt is written
+   * (the writer flushes on a microtask queued before this one), and is judged
+   * after the pipes are read: a parent blocked meanwhile, before or after the
+   * write, does not get the worker killed.
+   */
   private stop(entry: Entry): void {
     const slot = entry.slot
     if (slot === undefined) return
     const worker = slot.worker
     worker.sendMessage(Message.interrupt(entry.id))
-    const grace = this.clock.after(this.options.interruptGrace, () => {
-      if (entry.state !== State.Done && entry.slot === slot) {
-        worker.kill(`task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`)
-      }
+    let grace: Cancel | undefined
+    queueMicrotask(() => {
+      if (entry.state === State.Done) return
+      grace = this.clock.after(this.options.interruptGrace, () =>
+        afterReading(() => {
+          if (entry.state !== State.Done && entry.slot === slot) {
+            worker.kill(
+              `task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`
+            )
+          }
+        }))
     })
-    this.whenDone(entry, grace)
+    this.whenDone(entry, () => grace?.())
   }
 
   // -------------------------------------------------------------------------

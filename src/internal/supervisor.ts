@@ -8,7 +8,7 @@
  * @internal
  */
 import { WorkerStartError } from "../PoolError.ts"
-import type { Cancel, PoolClock } from "./clock.ts"
+import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
 import type { Dispatcher, Slot } from "./dispatcher.ts"
 import type { PoolEvents, WorkerExitReason } from "./events.ts"
 import { FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
@@ -55,6 +55,18 @@ class Member {
   pingSentAt = 0
   /** Whether the outstanding ping was sent while the worker was idle. */
   pingIdle = false
+  /** How long the parent had been seen blocked when the ping was sent: see `Supervisor.blocked`. */
+  pingBlocked = 0
+  /** The start of the incomplete frame the supervisor last saw (`partialSince`). */
+  partialSince = 0
+  /** How long the parent had been seen blocked when that frame started. */
+  partialBlocked = 0
+  /**
+   * Killed for leaving a ping it got while idle unanswered. It answers a ping
+   * before it starts what was sent after it, so it had started none of the
+   * tasks it held.
+   */
+  hungIdle = false
   /** Resident set size in bytes, as of its last answer to a ping. */
   rss = 0
   /** Stops the start-up timer. */
@@ -93,6 +105,14 @@ export class Supervisor {
   private startWaiter: ((error: WorkerStartError | undefined) => void) | undefined = undefined
   private readonly heartbeat: Cancel
   private pingSeq = 0
+  /** When the heartbeat last ran, on the pool's clock. */
+  private lastBeat: number
+  /**
+   * How long the parent's event loop was seen blocked, in milliseconds, summed:
+   * by how much each heartbeat ran late. The parent was not reading the
+   * workers' pipes then, so that time never counts as a worker's silence.
+   */
+  private blocked = 0
   /** Whether a ping goes ahead of the first task after a pause; off when hangs are not watched. */
   private readonly pingAhead: boolean
   /** Whether the pool may grow past `minSize` while work is queued. */
@@ -119,6 +139,7 @@ export class Supervisor {
     })
     installExitHook()
     livePools.add(this)
+    this.lastBeat = clock.now()
     this.heartbeat = clock.every(options.heartbeatInterval, () => this.tick())
   }
 
@@ -166,9 +187,12 @@ export class Supervisor {
     })
     const member = new Member(worker)
     this.members.set(worker, member)
-    member.cancelStart = this.clock.after(this.options.startTimeout, () => {
-      if (worker.state === "starting") worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
-    }, true)
+    // Judged after the pipes are read: a timer that fires late, because the parent was blocked, finds
+    // the Ready that came meanwhile.
+    member.cancelStart = this.clock.after(this.options.startTimeout, () =>
+      afterReading(() => {
+        if (worker.state === "starting") worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
+      }), true)
   }
 
   private onReady(worker: WorkerConnection): void {
@@ -225,7 +249,7 @@ export class Supervisor {
         this.crashes++
         if (!this.stopping) this.spawnWorker()
       }
-      if (member.slot !== undefined) this.dispatcher.detach(member.slot)
+      if (member.slot !== undefined) this.dispatcher.detach(member.slot, member.hungIdle)
     }
     if (this.members.size === 0) this.onAllDead?.()
   }
@@ -266,6 +290,7 @@ export class Supervisor {
   private ping(member: Member, idle: boolean): void {
     member.pingSeq = ++this.pingSeq
     member.pingSentAt = this.clock.now()
+    member.pingBlocked = this.blocked
     member.pingIdle = idle
     member.worker.sendMessage(Message.ping(member.pingSeq))
   }
@@ -329,9 +354,18 @@ export class Supervisor {
   /**
    * Runs every `heartbeatInterval`: pings workers, kills those that stopped
    * answering while idle, and stops those idle past `idleTimeout`.
+   *
+   * A worker's silence is measured only while the parent could listen: a
+   * heartbeat that runs late, because a long synchronous call, a GC pause or
+   * a debugger held the parent's event loop, runs before the replies that
+   * came meanwhile are read, and the time it was held does not count.
    */
   private tick(): void {
     const now = this.clock.now()
+    const blockedBefore = this.blocked
+    const late = now - this.lastBeat - this.options.heartbeatInterval
+    if (late > 0) this.blocked += late
+    this.lastBeat = now
     let open = 0
     for (const member of this.members.values()) if (member.worker.state === "ready" && !member.retiring) open++
     for (const member of this.members.values()) {
@@ -339,9 +373,19 @@ export class Supervisor {
       const slot = member.slot
       if (worker.state !== "ready" || slot === undefined) continue
       // The rest of a frame comes within moments of its start; one that does not means the stream is broken.
-      if (worker.partialSince > 0 && performance.now() - worker.partialSince > this.options.hangTimeout) {
-        worker.kill(`protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`)
-        continue
+      const partialSince = worker.partialSince
+      if (partialSince > 0) {
+        // First seen now: of the time the parent was seen blocked, only this heartbeat's lateness can be since.
+        if (partialSince !== member.partialSince) {
+          member.partialSince = partialSince
+          member.partialBlocked = blockedBefore
+        }
+        if (this.silence(performance.now(), partialSince, member.partialBlocked) > this.options.hangTimeout) {
+          worker.kill(
+            `protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`
+          )
+          continue
+        }
       }
       const idle = this.dispatcher.isIdle(slot)
       if (
@@ -353,7 +397,8 @@ export class Supervisor {
         continue
       }
       if (member.pingSentAt > 0 && member.pingIdle) {
-        if (now - member.pingSentAt > this.options.hangTimeout) {
+        if (this.silence(now, member.pingSentAt, member.pingBlocked) > this.options.hangTimeout) {
+          member.hungIdle = true
           worker.kill(
             `it stopped answering: its event loop was blocked for over ${this.options.hangTimeout} ms while it was idle`
           )
@@ -363,6 +408,11 @@ export class Supervisor {
       // A ping sent while the worker was busy is replaced by one sent while it is idle.
       if (member.pingSentAt === 0 || idle) this.ping(member, idle)
     }
+  }
+
+  /** Milliseconds from `since` to `now` during which the parent could listen; `blocked` was `blockedThen` at `since`. */
+  private silence(now: number, since: number, blockedThen: number): number {
+    return now - since - (this.blocked - blockedThen)
   }
 
   // -------------------------------------------------------------------------
@@ -409,14 +459,19 @@ export class Supervisor {
       dispatcher.closeQueued()
       dispatcher.interruptSent()
     }
-    const drainTimer = this.clock.after(timeout, () => {
+    let drained = false
+    let drainTimer: Cancel = () => {}
+    let cancelIdle: () => void = () => {}
+    const drain = () => {
+      if (drained) return
+      drained = true
+      drainTimer()
       cancelIdle()
       closeWorkers()
-    })
-    const cancelIdle = dispatcher.whenIdle(() => {
-      drainTimer()
-      closeWorkers()
-    })
+    }
+    // Judged after the pipes are read: answers that came while the parent was blocked are not lost.
+    drainTimer = this.clock.after(timeout, () => afterReading(drain))
+    cancelIdle = dispatcher.whenIdle(drain)
   }
 
   /** Kills every worker at once: the parent process is exiting. */
