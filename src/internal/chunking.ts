@@ -24,6 +24,12 @@ export class Chunker {
   private readonly fixed: boolean
   /** Milliseconds per item, as last measured over a whole chunk; NaN until then. */
   private perItem = Number.NaN
+  /**
+   * Items in half a millisecond of work, as a worker last measured it (a
+   * chunk's wall time includes its wait in the queue; a worker's does not);
+   * 0 until a worker has said.
+   */
+  private part = 0
   constructor(chunkSize: number | "auto" | undefined) {
     this.fixed = typeof chunkSize === "number"
     this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
@@ -35,7 +41,11 @@ export class Chunker {
     this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
   }
   every(): number {
+    if (this.part > 0) return this.part
     return Number.isNaN(this.perItem) ? 1 : Math.max(1, Math.floor(0.5 / Math.max(this.perItem, 1e-5)))
+  }
+  partSize(items: number): void {
+    this.part = items
   }
 }
 

@@ -74,14 +74,30 @@ export type ChunkResult = Array<Exit.Exit<any, any>> | Values
 export const toExits = (result: ChunkResult): Array<Exit.Exit<any, any>> =>
   result instanceof Values ? result.values.map(Exit.succeed) : result
 
-/** The outcomes of a chunk's parts, in order, as one. */
+/** The outcomes of a chunk's parts, in order, as one; copied once, into an array of the right length. */
 const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
   if (parts.length === 1) return parts[0]
-  if (parts.every((part) => part instanceof Values)) {
-    return new Values(parts.flatMap((part) => (part as Values).values))
+  let total = 0
+  let values = true
+  for (const part of parts) {
+    total += part instanceof Values ? part.values.length : part.length
+    if (!(part instanceof Values)) values = false
   }
-  return parts.flatMap(toExits)
+  const joined = new Array(total)
+  let at = 0
+  for (const part of parts) {
+    if (part instanceof Values) {
+      const items = part.values
+      for (let i = 0; i < items.length; i++) joined[at++] = values ? items[i] : Exit.succeed(items[i])
+    } else {
+      for (let i = 0; i < part.length; i++) joined[at++] = part[i]
+    }
+  }
+  return values ? new Values(joined) : joined
 }
+
+/** The most parts a chunk is written in: see `BatchPart`. @internal */
+export const maxParts = 8
 
 /** A chunk's worker died: the results of its first `received` items came back before. */
 class Crashed {
@@ -216,6 +232,8 @@ export interface ChunkTimer {
   record(items: number, millis: number): void
   /** How many items the first part of a chunk holds: about half a millisecond of work, 1 until measured. */
   every(): number
+  /** What a worker said its next part would hold: its own measure of half a millisecond of work. */
+  partSize(items: number): void
 }
 
 /**
@@ -406,7 +424,9 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
       const started = performance.now()
       const parts: Array<ChunkResult> = []
       let entry: Entry | undefined
-      const every = timer.every()
+      // At most 8 parts a chunk: while the workers' own measure is unknown (cold, or items of unknown length),
+      // a guess of one item a part would cost a write per item.
+      const every = Math.max(timer.every(), Math.ceil(payloads.length / maxParts))
       const ended = (last: ChunkResult): Exit.Exit<ChunkResult> => {
         timer.record(payloads.length, performance.now() - started)
         parts.push(last)
@@ -442,8 +462,10 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
         payloads.length,
         (created) => {
           entry = created
-          created.onPart = (exits, items) =>
+          created.onPart = (exits, items) => {
+            timer.partSize(created.window)
             parts.push(exits ? decodeExits(items as Array<[number, unknown]>) : decodeValues(items))
+          }
         }
       )
       return Effect.flatMap(

@@ -86,6 +86,9 @@ type BatchOutcome = Array<EncodedExit> | { readonly values: Array<unknown> }
  */
 const partBudget = 0.5
 
+/** The most parts a batch is written in, whatever its items take: a part costs a write on each side. */
+const maxParts = 8
+
 /** The caller's span from a Run message's `[traceId, spanId, sampled]`; anything else is no span. */
 const parentSpan = (trace: unknown): Tracer.ExternalSpan | undefined =>
   Array.isArray(trace) && typeof trace[0] === "string" && typeof trace[1] === "string"
@@ -241,7 +244,11 @@ export const makeServer = (options: ServerOptions): Server => {
             // The results so far reach the pipe before the next item starts: should this process die during
             // the next part, the parent knows which items finished, which may have run, and which never started.
             const perItem = (performance.now() - partStarted) / (i - partFrom)
-            job.every = Math.max(1, Math.min(65_536, Math.floor(partBudget / Math.max(perItem, 1e-5))))
+            job.every = Math.max(
+              1,
+              Math.ceil(payloads.length / maxParts),
+              Math.min(65_536, Math.floor(partBudget / Math.max(perItem, 1e-5)))
+            )
             const part = takePart()
             send(
               Array.isArray(part)
