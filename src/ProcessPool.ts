@@ -162,6 +162,15 @@ export interface Options {
    * consumer, unless a call says otherwise with `window`. Defaults to 128.
    */
   readonly streamWindow?: number | undefined
+  /**
+   * Start each worker in a process group (and session) of its own, so that
+   * the processes its handlers start are killed with it, and by a watchdog if
+   * the parent is SIGKILLed. Defaults to true. On Linux a session is also a
+   * scheduling group, which leaves a busy parent a smaller share of the CPU
+   * when there are fewer cores than busy processes: `false` gives that back,
+   * for `map`s of tiny items, and leaves helpers to outlive their worker.
+   */
+  readonly processGroups?: boolean | undefined
 }
 
 /**

@@ -161,3 +161,29 @@ describe("processes a worker starts", () => {
     )
   })
 })
+
+describe("process groups", () => {
+  /** The process group of a process, from /proc. */
+  const groupOf = (pid: number): number => {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2])
+  }
+
+  it.live("each worker leads a group of its own by default; processGroups: false keeps it in the parent's", () =>
+    Effect.gen(function*() {
+      const [own, plain] = yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* ProcessPool.make({ worker: fixture("worker.ts"), size: 1, inheritStderr: false })
+        const b = yield* ProcessPool.make({
+          worker: fixture("worker.ts"),
+          size: 1,
+          inheritStderr: false,
+          processGroups: false
+        })
+        const pidA = (yield* a.stats).workers[0].pid
+        const pidB = (yield* b.stats).workers[0].pid
+        return [[pidA, groupOf(pidA)], [pidB, groupOf(pidB)]] as const
+      }))
+      expect(own[1]).toBe(own[0])
+      expect(plain[1]).toBe(groupOf(process.pid))
+    }))
+})

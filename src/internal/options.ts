@@ -175,6 +175,7 @@ export const resolve = (options: Options): Resolved => {
       execArgv: options.execArgv ?? defaultExecArgv(),
       env: workerEnv(options.env, options.compileCache),
       inheritStderr: options.inheritStderr ?? true,
+      processGroups: options.processGroups ?? true,
       worker: { workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
     }
   }
