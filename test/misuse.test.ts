@@ -55,13 +55,11 @@ const processesWith = (needle: string): Array<number> =>
 describe("single-file programs", () => {
   it.live("a module that builds a pool of itself when imported fails at once, naming the guard", () =>
     Effect.gen(function*() {
-      const started = Date.now()
       const result = yield* run([fixture("unguarded.ts").pathname])
-      expect(result.code).not.toBe(0)
+      // It exits by itself with the layer's failure; a cascade of pools is killed by `run` (code null).
+      expect(result.code).toBe(1)
       expect(result.stderr).toContain("if (import.meta.main)")
       expect(result.stderr).toContain("builds a pool of itself")
-      // It stops within a start-up or two, not after a cascade of pools.
-      expect(Date.now() - started).toBeLessThan(15_000)
       yield* waitUntil("no process of the module left", () => processesWith("unguarded.ts").length === 0)
     }))
 

@@ -14,6 +14,7 @@ import * as Task from "../src/Task.ts"
 import * as Worker from "../src/Worker.ts"
 import { BadItem, Count, FailAfter } from "./fixtures/streams.ts"
 import { BinaryEcho, Negative, Point, Square, Traced } from "./fixtures/tasks.ts"
+import fixtureWorker from "./fixtures/worker.ts"
 
 /** Waits until the test opens the gate named by its payload, then answers with that name. */
 const Hold = Task.make("Hold", { payload: Schema.String, success: Schema.String })
@@ -35,13 +36,8 @@ const gate = (name: string): Deferred.Deferred<void> => {
 const open = (name: string) => Deferred.succeed(gate(name), undefined)
 
 const { handlers } = Worker.handlers(
-  Square.handler((n) =>
-    n < 0
-      ? Effect.fail(new Negative({ n }))
-      : n === 13
-      ? Effect.die(new RangeError("thirteen is unlucky"))
-      : Effect.succeed(n * n)
-  ),
+  // The handlers the process tests use, as they are.
+  fixtureWorker.handlers.get(Square._tag)!,
   Hold.handler((name) =>
     Effect.suspend(() => {
       events.push(`start ${name}`)
@@ -52,16 +48,7 @@ const { handlers } = Worker.handlers(
     )
   ),
   Later.handler((ms) => Effect.as(Effect.sleep(ms), ms)),
-  Traced.handler(() =>
-    Effect.currentSpan.pipe(
-      Effect.map((span) => ({
-        traceId: span.traceId,
-        name: span.name,
-        parentSpanId: span.parent._tag === "Some" ? span.parent.value.spanId : ""
-      })),
-      Effect.orElseSucceed(() => ({ traceId: "", name: "", parentSpanId: "" }))
-    )
-  ),
+  fixtureWorker.handlers.get(Traced._tag)!,
   BinaryEcho.handler((value) => Effect.succeed({ ...value, sum: value.bytes.reduce((a, b) => a + b, 0) })),
   Count.handler((n) => Stream.range(0, n - 1)),
   FailAfter.handler((n) => Stream.concat(Stream.make(1, 2, 3), Stream.fail(new Negative({ n })))),

@@ -159,10 +159,8 @@ layer(streams({ streamWindow: 16, interruptGrace: 300 }), { excludeTestServices:
 
   it.effect("a stream that ignores interruption is killed after interruptGrace, and replaced", () =>
     Effect.gen(function*() {
-      const started = Date.now()
       const [pid] = yield* Stream.runCollect(Stream.take(ProcessPool.submit(PidThenSpin, 30_000), 1))
-      // The consumer waited for the kill, not for the spin.
-      expect(Date.now() - started).toBeLessThan(10_000)
+      // The consumer's scope closed once the worker was killed; a spin of 30 s left to finish would leave it alive.
       yield* waitUntil("the runaway worker to die", () => !isAlive(pid))
       yield* waitUntil(
         "a replacement",
@@ -210,13 +208,12 @@ layer(streams({ streamWindow: 16, interruptGrace: 300 }), { excludeTestServices:
         )
       )
       yield* waitUntil("the stream to run", () => producedSoFar(file) > 0)
-      const started = Date.now()
+      const streaming = (yield* stats).workers.find((w) => w.inflight > 0)!.pid
       const answers = yield* Effect.forEach(Array.from({ length: 6 }), () => ProcessPool.submit(WhichPid), {
         concurrency: "unbounded"
       })
-      // All answered by the other worker, long before the paused stream lets go of its own.
-      expect(Date.now() - started).toBeLessThan(1_500)
-      expect(new Set(answers).size).toBe(1)
+      // All answered by the other worker: none was sent ahead to wait behind the paused stream.
+      expect(answers.every((pid) => pid !== streaming)).toBe(true)
       yield* Fiber.interrupt(paused)
     }))
 

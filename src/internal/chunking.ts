@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import type { PoolError } from "../PoolError.ts"
-import type { Inputs, MapOptions } from "../ProcessPool.ts"
+import type { Inputs, MapOptions, ProcessPool } from "../ProcessPool.ts"
 import type * as Task from "../Task.ts"
 import { type Client, Values } from "./client.ts"
 
@@ -69,24 +69,8 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
   if (chunk.length > 0) yield chunk
 }
 
-/** @internal */
-export interface Mapping {
-  readonly map: <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ) => Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError>
-  readonly mapExits: <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>>
-  readonly stream: <T extends Task.Task.Unary, E = never, R = never>(
-    task: T,
-    inputs: Inputs<Task.Task.Payload<T>, E, R>,
-    options?: MapOptions
-  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
-}
+/** `map`, `mapExits` and `stream`, as the service has them. @internal */
+export type Mapping = Pick<ProcessPool["Service"], "map" | "mapExits" | "stream">
 
 /**
  * `map`, `mapExits` and `stream` over one client. `maxSize` sets the default

@@ -8,6 +8,7 @@
  * @internal
  */
 import { WorkerStartError } from "../PoolError.ts"
+import type { Stats } from "../ProcessPool.ts"
 import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
 import type { Dispatcher, Slot } from "./dispatcher.ts"
 import type { PoolEvents, WorkerExitReason } from "./events.ts"
@@ -484,17 +485,7 @@ export class Supervisor {
   // -------------------------------------------------------------------------
 
   /** What the supervisor knows of each worker, with what the dispatcher knows. */
-  workerStats(): Array<{
-    readonly pid: number
-    readonly state: string
-    readonly inflight: number
-    readonly running: number
-    readonly prefetched: number
-    readonly busy: boolean
-    readonly tasksDone: number
-    readonly rss: number
-    readonly sharedBytes: number
-  }> {
+  workerStats(): Array<Stats["workers"][number]> {
     return Array.from(this.members.values(), (member) => {
       const worker = member.worker
       const tasks = member.slot === undefined
