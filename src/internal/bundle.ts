@@ -30,14 +30,23 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
-/** Where the bundle's map is, for the worker's hook; see workerBoot.ts. @internal */
-export type BundleMap = string
+/** The path of a worker's `Plan`, which its hooks read; see workerBoot.ts. @internal */
+export type PlanFile = string
+
+/** A file as [path, size, mtime]: a change to either makes what was made of it stale. */
+type Stamp = readonly [string, number, number]
 
 interface Scan {
-  /** Every file of the worker's graph other than `effect`'s, as [path, size, mtime]. */
-  readonly inputs: ReadonlyArray<readonly [string, number, number]>
+  /** Every file of the worker's graph other than `effect`'s. */
+  readonly inputs: ReadonlyArray<Stamp>
   /** The files of `effect` the graph imports. */
   readonly entries: ReadonlyArray<string>
+}
+
+/** What the worker's hook reads (workerBoot.ts). @internal */
+export interface Plan {
+  /** URLs of `effect`'s modules, to the path of their entry in the bundle. */
+  readonly resolve: Record<string, string>
 }
 
 /** The subset of esbuild's API used here. */
@@ -184,11 +193,11 @@ const scan = async (esbuild: Esbuild, entryPoints: Array<string>, conditions: Ar
       }
     }]
   })
-  const inputs = Object.keys(result.metafile!.inputs).flatMap((input) => {
+  const inputs = Object.keys(result.metafile!.inputs).flatMap((input): Array<Stamp> => {
     const file = path.resolve(input)
     try {
       const stat = fs.statSync(file)
-      return [[file, stat.size, stat.mtimeMs] as const]
+      return [[file, stat.size, stat.mtimeMs]]
     } catch {
       // esbuild's own namespaces, not files.
       return []
@@ -237,7 +246,7 @@ export const prepare = async (options: {
   readonly runtime: string
   readonly execArgv: ReadonlyArray<string>
   readonly cacheDir: string
-}): Promise<BundleMap | undefined> => {
+}): Promise<PlanFile | undefined> => {
   if (!options.moduleUrl.startsWith("file:")) return undefined
   try {
     fs.mkdirSync(options.cacheDir, { recursive: true, mode: 0o700 })
@@ -271,7 +280,17 @@ export const prepare = async (options: {
         fs.rmSync(tmp, { recursive: true, force: true })
       }
     }
-    return map
+    const bundled = readJson<Record<string, string>>(map)!
+    for (const url in bundled) bundled[url] = path.join(dir, bundled[url]!)
+    const plan: Plan = { resolve: bundled }
+    const text = JSON.stringify(plan)
+    const planFile = path.join(options.cacheDir, `plan-${hash(text)}.json`)
+    if (!fs.existsSync(planFile)) {
+      const tmp = tmpName(planFile)
+      fs.writeFileSync(tmp, text)
+      publish(tmp, planFile)
+    }
+    return planFile
   } catch {
     return undefined
   }

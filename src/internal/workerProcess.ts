@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import { type Binary, decodeBinary } from "./binary.ts"
-import { BundleFailed, type BundleMap } from "./bundle.ts"
+import { BundleFailed, type PlanFile } from "./bundle.ts"
 import {
   decodeFromWorker,
   FromWorker,
@@ -36,8 +36,8 @@ export interface SpawnOptions {
   readonly inheritStderr: boolean
   /** Start each worker in a process group of its own: see `processGroupsWork`. */
   readonly processGroups: boolean
-  /** The map of the bundle `effect` loads from in the worker (see bundle.ts), or undefined for the plain path. */
-  readonly bundle?: BundleMap | undefined
+  /** The plan of the worker's hooks (see bundle.ts): `effect` from a bundle; undefined for the plain path. */
+  readonly bundle?: PlanFile | undefined
 }
 
 /** What a worker tells the pool. @internal */
