@@ -110,15 +110,22 @@ describe("bundle", () => {
       expect(bundles()).toHaveLength(1)
 
       // A new import of effect: the scan is stale, and the new bundle holds Duration.
+      const [old] = bundles()
+      const kept = path.join(cacheDir, "kept")
+      fs.writeFileSync(kept, "")
+      // Entries older than 30 days go when a new bundle is written; newer ones stay.
+      const longAgo = new Date(Date.now() - 40 * 24 * 60 * 60 * 1000)
+      fs.utimesSync(path.join(cacheDir, old!), longAgo, longAgo)
       write(`import * as Duration from "effect/Duration"`, `String(Duration.toMillis(Duration.seconds(2)))`)
       const second = yield* run
       expect(second.value).toBe("2000")
       expect(second.plain).toBe(0)
-      expect(bundles()).toHaveLength(2)
+      expect(bundles()).toHaveLength(1)
+      expect(bundles()[0]).not.toBe(old)
+      expect(fs.existsSync(kept)).toBe(true)
 
       // A bundle missing an entry file is built again.
-      const latest = bundles().map((name) => path.join(cacheDir, name))
-        .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0]!
+      const latest = path.join(cacheDir, bundles()[0]!)
       const map: Record<string, string> = JSON.parse(fs.readFileSync(path.join(latest, "map.json"), "utf8"))
       fs.rmSync(path.join(latest, Object.values(map)[0]!))
       const third = yield* run

@@ -234,6 +234,26 @@ const bundle = async (esbuild: Esbuild, entries: ReadonlyArray<string>, dir: str
   fs.writeFileSync(path.join(dir, "map.json"), JSON.stringify(map))
 }
 
+/** How long an entry of the cache is kept after it was written: every version of `effect` leaves one. */
+const keepFor = 30 * 24 * 60 * 60 * 1000
+
+/**
+ * Removes what older versions of the worker's graph left in the cache. A
+ * pool still running on a removed bundle loses nothing: its next worker
+ * fails to load it and takes the plain path (see `BundleFailed`).
+ */
+const prune = (cacheDir: string): void => {
+  const now = Date.now()
+  for (const name of fs.readdirSync(cacheDir)) {
+    const entry = path.join(cacheDir, name)
+    try {
+      if (now - fs.statSync(entry).mtimeMs > keepFor) fs.rmSync(entry, { recursive: true, force: true })
+    } catch {
+      // Removed meanwhile by another pool.
+    }
+  }
+}
+
 /**
  * The bundle for workers of `moduleUrl`, from the cache or built now; or
  * undefined for the plain path. `runtime` is the worker's entry (workerMain),
@@ -279,6 +299,7 @@ export const prepare = async (options: {
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true })
       }
+      prune(options.cacheDir)
     }
     const bundled = readJson<Record<string, string>>(map)!
     for (const url in bundled) bundled[url] = path.join(dir, bundled[url]!)
