@@ -183,10 +183,16 @@ const send = (message: FromWorkerMessage, binary: boolean): void => {
 /** The task a message answers: only those carry results large or strange enough to be refused. */
 const idOf = (message: FromWorkerMessage): number => (message as ReadonlyArray<unknown>)[1] as number
 
-/** Waits until everything written to the parent has left this process. */
+/**
+ * Waits until everything written to the parent has left this process. Not by
+ * the "drain" event: a stream emits it only after a write that passed its
+ * high-water mark, and bytes still queued below it (the pipe full while the
+ * parent is busy) would wait for it forever. An empty write's callback comes
+ * once every write before it is done.
+ */
 const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
   if (channel.writableLength === 0) return resume(Effect.void)
-  channel.once("drain", () => resume(Effect.void))
+  channel.write(new Uint8Array(0), () => resume(Effect.void))
 })
 
 /** Calls `done` once what was written to `stream` so far has left this process. */
