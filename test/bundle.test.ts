@@ -31,13 +31,28 @@ const withPool = <A, E>(
     })
   )
 
+/** The command lines of this process's children. */
+const childCommands = (): Array<string> =>
+  fs.readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, "utf8").trim().split(" ")
+    .filter((pid) => pid !== "")
+    .map((pid) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")
+      } catch {
+        return ""
+      }
+    })
+
 const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "epp-bundle-"))
 
 describe("bundle", () => {
   it.live("workers load effect from the bundle, and the worker module keeps its meaning", () =>
     Effect.gen(function*() {
       const cacheDir = tempDir()
-      const bundled = yield* withPool({ bundle: cacheDir }, (pool) => pool.submit(Loaded, undefined))
+      const bundled = yield* withPool({ bundle: cacheDir }, (pool) =>
+        Effect.tap(pool.submit(Loaded, undefined), () =>
+          // esbuild's service process ends once the bundle is built: only the workers are left.
+          Effect.sync(() => expect(childCommands().filter((command) => command.includes("esbuild"))).toEqual([]))))
       const plain = yield* withPool({ bundle: false }, (pool) => pool.submit(Loaded, undefined))
       // One copy of effect: nothing of the installed package is loaded file by file.
       expect(bundled.origins.plain).toBe(0)

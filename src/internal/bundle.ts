@@ -51,6 +51,8 @@ export interface Plan {
 /** The subset of esbuild's API used here. */
 interface Esbuild {
   readonly version: string
+  /** Ends esbuild's service process, which otherwise lives as long as this one. */
+  readonly stop: () => void
   readonly build: (options: Record<string, unknown>) => Promise<{
     readonly metafile?: {
       readonly inputs: Record<string, unknown>
@@ -281,13 +283,13 @@ export const prepare = async (options: {
   readonly cacheDir: string
 }): Promise<PlanFile | undefined> => {
   if (!options.moduleUrl.startsWith("file:")) return undefined
+  let esbuild: Esbuild | undefined
   try {
     fs.mkdirSync(options.cacheDir, { recursive: true, mode: 0o700 })
     const conditions = conditionsOf(options.execArgv)
     const entryPoints = [fileURLToPath(options.moduleUrl), options.runtime]
     const scanFile = path.join(options.cacheDir, `scan-${hash([entryPoints, conditions, process.version])}.json`)
     let found = readJson<Scan>(scanFile)
-    let esbuild: Esbuild | undefined
     if (found === undefined || !fresh(found)) {
       esbuild = await loadEsbuild()
       if (esbuild === undefined) return undefined
@@ -327,5 +329,7 @@ export const prepare = async (options: {
     return planFile
   } catch {
     return undefined
+  } finally {
+    esbuild?.stop()
   }
 }
