@@ -124,12 +124,17 @@ describe("bundle", () => {
       expect(first).toEqual({ value: "v1", plain: 0, bundled: first.bundled })
       expect(bundles()).toHaveLength(1)
 
-      // A new import of effect: the scan is stale, and the new bundle holds Duration.
+      // A bundle in use is marked as used, once a day at most.
       const [old] = bundles()
+      const longAgo = new Date(Date.now() - 40 * 24 * 60 * 60 * 1000)
+      fs.utimesSync(path.join(cacheDir, old!), longAgo, longAgo)
+      expect((yield* run).value).toBe("v1")
+      expect(Date.now() - fs.statSync(path.join(cacheDir, old!)).mtimeMs).toBeLessThan(60_000)
+
+      // A new import of effect: the scan is stale, and the new bundle holds Duration.
       const kept = path.join(cacheDir, "kept")
       fs.writeFileSync(kept, "")
-      // Entries older than 30 days go when a new bundle is written; newer ones stay.
-      const longAgo = new Date(Date.now() - 40 * 24 * 60 * 60 * 1000)
+      // Entries unused for 30 days go when a new bundle is written; newer ones stay.
       fs.utimesSync(path.join(cacheDir, old!), longAgo, longAgo)
       write(`import * as Duration from "effect/Duration"`, `String(Duration.toMillis(Duration.seconds(2)))`)
       const second = yield* run

@@ -249,8 +249,22 @@ const bundle = async (esbuild: Esbuild, entries: ReadonlyArray<string>, dir: str
   fs.writeFileSync(path.join(dir, "map.json"), JSON.stringify(map))
 }
 
-/** How long an entry of the cache is kept after it was written: every version of `effect` leaves one. */
+/** How long an entry of the cache is kept after it was last used: every version of `effect` leaves one. */
 const keepFor = 30 * 24 * 60 * 60 * 1000
+
+const day = 24 * 60 * 60 * 1000
+
+/** Marks entries as used, at most once a day, so that `prune` keeps what pools still start from. */
+const touch = (entries: ReadonlyArray<string>): void => {
+  const now = Date.now()
+  for (const entry of entries) {
+    try {
+      if (now - fs.statSync(entry).mtimeMs > day) fs.utimesSync(entry, now / 1000, now / 1000)
+    } catch {
+      // Gone meanwhile: rebuilt at the next start.
+    }
+  }
+}
 
 /**
  * Removes what older versions of the worker's graph left in the cache. A
@@ -326,6 +340,7 @@ export const prepare = async (options: {
       fs.writeFileSync(tmp, text)
       publish(tmp, planFile)
     }
+    touch([scanFile, dir, planFile])
     return planFile
   } catch {
     return undefined
