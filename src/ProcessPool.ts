@@ -64,6 +64,8 @@
  * - the worker's serve loop: internal/server.ts
  * - chunk sizes and the map engines: internal/chunking.ts; a call's trip and retries: internal/client.ts
  * - timers and the test clock: internal/clock.ts; events for metrics and logs: internal/events.ts
+ * - the pool's metrics, and the workers' merged: internal/metrics.ts; workers' log lines: internal/logs.ts;
+ *   their sending side: internal/workerTelemetry.ts
  * - the single-file guard: internal/entry.ts
  *
  * @since 0.1.0
@@ -73,6 +75,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { makeMapping } from "./internal/chunking.ts"
@@ -80,7 +83,9 @@ import { makeClient } from "./internal/client.ts"
 import { poolClockOf } from "./internal/clock.ts"
 import { Dispatcher } from "./internal/dispatcher.ts"
 import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
-import { type PoolEvents, silent } from "./internal/events.ts"
+import { combine, type PoolEvents } from "./internal/events.ts"
+import { makeLogDelivery } from "./internal/logs.ts"
+import { makePoolMetrics, makeWorkerMetrics } from "./internal/metrics.ts"
 import { moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
 import { Supervisor } from "./internal/supervisor.ts"
 import { type Spawn, spawnProcess } from "./internal/workerProcess.ts"
@@ -171,6 +176,18 @@ export interface Options {
    * for `map`s of tiny items, and leaves helpers to outlive their worker.
    */
   readonly processGroups?: boolean | undefined
+  /**
+   * The pool's name: the `pool` attribute of its metrics. Defaults to
+   * `"default"`. Pools alive at the same time in one registry need names
+   * of their own.
+   */
+  readonly name?: string | undefined
+  /**
+   * Record the pool's `process_pool_*` metrics in the `Metric` registry of
+   * the context the pool is built in. Defaults to true. The workers' own
+   * metrics and log lines reach the parent either way.
+   */
+  readonly metrics?: boolean | undefined
 }
 
 /**
@@ -336,6 +353,12 @@ export class ProcessPool extends Context.Service<ProcessPool, {
   ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
   /** A snapshot of the queue and the workers. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Snapshots of the pool, one at once and then one every `interval`, for
+   * any UI to follow it. The stream ends after the snapshot that finds the
+   * pool closed.
+   */
+  readonly statsStream: (interval: Duration.Input) => Stream.Stream<Stats>
 }>()("effect-process-pool/ProcessPool") {}
 
 // ---------------------------------------------------------------------------
@@ -378,15 +401,34 @@ export const makeWith = Effect.fnUntraced(function*(
   refusePoolOfItself(resolved.supervisor.moduleUrl)
   poolBuilt()
   const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
-  const events = hooks.events ?? silent
+  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
+  const context = yield* Effect.context<never>()
+  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
+    queued: () => dispatcher.queuedCount,
+    inflight: () => dispatcher.inflightTotal,
+    busyTime: (now) => dispatcher.busyTime(now),
+    liveWorkers: () => supervisor.liveWorkers
+  }, clock)
+  const events = combine(
+    metrics?.events ?? {},
+    makeWorkerMetrics(context),
+    makeLogDelivery(context),
+    hooks.events ?? {}
+  )
   const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
+  // The workers drop the log lines this context's loggers would not take: they never cross the pipe.
+  const spawnOptions = {
+    ...resolved.spawn,
+    worker: { ...resolved.spawn.worker, logLevel: yield* References.MinimumLogLevel }
+  }
   const supervisor = new Supervisor(
     resolved.supervisor,
     dispatcher,
-    hooks.spawn ?? spawnProcess(resolved.spawn),
+    hooks.spawn ?? spawnProcess(spawnOptions),
     clock,
     events
   )
+  if (metrics !== undefined) yield* Effect.addFinalizer(() => Effect.sync(metrics.stop))
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {
       supervisor.shutdown(resolved.shutdown, resolved.shutdownTimeout, () => resume(Effect.void))
@@ -396,23 +438,29 @@ export const makeWith = Effect.fnUntraced(function*(
     supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow)
+  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events)
   const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
   const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
     (task.stream
       ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
       : client.submit(task, payload as Task.Task.Payload<T>, options)) as Submitted<T>
 
+  const stats = Effect.sync((): Stats => ({
+    ...dispatcher.stats(),
+    crashes: supervisor.crashes,
+    workers: supervisor.workerStats()
+  }))
   return ProcessPool.of({
     submit,
     map,
     mapExits,
     stream,
-    stats: Effect.sync((): Stats => ({
-      ...dispatcher.stats(),
-      crashes: supervisor.crashes,
-      workers: supervisor.workerStats()
-    }))
+    stats,
+    statsStream: (interval) =>
+      Stream.tick(interval).pipe(
+        Stream.mapEffect(() => stats),
+        Stream.takeUntil((snapshot) => snapshot.state === "closed")
+      )
   })
 })
 

@@ -24,6 +24,7 @@ import type * as Task from "../Task.ts"
 import { Binary } from "./binary.ts"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./codec.ts"
 import { type Decode, type Dispatcher, Entry, isPoolErrorReply } from "./dispatcher.ts"
+import type { PoolEvents } from "./events.ts"
 import { millis } from "./options.ts"
 import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "./protocol.ts"
 
@@ -311,7 +312,12 @@ export interface Client {
  *
  * @internal
  */
-export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamWindow: number): Client => {
+export const makeClient = (
+  dispatcher: Dispatcher,
+  maxFrameSize: number,
+  streamWindow: number,
+  events: PoolEvents = {}
+): Client => {
   /** The message of a run, encoded, or why it cannot be sent. */
   const prepare = (
     tag: string,
@@ -350,8 +356,13 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
       const encoded = prepare(tag, id, message)
-      if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
+      if (encoded instanceof SerializationError) {
+        events.unsent?.(tag, Math.max(1, batchSize))
+        return resume(Effect.fail(encoded as E))
+      }
       const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
+      // The worker's log lines for this task go to the caller's loggers.
+      entry.caller = Fiber.getCurrent()?.context
       setup?.(entry)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
@@ -462,6 +473,8 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
         payloads.length,
         (created) => {
           entry = created
+          // Until a part says otherwise, the items a crash would leave in doubt: see `recover`.
+          created.window = every
           created.onPart = (exits, items) => {
             timer.partSize(created.window)
             parts.push(exits ? decodeExits(items as Array<[number, unknown]>) : decodeValues(items))
@@ -548,7 +561,10 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
             (id, encoded, trace) => Message.runStream(id, tag, encoded, trace, window)
           )
         )
-        if (encoded instanceof SerializationError) return Effect.fail(encoded)
+        if (encoded instanceof SerializationError) {
+          events.unsent?.(tag, 1)
+          return Effect.fail(encoded)
+        }
         const entry = new Entry(
           id,
           tag,
@@ -561,6 +577,7 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
           },
           0
         )
+        entry.caller = Fiber.getCurrent()?.context
         entry.onItems = (values) => {
           if (end !== undefined) return
           const decoded = codec.decodeSuccesses(values)

@@ -33,6 +33,15 @@
  *   [Recycle]                                 past its memory ceiling: replace me
  *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
  *   [Items, id, [value, ...]]                 the next items of stream id; its Exit follows the last
+ *   [Log, id, level, [part, ...], time, annotations, spans, cause]
+ *                                             a log line of task id (0: outside any task), at or above
+ *                                             the parent's minimum level; time in epoch ms; annotations
+ *                                             {key: value} or 0; spans [[label, start], ...] or 0; cause
+ *                                             an encoded defect or 0. It goes before the task's answer
+ *   [Metrics, [[series, value] or [series, value, type, name, description, attributes], ...]]
+ *                                             the worker's own metrics, changed since the last Metrics:
+ *                                             a series is described the first time it travels (see
+ *                                             MetricValue); sent before the answers they precede
  * ```
  *
  * A message of 64 KiB or more may instead be written to the sender's shared
@@ -66,7 +75,9 @@ export const FromWorker = {
   BatchValues: 5,
   StartFailed: 6,
   Items: 7,
-  BatchPart: 8
+  BatchPart: 8,
+  Log: 9,
+  Metrics: 10
 } as const
 
 /** @internal */
@@ -130,6 +141,64 @@ export type FromWorkerMessage =
   | readonly [kind: typeof FromWorker.Items, id: number, values: Array<unknown>]
   | readonly [kind: typeof FromWorker.Pong, seq: number, rss: number]
   | readonly [kind: typeof FromWorker.Recycle]
+  | LogMessage
+  | MetricsMessage
+
+/** A log line from a worker: see the table above. @internal */
+export type LogMessage = readonly [
+  kind: typeof FromWorker.Log,
+  id: number,
+  level: LogLevelName,
+  message: Array<unknown>,
+  time: number,
+  annotations: Readonly<Record<string, unknown>> | 0,
+  spans: ReadonlyArray<readonly [label: string, start: number]> | 0,
+  cause: unknown
+]
+
+/** The levels a worker's log line may have. @internal */
+export type LogLevelName = "Fatal" | "Error" | "Warn" | "Info" | "Debug" | "Trace"
+
+const logLevels: ReadonlySet<unknown> = new Set(["Fatal", "Error", "Warn", "Info", "Debug", "Trace"])
+
+/** The kinds of metric a worker forwards. @internal */
+export type MetricType = "Counter" | "Gauge" | "Histogram" | "Frequency"
+
+/**
+ * What changed in one series since it last travelled:
+ * - Counter: the increase.
+ * - Gauge: the value now.
+ * - Histogram: `[boundaries, increases of the cumulative bucket counts, count increase, sum increase, min, max]`.
+ * - Frequency: `[[word, increase], ...]`.
+ *
+ * @internal
+ */
+export type MetricValue =
+  | number
+  | readonly [
+    boundaries: ReadonlyArray<number>,
+    buckets: ReadonlyArray<number>,
+    count: number,
+    sum: number,
+    min: number,
+    max: number
+  ]
+  | ReadonlyArray<readonly [word: string, count: number]>
+
+/** One series in a Metrics message: its number in this worker, and its description the first time. @internal */
+export type MetricUpdate =
+  | readonly [series: number, value: MetricValue]
+  | readonly [
+    series: number,
+    value: MetricValue,
+    type: MetricType,
+    name: string,
+    description: string | 0,
+    attributes: Readonly<Record<string, string>>
+  ]
+
+/** The worker's own metrics: see the table above. @internal */
+export type MetricsMessage = readonly [kind: typeof FromWorker.Metrics, updates: ReadonlyArray<MetricUpdate>]
 
 /**
  * The constructors of every message, in both directions. Every module builds
@@ -182,7 +251,17 @@ export const Message = {
   ): FromWorkerMessage => [FromWorker.BatchPart, id, exits, items, next],
   items: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.Items, id, values],
   pong: (seq: number, rss: number): FromWorkerMessage => [FromWorker.Pong, seq, rss],
-  recycle: [FromWorker.Recycle] as FromWorkerMessage
+  recycle: [FromWorker.Recycle] as FromWorkerMessage,
+  log: (
+    id: number,
+    level: LogLevelName,
+    message: Array<unknown>,
+    time: number,
+    annotations: Readonly<Record<string, unknown>> | 0,
+    spans: ReadonlyArray<readonly [string, number]> | 0,
+    cause: unknown
+  ): LogMessage => [FromWorker.Log, id, level, message, time, annotations, spans, cause],
+  metrics: (updates: ReadonlyArray<MetricUpdate>): MetricsMessage => [FromWorker.Metrics, updates]
 } as const
 
 /** Why a message was refused: the stream it came on cannot be trusted after it. @internal */
@@ -250,6 +329,31 @@ const areExits = (items: Array<unknown>): boolean => {
   return true
 }
 
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const areSpans = (u: unknown): boolean =>
+  Array.isArray(u) &&
+  u.every((span) => Array.isArray(span) && typeof span[0] === "string" && typeof span[1] === "number")
+
+const isNumbers = (u: unknown): u is Array<number> => Array.isArray(u) && u.every((n) => typeof n === "number")
+
+const metricTypes: ReadonlySet<unknown> = new Set(["Counter", "Gauge", "Histogram", "Frequency"])
+
+/** Whether a value fits its metric type; the type is known from the series' first update. */
+const isMetricValue = (u: unknown): boolean =>
+  typeof u === "number" ||
+  (Array.isArray(u) && (
+    u.every((word) => Array.isArray(word) && typeof word[0] === "string" && typeof word[1] === "number") ||
+    (u.length === 6 && isNumbers(u[0]) && isNumbers(u[1]) && u[0].length === u[1].length &&
+      typeof u[2] === "number" && typeof u[3] === "number" && typeof u[4] === "number" && typeof u[5] === "number")
+  ))
+
+const isMetricUpdate = (u: unknown): boolean =>
+  Array.isArray(u) && isId(u[0]) && isMetricValue(u[1]) &&
+  (u.length === 2 ||
+    (u.length === 6 && metricTypes.has(u[2]) && typeof u[3] === "string" && (u[4] === 0 || typeof u[4] === "string") &&
+      isRecord(u[5]) && Object.values(u[5]).every((value) => typeof value === "string")))
+
 /**
  * Reads a message from a worker: the message itself, typed, or why it is not
  * one. Kinds it does not know are refused.
@@ -287,6 +391,17 @@ export const decodeFromWorker = (message: unknown): FromWorkerMessage | MessageI
       return message as unknown as FromWorkerMessage
     case FromWorker.StartFailed:
       return [FromWorker.StartFailed, String(message[1])]
+    case FromWorker.Log:
+      if (
+        isId(message[1]) && logLevels.has(message[2]) && Array.isArray(message[3]) && typeof message[4] === "number" &&
+        (message[5] === 0 || isRecord(message[5])) && (message[6] === 0 || areSpans(message[6]))
+      ) {
+        return message as unknown as FromWorkerMessage
+      }
+      break
+    case FromWorker.Metrics:
+      if (Array.isArray(message[1]) && message[1].every(isMetricUpdate)) return message as unknown as FromWorkerMessage
+      break
   }
   return new MessageInvalid(`an unexpected message from the worker: ${describe(message)}`)
 }

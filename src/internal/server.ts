@@ -25,8 +25,8 @@ import { ExitKind, type FromWorkerMessage, Message, ToWorker, type ToWorkerMessa
 /** @internal */
 export interface ServerOptions {
   readonly handlers: ReadonlyMap<string, Task.Handler.Any>
-  /** Forks an effect with the worker module's services (Effect.runForkWith(services)). */
-  readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  /** Forks the effect of task `task` with the worker module's services (Effect.runForkWith(services)). */
+  readonly runFork: <A, E>(effect: Effect.Effect<A, E>, task: number) => Fiber.Fiber<A, E>
   /** Tasks run at once (workerConcurrency). */
   readonly workerConcurrency: number
   /** Resident set size in bytes past which the server asks to be recycled (Message.recycle); 0 for no ceiling. */
@@ -416,7 +416,7 @@ export const makeServer = (options: ServerOptions): Server => {
     running++
     // A ready value (`Effect.succeed`, `Effect.fail`, a bad payload) is its own outcome: no fiber.
     if (!job.batch && Exit.isExit(effect)) return finish(job, handler, effect)
-    const fiber = runFork(effect)
+    const fiber = runFork(effect, job.id)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) return finish(job, handler, exit)
     job.fiber = fiber
