@@ -12,29 +12,7 @@ import * as Scope from "effect/Scope"
 import { secondsBoundaries } from "../src/internal/metrics.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { BadResult, Sleep, Spin, Square, Unserved } from "./fixtures/tasks.ts"
-import { fixture, isAlive, waitUntil } from "./helpers.ts"
-
-/** The state of the series `id` whose attributes include `attributes`. */
-export const series = (
-  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
-  id: string,
-  attributes: Record<string, string>
-): Metric.Metric.Snapshot | undefined =>
-  snapshot.find((s) => s.id === id && Object.entries(attributes).every(([key, value]) => s.attributes?.[key] === value))
-
-/** A counter's count, 0 when the series is missing. */
-export const count = (
-  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
-  id: string,
-  attributes: Record<string, string>
-) => Number((series(snapshot, id, attributes)?.state as Metric.CounterState<number> | undefined)?.count ?? 0)
-
-/** A gauge's value. */
-export const gauge = (
-  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
-  id: string,
-  attributes: Record<string, string>
-) => Number((series(snapshot, id, attributes)?.state as Metric.GaugeState<number> | undefined)?.value)
+import { count, fixture, gauge, isAlive, series, waitUntil } from "./helpers.ts"
 
 const histogram = (snapshot: ReadonlyArray<Metric.Metric.Snapshot>, id: string, attributes: Record<string, string>) =>
   series(snapshot, id, attributes)?.state as Metric.HistogramState

@@ -1,0 +1,109 @@
+/**
+ * The workers' log lines, captured by a test Logger in the parent: the
+ * caller's annotations and spans, the same level and message, and which
+ * worker and task made them.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
+import * as ProcessPool from "../src/ProcessPool.ts"
+import { Talk } from "./fixtures/observed.ts"
+import { fixture } from "./helpers.ts"
+
+interface Line {
+  readonly level: LogLevel.LogLevel
+  readonly message: unknown
+  readonly annotations: Record<string, unknown>
+  readonly spans: ReadonlyArray<string>
+  readonly date: Date
+}
+
+/** A logger that keeps every line it is given. */
+const capture = () => {
+  const lines: Array<Line> = []
+  const logger = Logger.make(({ date, fiber, logLevel, message }) => {
+    lines.push({
+      level: logLevel,
+      message,
+      annotations: { ...fiber.getRef(References.CurrentLogAnnotations) },
+      spans: fiber.getRef(References.CurrentLogSpans).map(([label]) => label),
+      date
+    })
+  })
+  return { lines, loggers: new Set([logger]) }
+}
+
+/** A pool over the observed fixture, whose log lines the pool's `log` hook counts as they arrive. */
+const makePool = (received: Array<string>) =>
+  ProcessPool.makeWith(
+    { worker: fixture("observed.ts"), size: 1, inheritStderr: false },
+    { events: { log: (_, __, message) => void received.push(message[2]) } }
+  )
+
+describe("worker logs", () => {
+  it.live("reach the caller's logger with its annotations and spans, and the worker's pid and task", () => {
+    const { lines, loggers } = capture()
+    const received: Array<string> = []
+    return Effect.gen(function*() {
+      const pool = yield* makePool(received)
+      const pid = yield* pool.submit(Talk, 7).pipe(
+        Effect.annotateLogs("request", "r-1"),
+        Effect.withLogSpan("calling")
+      )
+      const talk = lines.filter((line) => line.annotations["process_pool.task"] === "Talk")
+      // The default minimum level is Info: below it, nothing crossed the pipe.
+      expect(talk.map((line) => line.level)).toEqual(["Info", "Warn", "Error"])
+      expect(received.filter((level) => level === "Debug" || level === "Trace")).toEqual([])
+      expect(talk.map((line) => line.message)).toEqual([["info", 7], ["warning", 7], ["error", 7]])
+      for (const line of talk) {
+        expect(line.annotations).toEqual({
+          request: "r-1",
+          inner: "yes",
+          "process_pool.worker_pid": pid,
+          "process_pool.task": "Talk"
+        })
+        expect(line.spans).toEqual(["calling", "talking"])
+      }
+    }).pipe(
+      Effect.scoped,
+      Effect.provideService(References.CurrentLoggers, loggers)
+    )
+  })
+
+  it.live("a line made while the worker's services were built goes to the pool's own context", () => {
+    const { lines, loggers } = capture()
+    return Effect.gen(function*() {
+      const pool = yield* makePool([])
+      const { workers } = yield* pool.stats
+      const built = lines.filter((line) => (line.message as Array<unknown>)[0] === "services built")
+      expect(built.length).toBe(1)
+      expect(built[0].level).toBe("Info")
+      expect(built[0].annotations).toEqual({ where: "pool", "process_pool.worker_pid": workers[0].pid })
+    }).pipe(
+      Effect.scoped,
+      Effect.annotateLogs("where", "pool"),
+      Effect.provideService(References.CurrentLoggers, loggers)
+    )
+  })
+
+  it.live("the pool's minimum level is applied in the worker; the caller's, on delivery", () => {
+    const { lines, loggers } = capture()
+    const received: Array<string> = []
+    return Effect.gen(function*() {
+      const pool = yield* makePool(received)
+      yield* pool.submit(Talk, 1)
+      expect(received).toEqual(["Info", "Debug", "Info", "Warn", "Error"])
+      expect(lines.filter((line) => line.annotations["process_pool.task"] === "Talk").map((line) => line.level))
+        .toEqual(["Debug", "Info", "Warn", "Error"])
+      lines.length = 0
+      yield* pool.submit(Talk, 2).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
+      expect(lines.map((line) => line.level)).toEqual(["Error"])
+    }).pipe(
+      Effect.scoped,
+      Effect.provideService(References.MinimumLogLevel, "Debug"),
+      Effect.provideService(References.CurrentLoggers, loggers)
+    )
+  })
+})
