@@ -204,6 +204,19 @@ export class Dispatcher {
     this.window = options.workerConcurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
   }
 
+  /** The time at the first call in this turn of the event loop: one clock read for a burst of submits. */
+  private turnNow(): number {
+    if (this.turnTime < 0) {
+      this.turnTime = this.clock.now()
+      queueMicrotask(this.endTurn)
+    }
+    return this.turnTime
+  }
+  private turnTime = -1
+  private readonly endTurn = () => {
+    this.turnTime = -1
+  }
+
   /** Joins the fleet that feeds this dispatcher with workers. */
   connect(fleet: Fleet): void {
     this.fleet = fleet
@@ -305,13 +318,17 @@ export class Dispatcher {
 
   /** Accepts an entry: sends it at once when a worker has room, else queues it. */
   submit(entry: Entry): void {
-    if (this.timed) entry.submittedAt = this.clock.now()
     if (this.broken !== undefined) return this.finish(entry, this.broken)
     if (this.closing) return this.finish(entry, this.poolClosed(entry))
     if (this.queued === 0) {
       const slot = this.leastLoaded()
-      if (slot !== undefined) return this.send(slot, entry)
+      if (slot !== undefined) {
+        this.send(slot, entry)
+        entry.submittedAt = entry.sentAt
+        return
+      }
     }
+    if (this.timed) entry.submittedAt = this.turnNow()
     if (this.queued < this.options.maxQueue) {
       entry.state = State.Queued
       this.queued++

@@ -29,7 +29,9 @@ export type WorkerExitReason =
 
 /**
  * The hooks of a pool. Times are in the pool clock's milliseconds; an entry's
- * `submittedAt` and `startedAt` are set only when `settled` is hooked.
+ * `submittedAt` and `startedAt` are set only when `settled` is hooked. A task
+ * that waits in the queue has the time of the first submit in its turn of the
+ * event loop: one clock read serves a burst of submits.
  *
  * @internal
  */

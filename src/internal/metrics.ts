@@ -318,7 +318,15 @@ export const makePoolMetrics = (
     description: "Worker processes ended, by reason"
   })
 
+  // Tasks of one tag tend to come in runs: the last one's series is kept at hand.
+  let lastTask = ""
+  let lastSeries: TaskSeries | undefined
   const seriesOf = (task: string): TaskSeries => {
+    if (task === lastTask && lastSeries !== undefined) return lastSeries
+    lastTask = task
+    return lastSeries = seriesFor(task)
+  }
+  const seriesFor = (task: string): TaskSeries => {
     let series = tasks.get(task)
     if (series === undefined) {
       series = {
