@@ -9,6 +9,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { secondsBoundaries } from "../src/internal/metrics.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { BadResult, Sleep, Spin, Square, Unserved } from "./fixtures/tasks.ts"
@@ -175,4 +176,21 @@ describe("metrics", () => {
       const snapshot = yield* Metric.snapshot
       expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Square", "success"))).toBe(4)
     })))
+})
+
+describe("statsStream", () => {
+  it.live("a snapshot at once, then one every interval, ending with the one that finds the pool closed", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const pool = yield* Scope.provide(makePool({ size: 2 }), scope)
+      const following = yield* Effect.forkChild(Stream.runCollect(pool.statsStream("20 millis")))
+      yield* waitUntil("both workers", Effect.map(pool.stats, (s) => s.workers.length === 2))
+      yield* pool.submit(Sleep, { ms: 100 })
+      yield* Scope.close(scope, Exit.void)
+      const snapshots = yield* Fiber.join(following)
+      expect(snapshots.length).toBeGreaterThanOrEqual(3)
+      expect(snapshots.at(-1)!.state).toBe("closed")
+      expect(snapshots.slice(0, -1).every((s) => s.state !== "closed")).toBe(true)
+      expect(snapshots.some((s) => s.running === 1)).toBe(true)
+    }))
 })
