@@ -535,6 +535,27 @@ export const submit = <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>)
 export const stats: Effect.Effect<Stats, never, ProcessPool> = ProcessPool.use((pool) => pool.stats)
 
 /**
+ * Snapshots of the pool in context, one at once and then one every
+ * `interval`, until the pool is closed: for a progress bar or a dashboard.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const follow = ProcessPool.statsStream("500 millis").pipe(
+ *   Stream.runForEach((s) => Effect.log(`${s.queued} queued, ${s.running} running`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const statsStream = (interval: Duration.Input): Stream.Stream<Stats, never, ProcessPool> =>
+  Stream.unwrap(Effect.map(ProcessPool, (pool) => pool.statsStream(interval)))
+
+/**
  * Runs a task over many payloads in the pool in context. Fails fast.
  *
  * @example
