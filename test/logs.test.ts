@@ -4,10 +4,12 @@
  * worker and task made them.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
+import * as Tracer from "effect/Tracer"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { Talk } from "./fixtures/observed.ts"
 import { fixture } from "./helpers.ts"
@@ -17,8 +19,12 @@ interface Line {
   readonly message: unknown
   readonly annotations: Record<string, unknown>
   readonly spans: ReadonlyArray<string>
+  /** The tracing span the line was logged in. */
+  readonly span: string | undefined
   readonly date: Date
 }
+
+const spanName = (span: Tracer.AnySpan | undefined) => (span?._tag === "Span" ? span.name : undefined)
 
 /** A logger that keeps every line it is given. */
 const capture = () => {
@@ -29,6 +35,7 @@ const capture = () => {
       message,
       annotations: { ...fiber.getRef(References.CurrentLogAnnotations) },
       spans: fiber.getRef(References.CurrentLogSpans).map(([label]) => label),
+      span: spanName(Context.getOrUndefined(fiber.context, Tracer.ParentSpan)),
       date
     })
   })
@@ -48,9 +55,11 @@ describe("worker logs", () => {
     const received: Array<string> = []
     return Effect.gen(function*() {
       const pool = yield* makePool(received)
+      const before = Date.now()
       const pid = yield* pool.submit(Talk, 7).pipe(
         Effect.annotateLogs("request", "r-1"),
-        Effect.withLogSpan("calling")
+        Effect.withLogSpan("calling"),
+        Effect.withSpan("caller")
       )
       const talk = lines.filter((line) => line.annotations["process_pool.task"] === "Talk")
       // The default minimum level is Info: below it, nothing crossed the pipe.
@@ -65,6 +74,25 @@ describe("worker logs", () => {
           "process_pool.task": "Talk"
         })
         expect(line.spans).toEqual(["calling", "talking"])
+        expect(line.span).toBe("caller")
+        expect(line.date.getTime()).toBeGreaterThanOrEqual(before)
+      }
+    }).pipe(
+      Effect.scoped,
+      Effect.provideService(References.CurrentLoggers, loggers)
+    )
+  })
+
+  it.live("the items of a map log as their task, one line each", () => {
+    const { lines, loggers } = capture()
+    return Effect.gen(function*() {
+      const pool = yield* makePool([])
+      yield* pool.map(Talk, [1, 2, 3, 4, 5, 6], { chunkSize: 3 }).pipe(Effect.annotateLogs("request", "r-2"))
+      const errors = lines.filter((line) => line.level === "Error")
+      expect(errors.map((line) => (line.message as Array<unknown>)[1])).toEqual([1, 2, 3, 4, 5, 6])
+      for (const line of errors) {
+        expect(line.annotations["process_pool.task"]).toBe("Talk")
+        expect(line.annotations.request).toBe("r-2")
       }
     }).pipe(
       Effect.scoped,
