@@ -31,11 +31,14 @@
  *                                            │               of work, then BatchValues or BatchExit
  *                                            │ RunStream ─▶ handler's Stream ─▶ Items, at most
  *                                            │               `window` ahead until Ack; then Exit
+ *                                            │ Effect.log ─▶ Log at once; Metric updates ─▶ Metrics,
+ *                                            │               ahead of the next answer (workerTelemetry.ts)
  *   ◀═════════ fd 3 ══════════════════════════┘
  *  workerProcess.ts › receive ─▶ decodeFromWorker ─▶ supervisor.ts › onMessage
- *   │  Pong, Recycle: the supervisor's; the rest ─▶ dispatcher.ts › reply
+ *   │  Pong, Recycle: the supervisor's; Log ─▶ logs.ts (the caller's loggers);
+ *   │  Metrics ─▶ metrics.ts (merged in the registry); the rest ─▶ dispatcher.ts › reply
  *   ▼
- *  dispatcher.ts › finish (exactly once per entry) ─▶ Entry.decode(Reply)
+ *  dispatcher.ts › finish (exactly once per entry) ─▶ events: metrics.ts counts it ─▶ Entry.decode(Reply)
  *   ▼
  *  client.ts › decodeExit (Task's Schemas) ── mismatch ─▶ SerializationError("result")
  *   ▼

@@ -177,7 +177,13 @@ export class ForwardingRegistry extends Map<string, Metric.Metric.Metadata<any, 
     const updates: Array<MetricUpdate> = []
     for (const tracked of changed) {
       tracked.changed = false
-      const value = this.seriesValue(tracked, context)
+      let value: MetricValue | undefined
+      try {
+        value = this.seriesValue(tracked, context)
+      } catch {
+        // A series registered with hooks of its own whose state is not what its type says: not forwarded.
+        continue
+      }
       if (value === undefined) continue
       if (tracked.described) {
         updates.push([tracked.series, value])
