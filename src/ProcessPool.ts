@@ -419,11 +419,10 @@ export const makeWith = Effect.fnUntraced(function*(
     hooks.events ?? {}
   )
   const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
-  // The workers drop the log lines this context's loggers would not take: they never cross the pipe.
-  const spawnOptions = {
-    ...resolved.spawn,
-    worker: { ...resolved.spawn.worker, logLevel: yield* References.MinimumLogLevel }
-  }
+  // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
+  // caller with another minimum level has it applied to its own tasks.
+  const logLevel = yield* References.MinimumLogLevel
+  const spawnOptions = { ...resolved.spawn, worker: { ...resolved.spawn.worker, logLevel } }
   const supervisor = new Supervisor(
     resolved.supervisor,
     dispatcher,
@@ -441,7 +440,7 @@ export const makeWith = Effect.fnUntraced(function*(
     supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events)
+  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events, logLevel)
   const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
   const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
     (task.stream

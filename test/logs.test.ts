@@ -116,21 +116,27 @@ describe("worker logs", () => {
     )
   })
 
-  it.live("the pool's minimum level is applied in the worker; the caller's, on delivery", () => {
+  it.live("the caller's minimum level is applied in the worker: lines below it never cross the pipe", () => {
     const { lines, loggers } = capture()
     const received: Array<string> = []
+    const talk = () => lines.filter((line) => line.annotations["process_pool.task"] === "Talk").map((l) => l.level)
     return Effect.gen(function*() {
-      const pool = yield* makePool(received)
-      yield* pool.submit(Talk, 1)
-      expect(received).toEqual(["Info", "Debug", "Info", "Warn", "Error"])
-      expect(lines.filter((line) => line.annotations["process_pool.task"] === "Talk").map((line) => line.level))
-        .toEqual(["Debug", "Info", "Warn", "Error"])
-      lines.length = 0
-      yield* pool.submit(Talk, 2).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
-      expect(lines.map((line) => line.level)).toEqual(["Error"])
+      // Built at Warn: the Info line of the worker's services stays in the worker.
+      const pool = yield* makePool(received).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+      expect(received).toEqual([])
+      yield* pool.submit(Talk, 1).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+      expect(received).toEqual(["Warn", "Error"])
+      expect(talk()).toEqual(["Warn", "Error"])
+      received.length = lines.length = 0
+      yield* pool.submit(Talk, 2).pipe(Effect.provideService(References.MinimumLogLevel, "Debug"))
+      expect(received).toEqual(["Debug", "Info", "Warn", "Error"])
+      expect(talk()).toEqual(["Debug", "Info", "Warn", "Error"])
+      received.length = lines.length = 0
+      yield* pool.map(Talk, [3, 4], { chunkSize: 2 }).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
+      expect(received).toEqual(["Error", "Error"])
+      expect(talk()).toEqual(["Error", "Error"])
     }).pipe(
       Effect.scoped,
-      Effect.provideService(References.MinimumLogLevel, "Debug"),
       Effect.provideService(References.CurrentLoggers, loggers)
     )
   })

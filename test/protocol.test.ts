@@ -6,7 +6,14 @@ import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
 import { Binary, decodeBinary } from "../src/internal/binary.ts"
-import { decodeFromWorker, FromWorker, Message, MessageInvalid, ToWorker } from "../src/internal/protocol.ts"
+import {
+  decodeFromWorker,
+  decodeToWorker,
+  FromWorker,
+  Message,
+  MessageInvalid,
+  ToWorker
+} from "../src/internal/protocol.ts"
 import {
   encodeFrames,
   FrameInvalid,
@@ -338,6 +345,9 @@ describe("log and metric messages", () => {
       [FromWorker.Metrics, [[1, [[1, 2], [1], 1, 1, 1, 1], "Histogram", "h", 0, {}]]]
     ]
     for (const message of bad) assert.instanceOf(decodeFromWorker(message), MessageInvalid)
+    expect(decodeToWorker([ToWorker.LogLevel, 4, "Debug"])).toEqual(Message.logLevel(4, "Debug"))
+    assert.instanceOf(decodeToWorker([ToWorker.LogLevel, 4, "Chatty"]), MessageInvalid)
+    assert.instanceOf(decodeToWorker([ToWorker.LogLevel, "4", "Debug"]), MessageInvalid)
   })
 
   it.live("a metric update for a series the worker never described is a protocol error: the worker is replaced", () =>

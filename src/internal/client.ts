@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Pull from "effect/Pull"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -316,8 +317,18 @@ export const makeClient = (
   dispatcher: Dispatcher,
   maxFrameSize: number,
   streamWindow: number,
-  events: PoolEvents = {}
+  events: PoolEvents = {},
+  logLevel: LogLevel.LogLevel = "Info"
 ): Client => {
+  /** Keeps the caller's context on the entry, for the worker's log lines, and its minimum log level if not the pool's. */
+  const fromCaller = (entry: Entry): void => {
+    const fiber = Fiber.getCurrent()
+    if (fiber === undefined) return
+    entry.caller = fiber.context
+    const level = fiber.cache.minimumLogLevel
+    if (level !== logLevel) entry.logLevel = level
+  }
+
   /** The message of a run, encoded, or why it cannot be sent. */
   const prepare = (
     tag: string,
@@ -361,8 +372,7 @@ export const makeClient = (
         return resume(Effect.fail(encoded as E))
       }
       const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
-      // The worker's log lines for this task go to the caller's loggers.
-      entry.caller = Fiber.getCurrent()?.context
+      fromCaller(entry)
       setup?.(entry)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
@@ -577,7 +587,7 @@ export const makeClient = (
           },
           0
         )
-        entry.caller = Fiber.getCurrent()?.context
+        fromCaller(entry)
         entry.onItems = (values) => {
           if (end !== undefined) return
           const decoded = codec.decodeSuccesses(values)

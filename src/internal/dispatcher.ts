@@ -11,6 +11,7 @@
  * @internal
  */
 import type * as Context from "effect/Context"
+import type * as LogLevel from "effect/LogLevel"
 import type { PoolError } from "../PoolError.ts"
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../PoolError.ts"
 import type { Binary } from "./binary.ts"
@@ -72,6 +73,8 @@ export class Entry {
   partAt = 0
   /** The caller's context, where the worker's log lines for this entry are delivered. */
   caller: Context.Context<never> | undefined = undefined
+  /** The caller's minimum log level, when it is not the pool's: the worker applies it to this entry. */
+  logLevel: LogLevel.LogLevel | undefined = undefined
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */
@@ -378,6 +381,7 @@ export class Dispatcher {
     if (entry.onItems !== undefined) slot.streams++
     slot.inflight.push(entry)
     this.inflightCount++
+    if (entry.logLevel !== undefined) slot.worker.sendMessage(Message.logLevel(entry.id, entry.logLevel))
     slot.worker.send(entry.message, entry.id)
     this.events.sent?.(entry, slot.worker.pid)
     if (slot.inflight.length <= this.options.workerConcurrency) this.markStarted(entry, now)

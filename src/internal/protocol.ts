@@ -20,6 +20,8 @@
  *                                             in its shared file: the region is free
  *   [RunStream, id, tag, payload, trace, window] a streaming task: it may send `window` items ahead
  *   [Ack, id, n]                              the consumer took n more items of stream id
+ *   [LogLevel, id, level]                     task id, sent next, runs with this minimum log level
+ *                                             rather than the pool's: its caller asked for another
  * worker -> parent
  *   [Ready, pid]                              the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
@@ -52,6 +54,7 @@
  *
  * @internal
  */
+import type * as LogLevel from "effect/LogLevel"
 
 /** @internal */
 export const ToWorker = {
@@ -62,7 +65,8 @@ export const ToWorker = {
   Ping: 4,
   Release: 5,
   RunStream: 6,
-  Ack: 7
+  Ack: 7,
+  LogLevel: 8
 } as const
 
 /** @internal */
@@ -129,6 +133,7 @@ export type ToWorkerMessage =
   | readonly [kind: typeof ToWorker.Ping, seq: number]
   | readonly [kind: typeof ToWorker.Release, offset: number]
   | readonly [kind: typeof ToWorker.Ack, id: number, n: number]
+  | readonly [kind: typeof ToWorker.LogLevel, id: number, level: LogLevel.LogLevel]
 
 /** A message from a worker to the parent. @internal */
 export type FromWorkerMessage =
@@ -233,6 +238,7 @@ export const Message = {
   ping: (seq: number): ToWorkerMessage => [ToWorker.Ping, seq],
   release: (offset: number): ToWorkerMessage => [ToWorker.Release, offset],
   ack: (id: number, n: number): ToWorkerMessage => [ToWorker.Ack, id, n],
+  logLevel: (id: number, level: LogLevel.LogLevel): ToWorkerMessage => [ToWorker.LogLevel, id, level],
 
   ready: (pid: number): FromWorkerMessage => [FromWorker.Ready, pid],
   startFailed: (summary: string): FromWorkerMessage => [FromWorker.StartFailed, summary],
@@ -313,6 +319,11 @@ export const decodeToWorker = (message: unknown): ToWorkerMessage | MessageInval
     case ToWorker.Ping:
     case ToWorker.Release:
       if (typeof message[1] === "number") return message as unknown as ToWorkerMessage
+      break
+    case ToWorker.LogLevel:
+      if (isId(message[1]) && (logLevels.has(message[2]) || message[2] === "All" || message[2] === "None")) {
+        return message as unknown as ToWorkerMessage
+      }
       break
     case ToWorker.Ack:
       if (isId(message[1]) && typeof message[2] === "number") return message as unknown as ToWorkerMessage

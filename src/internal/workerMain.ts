@@ -215,10 +215,13 @@ if (served.layer !== undefined) {
     services = Context.merge(observed, built.value as Context.Context<never>)
   }
 }
-const runForkOutside = Effect.runForkWith(services)
-/** Forks a task's fiber, with its id for the log lines it makes. */
-const runFork = <A, E>(effect: Effect.Effect<A, E>, task: number) =>
-  task === 0 ? runForkOutside(effect) : Effect.runForkWith(Context.add(services, CurrentTask, task))(effect)
+/** Forks a task's fiber, with its id for the log lines it makes, and its caller's minimum log level if not the pool's. */
+const runFork = <A, E>(effect: Effect.Effect<A, E>, task: number, logLevel: LogLevel.LogLevel | undefined) => {
+  const context = Context.add(services, CurrentTask, task)
+  return Effect.runForkWith(
+    logLevel === undefined ? context : Context.add(context, References.MinimumLogLevel, logLevel)
+  )(effect)
+}
 
 /** Waits until everything written to the parent has left this process. */
 const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
