@@ -127,6 +127,25 @@ describe("metrics", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.live("a kill -9 under a map: the counts by outcome are the outcomes its caller sees", () =>
+    isolated(
+      Effect.gen(function*() {
+        const pool = yield* makePool({ size: 2 })
+        const running = yield* Effect.forkChild(
+          pool.mapExits(Spin, Array.from({ length: 40 }, () => 30), { chunkSize: 4 })
+        )
+        yield* waitUntil("a busy worker", Effect.map(pool.stats, (s) => s.workers.some((w) => w.busy)))
+        yield* Effect.sleep(100)
+        process.kill((yield* pool.stats).workers.find((w) => w.busy)!.pid, "SIGKILL")
+        const exits = yield* Fiber.join(running)
+        const crashed = exits.filter(Exit.isFailure).length
+        expect(crashed).toBeGreaterThan(0)
+        const snapshot = yield* Metric.snapshot
+        expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Spin", "crashed"))).toBe(crashed)
+        expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Spin", "success"))).toBe(40 - crashed)
+      }).pipe(Effect.scoped)
+    ))
+
   it.live("a runaway task is interrupted, and its worker's exit says runaway", () =>
     isolated(
       Effect.gen(function*() {
