@@ -174,6 +174,29 @@ describe("metrics", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.live("a task's metrics go to its caller's registry, with its caller's metric attributes", () =>
+    isolated(
+      Effect.gen(function*() {
+        const pool = yield* makePool()
+        const own = new Map() as Metric.MetricRegistry
+        yield* pool.submit(Square, 2).pipe(Effect.provideService(Metric.MetricRegistry, own))
+        yield* pool.submit(Square, 3).pipe(Effect.provideService(Metric.CurrentMetricAttributes, { service: "api" }))
+        yield* pool.submit(Square, 4)
+        const caller = yield* Metric.snapshot.pipe(Effect.provideService(Metric.MetricRegistry, own))
+        expect(count(caller, "process_pool_tasks_total", tasks("default", "Square", "success"))).toBe(1)
+        expect(series(caller, "process_pool_workers", {})).toBeUndefined()
+        const snapshot = yield* Metric.snapshot
+        const success = snapshot.filter((s) =>
+          s.id === "process_pool_tasks_total" && s.attributes?.outcome === "success"
+        )
+        const byService = success.map((
+          s
+        ) => [s.attributes?.service ?? "", (s.state as Metric.CounterState<number>).count])
+        expect(byService.sort()).toEqual([["", 1], ["api", 1]])
+        expect(gauge(snapshot, "process_pool_workers", { pool: "default" })).toBe(1)
+      }).pipe(Effect.scoped)
+    ))
+
   it.live("metrics: false records none", () =>
     isolated(
       Effect.gen(function*() {

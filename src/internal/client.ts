@@ -368,7 +368,7 @@ export const makeClient = (
       const id = dispatcher.id()
       const encoded = prepare(tag, id, message)
       if (encoded instanceof SerializationError) {
-        events.unsent?.(tag, Math.max(1, batchSize))
+        events.unsent?.(tag, Math.max(1, batchSize), Fiber.getCurrent()?.context)
         return resume(Effect.fail(encoded as E))
       }
       const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
@@ -572,7 +572,7 @@ export const makeClient = (
           )
         )
         if (encoded instanceof SerializationError) {
-          events.unsent?.(tag, 1)
+          events.unsent?.(tag, 1, Fiber.getCurrent()?.context)
           return Effect.fail(encoded)
         }
         const entry = new Entry(

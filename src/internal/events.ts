@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import type * as Context from "effect/Context"
 import type { Entry, Reply } from "./dispatcher.ts"
 import type { LogMessage, MetricsMessage } from "./protocol.ts"
 
@@ -54,7 +55,7 @@ export interface PoolEvents {
    */
   readonly settled?: ((entry: Entry, reply: Reply, now: number) => void) | undefined
   /** A task, or `items` items of a map, never reached the pool: its payload did not encode. */
-  readonly unsent?: ((task: string, items: number) => void) | undefined
+  readonly unsent?: ((task: string, items: number, caller: Context.Context<never> | undefined) => void) | undefined
   /** Worker `pid` is ready. */
   readonly workerStarted?: ((pid: number) => void) | undefined
   /** Worker `pid` ended. */

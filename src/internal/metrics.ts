@@ -291,8 +291,10 @@ const sampleEvery = 250
 const samplesKept = 4
 
 /**
- * The metrics of one pool named `pool`, in the registry of `context`: the
- * events that feed them, and a stop for the sampling timer.
+ * The metrics of one pool named `pool`: the events that feed them, and a
+ * stop for the sampling timer. A task's metrics go to its caller's registry,
+ * with its caller's metric attributes; the gauges and the workers' exits to
+ * those of `context`, where the pool is built.
  *
  * @internal
  */
@@ -302,7 +304,6 @@ export const makePoolMetrics = (
   gauges: PoolGauges,
   clock: PoolClock
 ): { readonly events: PoolEvents; readonly stop: () => void } => {
-  const tasks = new Map<string, TaskSeries>()
   const tasksTotal = Metric.counter("process_pool_tasks_total", {
     description: "Tasks ended, by task and outcome; the items of a map count one by one"
   })
@@ -318,27 +319,56 @@ export const makePoolMetrics = (
     description: "Worker processes ended, by reason"
   })
 
-  // Tasks of one tag tend to come in runs: the last one's series is kept at hand.
+  /** The series of each task tag in one context: the pool's, or a caller's with another registry or attributes. */
+  const seriesIn = (context: Context.Context<never>) => {
+    const tasks = new Map<string, TaskSeries>()
+    return (task: string): TaskSeries => {
+      let series = tasks.get(task)
+      if (series === undefined) {
+        series = {
+          outcomes: outcomes.map((outcome) =>
+            Counter.install(Metric.withAttributes(tasksTotal, { pool, task, outcome }), context)
+          ),
+          wait: Histogram.install(Metric.withAttributes(waitSeconds, { pool, task }), secondsBoundaries, context),
+          run: Histogram.install(Metric.withAttributes(runSeconds, { pool, task }), secondsBoundaries, context)
+        }
+        tasks.set(task, series)
+      }
+      return series
+    }
+  }
+  const poolSeries = seriesIn(context)
+  const poolRegistry = Context.get(context, Metric.MetricRegistry)
+  const poolAttributes = Context.get(context, Metric.CurrentMetricAttributes)
+  /** A caller's series, by its registry and its metric attributes. */
+  const callers = new WeakMap<object, WeakMap<object, (task: string) => TaskSeries>>()
+  const callerSeries = (caller: Context.Context<never>): (task: string) => TaskSeries => {
+    const registry = Context.get(caller, Metric.MetricRegistry)
+    const attributes = Context.get(caller, Metric.CurrentMetricAttributes)
+    if (registry === poolRegistry && attributes === poolAttributes) return poolSeries
+    let byAttributes = callers.get(registry)
+    if (byAttributes === undefined) callers.set(registry, byAttributes = new WeakMap())
+    let series = byAttributes.get(attributes)
+    if (series === undefined) byAttributes.set(attributes, series = seriesIn(caller))
+    return series
+  }
+
+  // A task's metrics go to its caller's context. Callers mostly share one context, and tasks of one tag come in
+  // runs: the last ones are kept at hand, so that a task costs two comparisons to find its series.
+  let lastCaller: Context.Context<never> | undefined
+  let lastCallerSeries = poolSeries
   let lastTask = ""
   let lastSeries: TaskSeries | undefined
-  const seriesOf = (task: string): TaskSeries => {
+  const seriesOf = (task: string, caller: Context.Context<never> | undefined): TaskSeries => {
+    if (caller !== lastCaller) {
+      lastCaller = caller
+      const next = caller === undefined ? poolSeries : callerSeries(caller)
+      if (next !== lastCallerSeries) lastSeries = undefined
+      lastCallerSeries = next
+    }
     if (task === lastTask && lastSeries !== undefined) return lastSeries
     lastTask = task
-    return lastSeries = seriesFor(task)
-  }
-  const seriesFor = (task: string): TaskSeries => {
-    let series = tasks.get(task)
-    if (series === undefined) {
-      series = {
-        outcomes: outcomes.map((outcome) =>
-          Counter.install(Metric.withAttributes(tasksTotal, { pool, task, outcome }), context)
-        ),
-        wait: Histogram.install(Metric.withAttributes(waitSeconds, { pool, task }), secondsBoundaries, context),
-        run: Histogram.install(Metric.withAttributes(runSeconds, { pool, task }), secondsBoundaries, context)
-      }
-      tasks.set(task, series)
-    }
-    return series
+    return lastSeries = lastCallerSeries(task)
   }
 
   const exits = new Map<WorkerExitReason, Counter>()
@@ -421,7 +451,7 @@ export const makePoolMetrics = (
 
   const events: PoolEvents = {
     settled: (entry, reply, now) => {
-      const series = seriesOf(entry.tag)
+      const series = seriesOf(entry.tag, entry.caller)
       if (entry.batchSize === 0) {
         // A task its caller interrupted ends interrupted, even when its worker had to be killed for it.
         const outcome = entry.interruptRequested && !entry.timedOut && !entry.closed
@@ -450,14 +480,14 @@ export const makePoolMetrics = (
       }
     },
     part: (entry, exits, items, now) => {
-      const series = seriesOf(entry.tag)
+      const series = seriesOf(entry.tag, entry.caller)
       const run = (now - entry.partAt) / items.length
       entry.partAt = now
       if (exits) countExits(series, entry, items, run)
       else count(series, Outcome.success, items.length, entry, run)
     },
-    unsent: (task, items) => {
-      seriesOf(task).outcomes[Outcome.serialization].count += items
+    unsent: (task, items, caller) => {
+      seriesOf(task, caller).outcomes[Outcome.serialization].count += items
     },
     workerStarted: () => moveCapacity(1),
     workerExited: (_, reason) => {
