@@ -64,6 +64,7 @@
  * - the queue, routing, windows, cancel, timeouts: internal/dispatcher.ts
  * - spawn, ready, back-off, pings, hangs, idle shrink, recycling, shutdown: internal/supervisor.ts
  * - one child process and its pipes: internal/workerProcess.ts; the child's entry: internal/workerMain.ts
+ * - `effect` from a bundle in workers: internal/bundle.ts (built, cached), internal/workerBoot.ts (the hook)
  * - the worker's serve loop: internal/server.ts
  * - chunk sizes and the map engines: internal/chunking.ts; a call's trip and retries: internal/client.ts
  * - timers and the test clock: internal/clock.ts; events for metrics and logs: internal/events.ts
@@ -81,6 +82,7 @@ import * as Layer from "effect/Layer"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { prepare as prepareBundle } from "./internal/bundle.ts"
 import { makeMapping } from "./internal/chunking.ts"
 import { makeClient } from "./internal/client.ts"
 import { poolClockOf } from "./internal/clock.ts"
@@ -91,7 +93,7 @@ import { makeLogDelivery } from "./internal/logs.ts"
 import { makePoolMetrics, makeWorkerMetrics } from "./internal/metrics.ts"
 import { moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
 import { Supervisor } from "./internal/supervisor.ts"
-import { type Spawn, spawnProcess } from "./internal/workerProcess.ts"
+import { type Spawn, spawnProcess, workerMain } from "./internal/workerProcess.ts"
 import type { PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
@@ -140,6 +142,17 @@ export interface Options {
    * to a directory under the OS temp dir, unless `NODE_COMPILE_CACHE` is set.
    */
   readonly compileCache?: string | false | undefined
+  /**
+   * Where workers' bundle of `effect` is cached, or `false` to load `effect`
+   * file by file. A worker loads `effect` from one small bundle, built once
+   * with esbuild (an optional dependency) and rebuilt when a file of the
+   * worker's module graph changes: it starts in about a third of the time and
+   * in less memory. The worker module itself, and every other package, load
+   * as they are. Without esbuild, or when the module cannot be scanned or the
+   * directory written, workers take the plain path. Defaults to `bundles`
+   * under the compile cache's default directory.
+   */
+  readonly bundle?: string | false | undefined
   /**
    * How many tasks are sent ahead to a busy worker, to hide the round trip.
    * Defaults to "auto": up to 256 for tiny tasks, one for tasks of a millisecond or more.
@@ -418,6 +431,16 @@ export const makeWith = Effect.fnUntraced(function*(
     makeLogDelivery(context),
     hooks.events ?? {}
   )
+  const bundle = hooks.spawn === undefined && resolved.bundleDir !== undefined
+    ? yield* Effect.promise(() =>
+      prepareBundle({
+        moduleUrl: resolved.spawn.moduleUrl,
+        runtime: workerMain,
+        execArgv: resolved.spawn.execArgv,
+        cacheDir: resolved.bundleDir!
+      })
+    )
+    : undefined
   const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
   // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
   // caller with another minimum level has it applied to its own tasks.
@@ -426,7 +449,7 @@ export const makeWith = Effect.fnUntraced(function*(
   const supervisor = new Supervisor(
     resolved.supervisor,
     dispatcher,
-    hooks.spawn ?? spawnProcess(spawnOptions),
+    hooks.spawn ?? spawnProcess({ ...spawnOptions, bundle }),
     clock,
     events
   )

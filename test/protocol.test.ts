@@ -80,6 +80,34 @@ describe("framing", () => {
       )
     ))
 
+  it("an eager writer sends the first message after a quiet tick at once, and packs the rest of the burst", () => {
+    const writes: Array<Array<unknown>> = []
+    const ticks: Array<() => void> = []
+    const writer = new FrameWriter(
+      { write: (chunk) => writes.push(JSON.parse(Buffer.from(chunk).subarray(4).toString())) },
+      (tick) => ticks.push(tick),
+      { eager: true }
+    )
+    const tick = () => ticks.shift()!()
+    writer.send("1")
+    expect(writes).toEqual([[1]])
+    writer.send("2")
+    writer.send("3")
+    expect(writes).toEqual([[1]])
+    tick()
+    expect(writes).toEqual([[1], [2, 3]])
+    // Still busy: what is sent before the next tick waits for it.
+    writer.send("4")
+    expect(writes).toHaveLength(2)
+    tick()
+    expect(writes).toEqual([[1], [2, 3], [4]])
+    // A tick with nothing to write: the next message goes out at once again.
+    tick()
+    expect(ticks).toHaveLength(0)
+    writer.send("5")
+    expect(writes).toEqual([[1], [2, 3], [4], [5]])
+  })
+
   it("any bytes at all: the reader never throws, and a huge announced length is refused before it is buffered", () =>
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 256 }), fc.integer({ min: 8, max: 64 }), (bytes, max) => {

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import * as v8 from "node:v8"
+import type * as v8 from "node:v8"
 
 /**
  * A message already serialized, for tasks declared with
@@ -45,7 +45,7 @@ export class Binary {
    * multiple of 8]`. `v8.serialize` would copy each into its growing buffer.
    */
   static encode(message: unknown): Binary {
-    const serializer = new AttachingSerializer()
+    const serializer = new (classes().AttachingSerializer)()
     serializer.writeHeader()
     serializer.writeValue(message)
     const head = serializer.releaseBuffer()
@@ -95,58 +95,70 @@ const viewIndex = (view: NodeJS.ArrayBufferView): number => {
   return -1
 }
 
-// Node's handling of byte arrays, which its type declarations leave out.
-const defaultWriteHostObject = (v8.DefaultSerializer.prototype as unknown as {
-  readonly _writeHostObject: (this: v8.Serializer, view: NodeJS.ArrayBufferView) => void
-})._writeHostObject
-const defaultReadHostObject = (v8.DefaultDeserializer.prototype as unknown as {
-  readonly _readHostObject: (this: v8.Deserializer) => NodeJS.ArrayBufferView
-})._readHostObject
+/**
+ * The serializer and deserializer, as classes made at the first binary
+ * message: `node:v8` costs the parent about 3 MB and 3 ms of start, which a
+ * pool of JSON tasks never pays.
+ */
+const makeClasses = (v8: typeof import("node:v8")) => {
+  // Node's handling of byte arrays, which its type declarations leave out.
+  const defaultWriteHostObject = (v8.DefaultSerializer.prototype as unknown as {
+    readonly _writeHostObject: (this: v8.Serializer, view: NodeJS.ArrayBufferView) => void
+  })._writeHostObject
+  const defaultReadHostObject = (v8.DefaultDeserializer.prototype as unknown as {
+    readonly _readHostObject: (this: v8.Deserializer) => NodeJS.ArrayBufferView
+  })._readHostObject
 
-class AttachingSerializer extends v8.DefaultSerializer {
-  readonly attachments: Array<Uint8Array> = []
-  _writeHostObject(view: NodeJS.ArrayBufferView): void {
-    const index = view.byteLength >= attachmentSize ? viewIndex(view) : -1
-    if (index < 0) {
-      this.writeUint32(0)
-      return defaultWriteHostObject.call(this, view)
+  class AttachingSerializer extends v8.DefaultSerializer {
+    readonly attachments: Array<Uint8Array> = []
+    _writeHostObject(view: NodeJS.ArrayBufferView): void {
+      const index = view.byteLength >= attachmentSize ? viewIndex(view) : -1
+      if (index < 0) {
+        this.writeUint32(0)
+        return defaultWriteHostObject.call(this, view)
+      }
+      this.writeUint32(1)
+      this.writeUint32(index)
+      this.writeUint32(view.byteLength)
+      this.attachments.push(new Uint8Array(view.buffer, view.byteOffset, view.byteLength))
     }
-    this.writeUint32(1)
-    this.writeUint32(index)
-    this.writeUint32(view.byteLength)
-    this.attachments.push(new Uint8Array(view.buffer, view.byteOffset, view.byteLength))
   }
+
+  class AttachedDeserializer extends v8.DefaultDeserializer {
+    private readonly region: Buffer
+    private cursor: number
+    constructor(region: Buffer, head: Buffer) {
+      super(head)
+      this.region = region
+      this.cursor = 4 + head.length
+    }
+    _readHostObject(): NodeJS.ArrayBufferView {
+      if (this.readUint32() === 0) return defaultReadHostObject.call(this)
+      const index = this.readUint32()
+      const byteLength = this.readUint32()
+      const start = aligned(this.cursor)
+      if (index > bufferView || start + byteLength > this.region.length) {
+        throw new Error("an attached byte array lies outside its message")
+      }
+      this.cursor = start + byteLength
+      const region = this.region
+      if (index === bufferView) return Buffer.from(region.buffer, region.byteOffset + start, byteLength)
+      const View = views[index]
+      const size = View.BYTES_PER_ELEMENT
+      if (byteLength % size !== 0) throw new Error("an attached byte array does not fit its type")
+      const offset = region.byteOffset + start
+      // Misaligned in memory (the region's own offset is arbitrary): copied to an aligned buffer.
+      return offset % size === 0
+        ? new View(region.buffer as ArrayBuffer, offset, byteLength / size)
+        : new View(region.buffer.slice(offset, offset + byteLength) as ArrayBuffer)
+    }
+  }
+  return { AttachingSerializer, AttachedDeserializer }
 }
 
-class AttachedDeserializer extends v8.DefaultDeserializer {
-  private readonly region: Buffer
-  private cursor: number
-  constructor(region: Buffer, head: Buffer) {
-    super(head)
-    this.region = region
-    this.cursor = 4 + head.length
-  }
-  _readHostObject(): NodeJS.ArrayBufferView {
-    if (this.readUint32() === 0) return defaultReadHostObject.call(this)
-    const index = this.readUint32()
-    const byteLength = this.readUint32()
-    const start = aligned(this.cursor)
-    if (index > bufferView || start + byteLength > this.region.length) {
-      throw new Error("an attached byte array lies outside its message")
-    }
-    this.cursor = start + byteLength
-    const region = this.region
-    if (index === bufferView) return Buffer.from(region.buffer, region.byteOffset + start, byteLength)
-    const View = views[index]
-    const size = View.BYTES_PER_ELEMENT
-    if (byteLength % size !== 0) throw new Error("an attached byte array does not fit its type")
-    const offset = region.byteOffset + start
-    // Misaligned in memory (the region's own offset is arbitrary): copied to an aligned buffer.
-    return offset % size === 0
-      ? new View(region.buffer as ArrayBuffer, offset, byteLength / size)
-      : new View(region.buffer.slice(offset, offset + byteLength) as ArrayBuffer)
-  }
-}
+let made: ReturnType<typeof makeClasses> | undefined
+
+const classes = (): ReturnType<typeof makeClasses> => (made ??= makeClasses(process.getBuiltinModule("node:v8")))
 
 /**
  * Reads a message encoded by {@link Binary.encode}. Attached arrays are views
@@ -158,7 +170,7 @@ export const decodeBinary = (bytes: Buffer): unknown => {
   if (bytes.length < 4) throw new Error("a binary message shorter than its header")
   const length = bytes.readUInt32BE(0)
   if (4 + length > bytes.length) throw new Error("a binary message shorter than its head")
-  const deserializer = new AttachedDeserializer(bytes, bytes.subarray(4, 4 + length))
+  const deserializer = new (classes().AttachedDeserializer)(bytes, bytes.subarray(4, 4 + length))
   deserializer.readHeader()
   return deserializer.readValue()
 }

@@ -92,6 +92,22 @@ export const privateCacheDir = (dir: string): string | undefined => {
   }
 }
 
+/** `<tmp>/effect-process-pool-<uid>`, when it is safe to use (see `privateCacheDir`). @internal */
+export const defaultCacheDir = (): string | undefined =>
+  privateCacheDir(path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`))
+
+/**
+ * Where workers' bundles are cached: the `bundle` option, or `bundles` under
+ * the default cache directory; undefined for none.
+ *
+ * @internal
+ */
+export const bundleDir = (bundle: string | false | undefined): string | undefined => {
+  if (bundle !== undefined) return bundle === false ? undefined : bundle
+  const base = defaultCacheDir()
+  return base === undefined ? undefined : path.join(base, "bundles")
+}
+
 /**
  * The workers' environment: the given one or the parent's, with Node's
  * compile cache turned on, and without inspector flags in `NODE_OPTIONS`.
@@ -112,8 +128,7 @@ export const workerEnv = (
     else copy.NODE_OPTIONS = kept
   }
   if (compileCache !== false && base.NODE_COMPILE_CACHE === undefined) {
-    const dir = compileCache ??
-      privateCacheDir(path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`))
+    const dir = compileCache ?? defaultCacheDir()
     if (dir !== undefined) edit().NODE_COMPILE_CACHE = dir
   }
   return result
@@ -129,6 +144,8 @@ export interface Resolved {
   readonly dispatcher: DispatcherOptions
   readonly supervisor: SupervisorOptions
   readonly spawn: SpawnOptions
+  /** Where workers' bundles are cached; undefined for the plain path. */
+  readonly bundleDir: string | undefined
 }
 
 /**
@@ -177,6 +194,7 @@ export const resolve = (options: Options): Resolved => {
       inheritStderr: options.inheritStderr ?? true,
       processGroups: options.processGroups ?? true,
       worker: { workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
-    }
+    },
+    bundleDir: bundleDir(options.bundle)
   }
 }

@@ -83,21 +83,53 @@ export class FrameWriter {
   private readonly out: FrameSink
   private readonly schedule: (flush: () => void) => void
 
+  /** Whether the first message after a pause is written at once (see `idle`). */
+  private readonly eager: boolean
+
   constructor(
     out: FrameSink,
-    schedule: (flush: () => void) => void = setImmediate
+    schedule: (flush: () => void) => void = setImmediate,
+    options: { readonly eager?: boolean } = {}
   ) {
     this.out = out
     this.schedule = schedule
+    this.eager = options.eager ?? false
   }
+
+  /**
+   * Whether the next message goes out at once: nothing was sent during the
+   * last tick. The first message after a pause is written when it is sent,
+   * rather than a tick later, and the rest of a burst is packed as usual.
+   */
+  private idle = true
 
   /** Queues one message, JSON-encoded, binary or shared, for the end of this tick. */
   send(message: string | Binary | Shared): void {
     this.pending.push(message)
-    if (!this.scheduled) {
-      this.scheduled = true
-      this.schedule(this.flush)
+    if (this.scheduled) return
+    this.scheduled = true
+    if (!this.eager) return this.schedule(this.flushScheduled)
+    if (this.idle) {
+      this.idle = false
+      this.flush()
     }
+    this.schedule(this.tick)
+  }
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false
+    this.flush()
+  }
+
+  /** The end of an eager writer's tick: writes what came meanwhile; a tick with nothing to write makes it idle. */
+  private readonly tick = (): void => {
+    if (this.pending.length === 0) {
+      this.scheduled = false
+      this.idle = true
+      return
+    }
+    this.flush()
+    this.schedule(this.tick)
   }
 
   /** Whether messages are waiting to be written. */
@@ -107,7 +139,6 @@ export class FrameWriter {
 
   /** Writes every queued message now, in one write. */
   readonly flush = (): void => {
-    this.scheduled = false
     const pending = this.pending
     if (pending.length === 0) return
     this.pending = []

@@ -62,7 +62,8 @@ const options: WorkerOptions = JSON.parse(process.argv[3] ?? "{}")
 process.on("SIGINT", () => {})
 
 const channel = new net.Socket({ fd: 3, readable: true, writable: true })
-const writer = new FrameWriter(channel)
+// Eager: a result after a pause goes out at once, not a tick later (see FrameWriter).
+const writer = new FrameWriter(channel, setImmediate, { eager: true })
 /** Where large results go (fd 5): written at once, even when a CPU-bound task starts right after. */
 const sharedOut = options.shared === true ? new SharedFile(5) : undefined
 // The pipe closes when the parent exits or is killed: never outlive it.

@@ -13,6 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import { type Binary, decodeBinary } from "./binary.ts"
+import { BundleFailed, type PlanFile } from "./bundle.ts"
 import {
   decodeFromWorker,
   FromWorker,
@@ -35,6 +36,8 @@ export interface SpawnOptions {
   readonly inheritStderr: boolean
   /** Start each worker in a process group of its own: see `processGroupsWork`. */
   readonly processGroups: boolean
+  /** The plan of the worker's hooks (see bundle.ts): `effect` from a bundle; undefined for the plain path. */
+  readonly bundle?: PlanFile | undefined
 }
 
 /** What a worker tells the pool. @internal */
@@ -76,8 +79,11 @@ export interface WorkerConnection {
 /** Starts a worker: a process by default. @internal */
 export type Spawn = (events: WorkerEvents) => WorkerConnection
 
-const workerMain = new URL(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js", import.meta.url)
-  .pathname
+const entry = (name: string): string =>
+  new URL(import.meta.url.endsWith(".ts") ? `./${name}.ts` : `./${name}.js`, import.meta.url).pathname
+/** The worker's entry point, on the plain path. @internal */
+export const workerMain = entry("workerMain")
+const workerBoot = entry("workerBoot")
 
 const stderrLimit = 16 * 1024
 
@@ -174,7 +180,8 @@ export class WorkerProcess implements WorkerConnection {
     this.shared = sharedResults === undefined ? undefined : shared
     this.sharedResults = sharedResults
     const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined, watchdog: processGroups }
-    const args = [...options.execArgv, workerMain, options.moduleUrl, JSON.stringify(worker)]
+    const main = options.bundle === undefined ? [workerMain] : [workerBoot, options.bundle]
+    const args = [...options.execArgv, ...main, options.moduleUrl, JSON.stringify(worker)]
     const [command, argv] = setpriv === undefined
       ? [process.execPath, args]
       : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
@@ -374,5 +381,18 @@ export class WorkerProcess implements WorkerConnection {
   }
 }
 
-/** Starts workers as child processes. @internal */
-export const spawnProcess = (options: SpawnOptions): Spawn => (events) => new WorkerProcess(options, events)
+/**
+ * Starts workers as child processes. Once a worker fails to load its bundle,
+ * the workers after it start on the plain path.
+ *
+ * @internal
+ */
+export const spawnProcess = (options: SpawnOptions): Spawn => {
+  let current = options
+  const onClose = (events: WorkerEvents) => (worker: WorkerConnection) => {
+    if (worker.exitCode === BundleFailed) current = { ...options, bundle: undefined }
+    events.onClose(worker)
+  }
+  return (events) =>
+    new WorkerProcess(current, current.bundle === undefined ? events : { ...events, onClose: onClose(events) })
+}

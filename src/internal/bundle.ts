@@ -1,0 +1,331 @@
+/**
+ * Workers load `effect` from a bundle: one small graph of files built once by
+ * esbuild, cached on disk, instead of the hundreds of modules Node's loader
+ * resolves, reads and links one by one. Start-up and memory per worker are
+ * mostly that loading.
+ *
+ * Only `effect` is bundled. The worker module and everything else it imports
+ * load as they are, so `import.meta`, relative file reads and native addons
+ * keep their meaning. A resolve hook in the worker (workerBoot.ts) sends each
+ * import that Node resolves to a module of `effect` to that module's entry in
+ * the bundle: every import of `effect` in the worker, the user's, a
+ * library's and the pool's own, shares one copy.
+ *
+ * Two records live in the cache directory:
+ * - `scan-<key>.json`, per worker module: the `effect` modules its graph
+ *   imports, found by an esbuild scan, and every file of that graph with its
+ *   size and mtime. Any change to one of those files makes it stale.
+ * - `bundle-<key>/`, per set of `effect` modules and their package's version:
+ *   the bundle, and `map.json`, which the worker's hook reads.
+ * Both are written to a temporary name and renamed, so a reader never sees
+ * half of one, and pools that start together may build the same one.
+ *
+ * Whatever goes wrong (no esbuild, a module esbuild cannot follow, a
+ * directory that cannot be written) leaves the workers on the plain path.
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+/** The path of a worker's `Plan`, which its hooks read; see workerBoot.ts. @internal */
+export type PlanFile = string
+
+/** A file as [path, size, mtime]: a change to either makes what was made of it stale. */
+type Stamp = readonly [string, number, number]
+
+interface Scan {
+  /** Every file of the worker's graph other than `effect`'s. */
+  readonly inputs: ReadonlyArray<Stamp>
+  /** The files of `effect` the graph imports. */
+  readonly entries: ReadonlyArray<string>
+}
+
+/** What the worker's hook reads (workerBoot.ts). @internal */
+export interface Plan {
+  /** URLs of `effect`'s modules, to the path of their entry in the bundle. */
+  readonly resolve: Record<string, string>
+}
+
+/** The subset of esbuild's API used here. */
+interface Esbuild {
+  readonly version: string
+  readonly build: (options: Record<string, unknown>) => Promise<{
+    readonly metafile?: {
+      readonly inputs: Record<string, unknown>
+      readonly outputs: Record<string, { readonly entryPoint?: string }>
+    }
+  }>
+}
+
+interface PluginBuild {
+  readonly onResolve: (
+    options: { readonly filter: RegExp },
+    callback: (args: ResolveArgs) => Promise<{ readonly path: string; readonly external: boolean } | undefined>
+  ) => void
+  readonly resolve: (
+    path: string,
+    options: { kind: string; resolveDir: string; importer: string; pluginData: unknown }
+  ) => Promise<{ readonly path: string; readonly errors: ReadonlyArray<unknown> }>
+}
+
+interface ResolveArgs {
+  readonly path: string
+  readonly kind: string
+  readonly importer: string
+  readonly resolveDir: string
+  readonly pluginData: unknown
+}
+
+/** The exit code of a worker whose bundle failed to load (workerBoot.ts). @internal */
+export const BundleFailed = 74
+
+const effectSpecifier = /^effect(\/|$)/
+const inner = Symbol("bundle.inner")
+
+/** The conditions given to Node in `execArgv`, which the scan must resolve with too. */
+export const conditionsOf = (execArgv: ReadonlyArray<string>): Array<string> => {
+  const conditions: Array<string> = []
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!
+    const joined = /^(?:--conditions|-C)=(.+)$/.exec(arg)
+    if (joined !== null) conditions.push(joined[1]!)
+    else if ((arg === "--conditions" || arg === "-C") && i + 1 < execArgv.length) conditions.push(execArgv[++i]!)
+  }
+  return conditions
+}
+
+/**
+ * A name for a cache entry: two 32-bit FNV-1a hashes of the value's JSON.
+ * Not `node:crypto`, which alone adds about 4 MB and 5 ms to the parent's
+ * start; the cache is private to its user, so names need no secrecy.
+ */
+const hash = (value: unknown): string => {
+  const text = JSON.stringify(value)
+  let a = 0x811c9dc5
+  let b = 0x01000193 ^ text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    a = Math.imul(a ^ c, 0x01000193)
+    b = Math.imul(b ^ c, 0x01000193) ^ (a >>> 15)
+  }
+  return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0")
+}
+
+const readJson = <A>(file: string): A | undefined => {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as A
+  } catch {
+    return undefined
+  }
+}
+
+const fresh = (scan: Scan): boolean =>
+  scan.inputs.every(([file, size, mtime]) => {
+    try {
+      const stat = fs.statSync(file)
+      return stat.size === size && stat.mtimeMs === mtime
+    } catch {
+      return false
+    }
+  })
+
+const tmpName = (target: string): string => `${target}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`
+
+/** Renames `tmp` to `target`; when another pool that started at the same time got there first, keeps theirs. */
+const publish = (tmp: string, target: string): void => {
+  try {
+    fs.renameSync(tmp, target)
+  } catch (error) {
+    fs.rmSync(tmp, { recursive: true, force: true })
+    if (!fs.existsSync(target)) throw error
+  }
+}
+
+/** Whether every entry of the bundle behind `map` is still there. */
+const complete = (map: string): boolean => {
+  const entries = readJson<Record<string, string>>(map)
+  const dir = path.dirname(map)
+  return entries !== undefined && Object.values(entries).every((file) => fs.existsSync(path.join(dir, file)))
+}
+
+/** The package.json of the package `file` belongs to: its version and mtime key the bundle. */
+const packageOf = (file: string): unknown => {
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const manifest = path.join(dir, "package.json")
+    try {
+      const stat = fs.statSync(manifest)
+      return [manifest, stat.size, stat.mtimeMs]
+    } catch {
+      continue
+    }
+  }
+  return undefined
+}
+
+const loadEsbuild = async (): Promise<Esbuild | undefined> => {
+  try {
+    return (await import("esbuild" as string)) as Esbuild
+  } catch {
+    return undefined
+  }
+}
+
+/** Finds the `effect` modules the worker's graph imports, with esbuild; `effect` itself is not read. */
+const scan = async (esbuild: Esbuild, entryPoints: Array<string>, conditions: Array<string>): Promise<Scan> => {
+  const entries = new Set<string>()
+  const result = await esbuild.build({
+    entryPoints,
+    bundle: true,
+    write: false,
+    // Never written; esbuild needs a directory to name the outputs of several entries.
+    outdir: "scan",
+    metafile: true,
+    platform: "node",
+    format: "esm",
+    conditions,
+    logLevel: "silent",
+    // Only resolution and parsing matter here.
+    loader: { ".node": "empty" },
+    plugins: [{
+      name: "effect-process-pool-scan",
+      setup: (build: PluginBuild) => {
+        build.onResolve({ filter: effectSpecifier }, async (args) => {
+          if (args.pluginData === inner) return undefined
+          const resolved = await build.resolve(args.path, {
+            kind: args.kind,
+            resolveDir: args.resolveDir,
+            importer: args.importer,
+            pluginData: inner
+          })
+          if (resolved.errors.length > 0) throw new Error(`cannot resolve ${args.path}`)
+          entries.add(resolved.path)
+          return { path: args.path, external: true }
+        })
+      }
+    }]
+  })
+  const inputs = Object.keys(result.metafile!.inputs).flatMap((input): Array<Stamp> => {
+    const file = path.resolve(input)
+    try {
+      const stat = fs.statSync(file)
+      return [[file, stat.size, stat.mtimeMs]]
+    } catch {
+      // esbuild's own namespaces, not files.
+      return []
+    }
+  })
+  return { inputs, entries: [...entries].sort() }
+}
+
+/** Bundles `entries` into `dir`, and writes the map from each entry's URL to its file in the bundle. */
+const bundle = async (esbuild: Esbuild, entries: ReadonlyArray<string>, dir: string): Promise<void> => {
+  const names = new Map(entries.map((entry, i) => [`m${i}`, entry]))
+  const result = await esbuild.build({
+    entryPoints: Object.fromEntries(names),
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node22",
+    outdir: dir,
+    outExtension: { ".js": ".mjs" },
+    // Identifiers keep their names, so that stack traces through effect still read.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "silent"
+  })
+  const map: Record<string, string> = {}
+  for (const [output, { entryPoint }] of Object.entries(result.metafile!.outputs)) {
+    if (entryPoint === undefined) continue
+    // The bundle's own files by name: the directory is renamed once written.
+    map[pathToFileURL(path.resolve(entryPoint)).href] = path.basename(output)
+  }
+  fs.writeFileSync(path.join(dir, "map.json"), JSON.stringify(map))
+}
+
+/** How long an entry of the cache is kept after it was written: every version of `effect` leaves one. */
+const keepFor = 30 * 24 * 60 * 60 * 1000
+
+/**
+ * Removes what older versions of the worker's graph left in the cache. A
+ * pool still running on a removed bundle loses nothing: its next worker
+ * fails to load it and takes the plain path (see `BundleFailed`).
+ */
+const prune = (cacheDir: string): void => {
+  const now = Date.now()
+  for (const name of fs.readdirSync(cacheDir)) {
+    const entry = path.join(cacheDir, name)
+    try {
+      if (now - fs.statSync(entry).mtimeMs > keepFor) fs.rmSync(entry, { recursive: true, force: true })
+    } catch {
+      // Removed meanwhile by another pool.
+    }
+  }
+}
+
+/**
+ * The bundle for workers of `moduleUrl`, from the cache or built now; or
+ * undefined for the plain path. `runtime` is the worker's entry (workerMain),
+ * whose own imports of `effect` the bundle serves too.
+ *
+ * @internal
+ */
+export const prepare = async (options: {
+  readonly moduleUrl: string
+  readonly runtime: string
+  readonly execArgv: ReadonlyArray<string>
+  readonly cacheDir: string
+}): Promise<PlanFile | undefined> => {
+  if (!options.moduleUrl.startsWith("file:")) return undefined
+  try {
+    fs.mkdirSync(options.cacheDir, { recursive: true, mode: 0o700 })
+    const conditions = conditionsOf(options.execArgv)
+    const entryPoints = [fileURLToPath(options.moduleUrl), options.runtime]
+    const scanFile = path.join(options.cacheDir, `scan-${hash([entryPoints, conditions, process.version])}.json`)
+    let found = readJson<Scan>(scanFile)
+    let esbuild: Esbuild | undefined
+    if (found === undefined || !fresh(found)) {
+      esbuild = await loadEsbuild()
+      if (esbuild === undefined) return undefined
+      const scanned = await scan(esbuild, entryPoints, conditions)
+      const tmp = tmpName(scanFile)
+      fs.writeFileSync(tmp, JSON.stringify(scanned))
+      publish(tmp, scanFile)
+      found = scanned
+    }
+    if (found.entries.length === 0) return undefined
+    const packages = [...new Set(found.entries.map(packageOf).map((p) => JSON.stringify(p)))]
+    const dir = path.join(options.cacheDir, `bundle-${hash([found.entries, packages, process.version])}`)
+    const map = path.join(dir, "map.json")
+    if (!complete(map)) {
+      fs.rmSync(dir, { recursive: true, force: true })
+      esbuild ??= await loadEsbuild()
+      if (esbuild === undefined) return undefined
+      const tmp = tmpName(dir)
+      try {
+        await bundle(esbuild, found.entries, tmp)
+        publish(tmp, dir)
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true })
+      }
+      prune(options.cacheDir)
+    }
+    const bundled = readJson<Record<string, string>>(map)!
+    for (const url in bundled) bundled[url] = path.join(dir, bundled[url]!)
+    const plan: Plan = { resolve: bundled }
+    const text = JSON.stringify(plan)
+    const planFile = path.join(options.cacheDir, `plan-${hash(text)}.json`)
+    if (!fs.existsSync(planFile)) {
+      const tmp = tmpName(planFile)
+      fs.writeFileSync(tmp, text)
+      publish(tmp, planFile)
+    }
+    return planFile
+  } catch {
+    return undefined
+  }
+}

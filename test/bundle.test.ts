@@ -1,0 +1,148 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+import * as ProcessPool from "../src/ProcessPool.ts"
+import * as Task from "../src/Task.ts"
+import { Loaded } from "./fixtures/bundled.ts"
+import { Answer } from "./fixtures/tasks.ts"
+import { fixture } from "./helpers.ts"
+
+/** Workers that record every module they load (load-hooks.ts). */
+const recording = ["--import", fixture("load-hooks.ts").href]
+
+const withPool = <A, E>(
+  options: Partial<ProcessPool.Options>,
+  use: (pool: ProcessPool.ProcessPool["Service"]) => Effect.Effect<A, E>
+) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const pool = yield* ProcessPool.make({
+        worker: fixture("bundled.ts"),
+        size: 1,
+        inheritStderr: false,
+        ...options,
+        execArgv: [...process.execArgv, ...recording, ...(options.execArgv ?? [])]
+      })
+      return yield* use(pool)
+    })
+  )
+
+const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "epp-bundle-"))
+
+describe("bundle", () => {
+  it.live("workers load effect from the bundle, and the worker module keeps its meaning", () =>
+    Effect.gen(function*() {
+      const cacheDir = tempDir()
+      const bundled = yield* withPool({ bundle: cacheDir }, (pool) => pool.submit(Loaded, undefined))
+      const plain = yield* withPool({ bundle: false }, (pool) => pool.submit(Loaded, undefined))
+      // One copy of effect: nothing of the installed package is loaded file by file.
+      expect(bundled.origins.plain).toBe(0)
+      expect(bundled.origins.bundled).toBeGreaterThan(0)
+      expect(bundled.resolved.startsWith(pathToFileURL(cacheDir).href)).toBe(true)
+      expect(plain.origins.bundled).toBe(0)
+      expect(plain.origins.plain).toBeGreaterThan(0)
+      // import.meta and relative reads mean what they say either way.
+      expect(bundled.url).toBe(fixture("bundled.ts").href)
+      expect(bundled.main).toBe(plain.main)
+      expect(bundled.firstLine).toBe("/**")
+      expect(plain.firstLine).toBe("/**")
+      fs.rmSync(cacheDir, { recursive: true, force: true })
+    }))
+
+  it.live("a cache directory that cannot be written leaves workers on the plain path", () =>
+    Effect.gen(function*() {
+      const result = yield* withPool({ bundle: "/dev/null/cache" }, (pool) => pool.submit(Loaded, undefined))
+      expect(result.origins.bundled).toBe(0)
+      expect(result.origins.plain).toBeGreaterThan(0)
+    }))
+
+  it.live("a module that cannot be bundled runs on the plain path", () =>
+    Effect.gen(function*() {
+      const cacheDir = tempDir()
+      const result = yield* withPool(
+        { worker: fixture("virtual.ts"), bundle: cacheDir },
+        (pool) => pool.submit(Answer, undefined)
+      )
+      expect(result.answer).toBe(42)
+      expect(result.bundled).toBe(0)
+      expect(result.plain).toBeGreaterThan(0)
+      fs.rmSync(cacheDir, { recursive: true, force: true })
+    }))
+
+  it.live("a changed module is scanned again, and a damaged bundle is rebuilt or bypassed", () =>
+    Effect.gen(function*() {
+      const cacheDir = tempDir()
+      // Inside the repository, where `effect` resolves.
+      fs.mkdirSync("node_modules/.cache", { recursive: true })
+      const moduleDir = fs.mkdtempSync(path.resolve("node_modules/.cache/bundle-test-"))
+      // JavaScript: Node strips no types under node_modules.
+      const worker = path.join(moduleDir, "worker.mjs")
+      const Version = Task.make("Version", {
+        payload: Schema.Void,
+        success: Schema.Struct({ value: Schema.String, plain: Schema.Number, bundled: Schema.Number })
+      })
+      // Relative, as people write them (esbuild follows no file: URLs).
+      const src = (name: string) => path.relative(moduleDir, path.resolve(name))
+      const write = (imports: string, value: string) =>
+        fs.writeFileSync(
+          worker,
+          `import * as Effect from "effect/Effect"\nimport * as Schema from "effect/Schema"\n${imports}\n` +
+            `import * as Task from "${src("src/Task.ts")}"\nimport * as Worker from "${src("src/Worker.ts")}"\n` +
+            `import { origins } from "${src("test/fixtures/bundled.ts")}"\n` +
+            `const Version = Task.make("Version", { payload: Schema.Void, success: Schema.Struct({ ` +
+            `value: Schema.String, plain: Schema.Number, bundled: Schema.Number }) })\n` +
+            `export default Worker.handlers(Version.handler(() => Effect.sync(() => ` +
+            `({ value: ${value}, ...origins() }))))\n`
+        )
+      const run = withPool(
+        { worker: pathToFileURL(worker), bundle: cacheDir },
+        (pool) => pool.submit(Version, undefined)
+      )
+      const bundles = () => fs.readdirSync(cacheDir).filter((name) => name.startsWith("bundle-"))
+
+      write("", `"v1"`)
+      const first = yield* run
+      expect(first).toEqual({ value: "v1", plain: 0, bundled: first.bundled })
+      expect(bundles()).toHaveLength(1)
+
+      // A new import of effect: the scan is stale, and the new bundle holds Duration.
+      const [old] = bundles()
+      const kept = path.join(cacheDir, "kept")
+      fs.writeFileSync(kept, "")
+      // Entries older than 30 days go when a new bundle is written; newer ones stay.
+      const longAgo = new Date(Date.now() - 40 * 24 * 60 * 60 * 1000)
+      fs.utimesSync(path.join(cacheDir, old!), longAgo, longAgo)
+      write(`import * as Duration from "effect/Duration"`, `String(Duration.toMillis(Duration.seconds(2)))`)
+      const second = yield* run
+      expect(second.value).toBe("2000")
+      expect(second.plain).toBe(0)
+      expect(bundles()).toHaveLength(1)
+      expect(bundles()[0]).not.toBe(old)
+      expect(fs.existsSync(kept)).toBe(true)
+
+      // A bundle missing an entry file is built again.
+      const latest = path.join(cacheDir, bundles()[0]!)
+      const map: Record<string, string> = JSON.parse(fs.readFileSync(path.join(latest, "map.json"), "utf8"))
+      fs.rmSync(path.join(latest, Object.values(map)[0]!))
+      const third = yield* run
+      expect(third).toEqual({ ...second, bundled: third.bundled })
+      expect(third.plain).toBe(0)
+      expect(fs.existsSync(path.join(latest, Object.values(map)[0]!))).toBe(true)
+
+      // A bundle missing a shared chunk fails to load in the worker: the pool goes on, on the plain path.
+      for (const name of fs.readdirSync(latest)) {
+        if (name.startsWith("chunk-")) fs.rmSync(path.join(latest, name))
+      }
+      const fourth = yield* run
+      expect(fourth.value).toBe("2000")
+      expect(fourth.bundled).toBe(0)
+      expect(fourth.plain).toBeGreaterThan(0)
+
+      fs.rmSync(cacheDir, { recursive: true, force: true })
+      fs.rmSync(moduleDir, { recursive: true, force: true })
+    }))
+})
