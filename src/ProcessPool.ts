@@ -417,20 +417,6 @@ export const makeWith = Effect.fnUntraced(function*(
   refusePoolOfItself(resolved.supervisor.moduleUrl)
   poolBuilt()
   const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
-  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
-  const context = yield* Effect.context<never>()
-  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
-    queued: () => dispatcher.queuedCount,
-    inflight: () => dispatcher.inflightTotal,
-    busyTime: (now) => dispatcher.busyTime(now),
-    liveWorkers: () => supervisor.liveWorkers
-  }, clock)
-  const events = combine(
-    metrics?.events ?? {},
-    makeWorkerMetrics(context),
-    makeLogDelivery(context),
-    hooks.events ?? {}
-  )
   const bundle = hooks.spawn === undefined && resolved.bundleDir !== undefined
     ? yield* Effect.promise(() =>
       prepareBundle({
@@ -441,6 +427,22 @@ export const makeWith = Effect.fnUntraced(function*(
       })
     )
     : undefined
+  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
+  const context = yield* Effect.context<never>()
+  // The gauges may be read (a scrape) before the dispatcher and the supervisor exist: they read 0 then.
+  let built: { readonly dispatcher: Dispatcher; readonly supervisor: Supervisor } | undefined
+  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
+    queued: () => built?.dispatcher.queuedCount ?? 0,
+    inflight: () => built?.dispatcher.inflightTotal ?? 0,
+    busyTime: (now) => built?.dispatcher.busyTime(now) ?? 0,
+    liveWorkers: () => built?.supervisor.liveWorkers ?? 0
+  }, clock)
+  const events = combine(
+    metrics?.events ?? {},
+    makeWorkerMetrics(context),
+    makeLogDelivery(context),
+    hooks.events ?? {}
+  )
   const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
   // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
   // caller with another minimum level has it applied to its own tasks.
@@ -453,6 +455,7 @@ export const makeWith = Effect.fnUntraced(function*(
     clock,
     events
   )
+  built = { dispatcher, supervisor }
   if (metrics !== undefined) yield* Effect.addFinalizer(() => Effect.sync(metrics.stop))
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {

@@ -396,11 +396,20 @@ export const makePoolMetrics = (
     readyWorkers += delta
   }
   const samples: Array<readonly [busy: number, capacity: number]> = [[0, 0]]
-  const stopSampling = clock.every(sampleEvery, () => {
-    const now = clock.now()
-    samples.push([gauges.busyTime(now), capacityTime(now)])
-    if (samples.length > samplesKept) samples.shift()
-  })
+  // Sampling starts with the first worker: before it, the pool is still being built.
+  let sampling: (() => void) | undefined
+  const startSampling = () => {
+    sampling ??= clock.every(sampleEvery, () => {
+      const now = clock.now()
+      samples.push([gauges.busyTime(now), capacityTime(now)])
+      if (samples.length > samplesKept) samples.shift()
+    })
+  }
+  let stopped = false
+  const stop = () => {
+    stopped = true
+    sampling?.()
+  }
   const utilization = (): number => {
     const now = clock.now()
     const [busy, held] = samples[0]
@@ -489,14 +498,17 @@ export const makePoolMetrics = (
     unsent: (task, items, caller) => {
       seriesOf(task, caller).outcomes[Outcome.serialization].count += items
     },
-    workerStarted: () => moveCapacity(1),
+    workerStarted: () => {
+      if (!stopped) startSampling()
+      moveCapacity(1)
+    },
     workerExited: (_, reason) => {
       if (reason === "start_failed") return
       moveCapacity(-1)
       exitCounter(reason).count++
     }
   }
-  return { events, stop: stopSampling }
+  return { events, stop }
 }
 
 // ---------------------------------------------------------------------------
