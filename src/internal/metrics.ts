@@ -444,7 +444,7 @@ export const makePoolMetrics = (
     utilization
   )
 
-  /** Counts `n` items with outcome `outcome` that ran for `run` ms each, after waiting `wait` ms. */
+  /** Counts `n` items of `entry` with outcome `outcome` that ran for `run` ms each; the wait is the entry's. */
   const count = (series: TaskSeries, outcome: number, n: number, entry: Entry, run: number): void => {
     if (n <= 0) return
     series.outcomes[outcome].count += n
@@ -461,9 +461,10 @@ export const makePoolMetrics = (
   const events: PoolEvents = {
     settled: (entry, reply, now) => {
       const series = seriesOf(entry.tag, entry.caller)
+      // A task its caller interrupted ends interrupted, even when its worker had to be killed for it.
+      const interrupted = entry.interruptRequested && !entry.timedOut && !entry.closed
       if (entry.batchSize === 0) {
-        // A task its caller interrupted ends interrupted, even when its worker had to be killed for it.
-        const outcome = entry.interruptRequested && !entry.timedOut && !entry.closed
+        const outcome = interrupted
           ? Outcome.interrupted
           : isPoolErrorReply(reply)
           ? errorOutcome(reply)
@@ -472,6 +473,7 @@ export const makePoolMetrics = (
       }
       const left = entry.batchSize - entry.received
       if (left <= 0) return
+      if (interrupted) return count(series, Outcome.interrupted, left, entry, (now - entry.partAt) / left)
       if (isPoolErrorReply(reply)) {
         // A crash fails the items the worker may have run; those after them run again, and count then.
         const outcome = errorOutcome(reply)
