@@ -194,8 +194,7 @@ export interface Options {
   readonly processGroups?: boolean | undefined
   /**
    * The pool's name: the `pool` attribute of its metrics. Defaults to
-   * `"default"`. Pools alive at the same time in one registry need names
-   * of their own.
+   * `"default"`. Pools of one name count into the same series.
    */
   readonly name?: string | undefined
   /**

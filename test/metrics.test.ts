@@ -218,6 +218,26 @@ describe("metrics", () => {
       const snapshot = yield* Metric.snapshot
       expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Square", "success"))).toBe(4)
     })))
+
+  it.live("two pools of one name alive at once: their counts add up, and a gauge is the sum over the live ones", () =>
+    isolated(
+      Effect.gen(function*() {
+        const first = yield* Scope.make()
+        const one = yield* Scope.provide(makePool({ size: 2 }), first)
+        const two = yield* makePool()
+        yield* Effect.forEach([1, 2, 3], (n) => one.submit(Square, n))
+        yield* Effect.forEach([4, 5], (n) => two.submit(Square, n))
+        let snapshot = yield* Metric.snapshot
+        expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Square", "success"))).toBe(5)
+        expect(gauge(snapshot, "process_pool_workers", { pool: "default" })).toBe(3)
+        yield* Scope.close(first, Exit.void)
+        yield* two.submit(Square, 6)
+        snapshot = yield* Metric.snapshot
+        expect(count(snapshot, "process_pool_tasks_total", tasks("default", "Square", "success"))).toBe(6)
+        expect(gauge(snapshot, "process_pool_workers", { pool: "default" })).toBe(1)
+        expect(count(snapshot, "process_pool_worker_exits_total", { pool: "default", reason: "shutdown" })).toBe(2)
+      }).pipe(Effect.scoped)
+    ))
 })
 
 describe("statsStream", () => {

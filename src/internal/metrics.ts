@@ -258,10 +258,61 @@ class Histogram {
   }
 }
 
-/** A gauge whose value is read when a snapshot is taken. */
-const installGauge = (metric: Metric.Gauge<number>, context: Context.Context<never>, read: () => number): void => {
-  install(metric, context, { get: () => ({ value: read() }), update: () => {}, modify: () => {} })
+/**
+ * The series of the registry of `context`, with its attributes, that this
+ * module keeps, by a key of its own. Pools that count into one registry share
+ * them: two pools of one name add up in one series, as two fibers updating
+ * one of Effect's metrics would.
+ */
+const seriesKept = new WeakMap<object, WeakMap<object, Map<string, unknown>>>()
+const keptIn = (context: Context.Context<never>): Map<string, unknown> => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  const attributes = Context.get(context, Metric.CurrentMetricAttributes)
+  let byAttributes = seriesKept.get(registry)
+  if (byAttributes === undefined) seriesKept.set(registry, byAttributes = new WeakMap())
+  let kept = byAttributes.get(attributes)
+  if (kept === undefined) byAttributes.set(attributes, kept = new Map())
+  return kept
 }
+const kept = <S>(context: Context.Context<never>, key: string, make: () => S): S => {
+  const series = keptIn(context)
+  let found = series.get(key) as S | undefined
+  if (found === undefined) series.set(key, found = make())
+  return found
+}
+
+/** What one live pool gives a gauge: its value, and its weight in a mean. */
+interface GaugeSource {
+  readonly value: () => number
+  readonly weight: () => number
+}
+
+/**
+ * A gauge read from the live pools of one name when a snapshot is taken: the
+ * sum of their values, or, for a fraction, their mean weighted by `weight`.
+ * Returns the set of sources, which each pool joins and leaves.
+ */
+const sharedGauge = (
+  context: Context.Context<never>,
+  metric: Metric.Gauge<number>,
+  key: string,
+  mean: boolean
+): Set<GaugeSource> =>
+  kept(context, key, () => {
+    const sources = new Set<GaugeSource>()
+    const get = () => {
+      let total = 0
+      let weights = 0
+      for (const source of sources) {
+        const weight = mean ? source.weight() : 1
+        total += source.value() * weight
+        weights += weight
+      }
+      return { value: mean ? (weights > 0 ? total / weights : 0) : total }
+    }
+    install(metric, context, { get, update: () => {}, modify: () => {} })
+    return sources
+  })
 
 // ---------------------------------------------------------------------------
 // The pool's own metrics
@@ -325,13 +376,13 @@ export const makePoolMetrics = (
     return (task: string): TaskSeries => {
       let series = tasks.get(task)
       if (series === undefined) {
-        series = {
+        series = kept(context, JSON.stringify(["task", pool, task]), () => ({
           outcomes: outcomes.map((outcome) =>
             Counter.install(Metric.withAttributes(tasksTotal, { pool, task, outcome }), context)
           ),
           wait: Histogram.install(Metric.withAttributes(waitSeconds, { pool, task }), secondsBoundaries, context),
           run: Histogram.install(Metric.withAttributes(runSeconds, { pool, task }), secondsBoundaries, context)
-        }
+        }))
         tasks.set(task, series)
       }
       return series
@@ -375,7 +426,11 @@ export const makePoolMetrics = (
   const exitCounter = (reason: WorkerExitReason): Counter => {
     let counter = exits.get(reason)
     if (counter === undefined) {
-      counter = Counter.install(Metric.withAttributes(exitsTotal, { pool, reason }), context)
+      counter = kept(
+        context,
+        JSON.stringify(["exit", pool, reason]),
+        () => Counter.install(Metric.withAttributes(exitsTotal, { pool, reason }), context)
+      )
       exits.set(reason, counter)
     }
     return counter
@@ -406,9 +461,11 @@ export const makePoolMetrics = (
     })
   }
   let stopped = false
+  const left: Array<() => void> = []
   const stop = () => {
     stopped = true
     sampling?.()
+    for (const leave of left) leave()
   }
   const utilization = (): number => {
     const now = clock.now()
@@ -417,32 +474,26 @@ export const makePoolMetrics = (
     return alive <= 0 ? 0 : Math.min(1, (gauges.busyTime(now) - busy) / alive)
   }
 
-  installGauge(
-    Metric.gauge("process_pool_queue_size", { description: "Tasks waiting for a worker", attributes: { pool } }),
-    context,
-    gauges.queued
-  )
-  installGauge(
-    Metric.gauge("process_pool_tasks_inflight", {
-      description: "Tasks sent to workers and not yet answered (a map's chunk counts as one)",
-      attributes: { pool }
-    }),
-    context,
+  // This pool's share of the gauges of its name, until it stops.
+  const join = (name: string, description: string, value: () => number, mean = false) => {
+    const sources = sharedGauge(
+      context,
+      Metric.gauge(name, { description, attributes: { pool } }),
+      JSON.stringify(["gauge", pool, name]),
+      mean
+    )
+    const source: GaugeSource = { value, weight: gauges.liveWorkers }
+    sources.add(source)
+    left.push(() => sources.delete(source))
+  }
+  join("process_pool_queue_size", "Tasks waiting for a worker", gauges.queued)
+  join(
+    "process_pool_tasks_inflight",
+    "Tasks sent to workers and not yet answered (a map's chunk counts as one)",
     gauges.inflight
   )
-  installGauge(
-    Metric.gauge("process_pool_workers", { description: "Live worker processes", attributes: { pool } }),
-    context,
-    gauges.liveWorkers
-  )
-  installGauge(
-    Metric.gauge("process_pool_utilization", {
-      description: "Busy fraction of the workers over the last second",
-      attributes: { pool }
-    }),
-    context,
-    utilization
-  )
+  join("process_pool_workers", "Live worker processes", gauges.liveWorkers)
+  join("process_pool_utilization", "Busy fraction of the workers over the last second", utilization, true)
 
   /** Counts `n` items of `entry` with outcome `outcome` that ran for `run` ms each; the wait is the entry's. */
   const count = (series: TaskSeries, outcome: number, n: number, entry: Entry, run: number): void => {
@@ -638,7 +689,8 @@ class Merged {
  * @internal
  */
 export const makeWorkerMetrics = (context: Context.Context<never>): PoolEvents => {
-  const merged = new Map<string, Merged>()
+  // Shared with the other pools that count into this registry: their workers' series add up too.
+  const merged = keptIn(context) as Map<string, Merged>
   const workers = new Map<number, Map<number, Merged>>()
 
   const define = (pid: number, update: MetricUpdate): Merged | string => {
@@ -647,6 +699,7 @@ export const makeWorkerMetrics = (context: Context.Context<never>): PoolEvents =
       ? { ...wireAttributes, [workerPidAttribute]: String(pid) }
       : wireAttributes
     const key = JSON.stringify([
+      "worker",
       type,
       name,
       Object.entries(attributes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
