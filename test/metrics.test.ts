@@ -8,10 +8,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { secondsBoundaries } from "../src/internal/metrics.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
+import * as Task from "../src/Task.ts"
 import { BadResult, Sleep, Spin, Square, Unserved } from "./fixtures/tasks.ts"
 import { count, fixture, gauge, isAlive, series, waitUntil } from "./helpers.ts"
 
@@ -19,6 +21,9 @@ const histogram = (snapshot: ReadonlyArray<Metric.Metric.Snapshot>, id: string, 
   series(snapshot, id, attributes)?.state as Metric.HistogramState
 
 const tasks = (pool: string, task: string, outcome: string) => ({ pool, task, outcome })
+
+/** `Square` as a caller that expects text: the worker's numbers do not decode. */
+const SquareAsText = Task.make("Square", { payload: Schema.Number, success: Schema.String })
 
 /** A pool over the main fixture worker, quiet on stderr, in the current scope. */
 const makePool = (options: Partial<ProcessPool.Options> = {}) =>
@@ -51,8 +56,9 @@ describe("metrics", () => {
       yield* Effect.exit(pool.submit(Square, 13))
       yield* Effect.exit(pool.submit(Unserved, 1))
       yield* Effect.exit(pool.submit(BadResult, 1))
-      // A payload that does not encode never reaches the pool.
+      // A payload that does not encode never reaches the pool; a result the caller's Schema does not take.
       yield* Effect.exit(pool.submit(Square, "x" as unknown as number))
+      yield* Effect.exit(pool.submit(SquareAsText, 3))
       // A timeout: the task stops in its worker.
       yield* Effect.exit(pool.submit(Sleep, { ms: 10_000 }, { timeout: 100 }))
       // An interruption by the caller.
@@ -74,7 +80,7 @@ describe("metrics", () => {
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Square", "defect"))).toBe(1)
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Unserved", "not_served"))).toBe(1)
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "BadResult", "serialization"))).toBe(1)
-      expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Square", "serialization"))).toBe(1)
+      expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Square", "serialization"))).toBe(2)
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Sleep", "timeout"))).toBe(1)
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Sleep", "interrupted"))).toBe(1)
       expect(count(snapshot, "process_pool_tasks_total", tasks("outcomes", "Spin", "crashed"))).toBe(1)
@@ -89,8 +95,8 @@ describe("metrics", () => {
       // Every task that started has one wait and one run time; the buckets are the documented ones.
       const wait = histogram(snapshot, "process_pool_task_wait_seconds", { pool: "outcomes", task: "Square" })
       const run = histogram(snapshot, "process_pool_task_run_seconds", { pool: "outcomes", task: "Square" })
-      expect(wait.count).toBe(5)
-      expect(run.count).toBe(5)
+      expect(wait.count).toBe(6)
+      expect(run.count).toBe(6)
       expect(run.buckets.map(([boundary]) => boundary)).toEqual(secondsBoundaries)
       expect(histogram(snapshot, "process_pool_task_run_seconds", { pool: "outcomes", task: "Sleep" }).max)
         .toBeGreaterThanOrEqual(0.1)

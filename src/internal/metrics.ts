@@ -548,6 +548,11 @@ export const makePoolMetrics = (
       if (exits) countExits(series, entry, items, run)
       else count(series, Outcome.success, items.length, entry, run)
     },
+    undecoded: (entry) => {
+      const series = seriesOf(entry.tag, entry.caller)
+      series.outcomes[Outcome.success].count--
+      series.outcomes[Outcome.serialization].count++
+    },
     unsent: (task, items, caller) => {
       seriesOf(task, caller).outcomes[Outcome.serialization].count += items
     },
