@@ -431,8 +431,8 @@ export const makeWith = Effect.fnUntraced(function*(
   // The gauges may be read (a scrape) before the dispatcher and the supervisor exist: they read 0 then.
   let built: { readonly dispatcher: Dispatcher; readonly supervisor: Supervisor } | undefined
   const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
-    queued: () => built?.dispatcher.queuedCount ?? 0,
-    inflight: () => built?.dispatcher.inflightTotal ?? 0,
+    queued: () => built?.dispatcher.queuedItems() ?? 0,
+    inflight: () => built?.dispatcher.inflightItems() ?? 0,
     busyTime: (now) => built?.dispatcher.busyTime(now) ?? 0,
     liveWorkers: () => built?.supervisor.liveWorkers ?? 0
   }, clock)

@@ -152,6 +152,27 @@ describe("metrics", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.live("the queue and in-flight gauges count a map's items one by one", () =>
+    isolated(
+      Effect.gen(function*() {
+        const pool = yield* makePool({ prefetch: 0 })
+        const sleeping = yield* Effect.forkChild(pool.submit(Sleep, { ms: 10_000 }))
+        yield* waitUntil("a sleeping worker", Effect.map(pool.stats, (s) => s.running === 1))
+        const mapping = yield* Effect.forkChild(
+          pool.mapExits(Square, Array.from({ length: 20 }, (_, i) => i + 20), { chunkSize: 5, concurrency: 4 })
+        )
+        yield* waitUntil("four chunks queued", Effect.map(pool.stats, (s) => s.queued === 4))
+        let snapshot = yield* Metric.snapshot
+        expect(gauge(snapshot, "process_pool_queue_size", { pool: "default" })).toBe(20)
+        expect(gauge(snapshot, "process_pool_tasks_inflight", { pool: "default" })).toBe(1)
+        yield* Fiber.interrupt(sleeping)
+        expect((yield* Fiber.join(mapping)).every(Exit.isSuccess)).toBe(true)
+        snapshot = yield* Metric.snapshot
+        expect(gauge(snapshot, "process_pool_queue_size", { pool: "default" })).toBe(0)
+        expect(gauge(snapshot, "process_pool_tasks_inflight", { pool: "default" })).toBe(0)
+      }).pipe(Effect.scoped)
+    ))
+
   it.live("a runaway task is interrupted, and its worker's exit says runaway", () =>
     isolated(
       Effect.gen(function*() {

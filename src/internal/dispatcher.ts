@@ -293,14 +293,31 @@ export class Dispatcher {
     return sentEntry(slot, id)
   }
 
-  /** Tasks waiting for a worker, including those waiting for room in the queue. */
-  get queuedCount(): number {
-    return this.queued + this.waitingCount
+  /**
+   * Tasks waiting for a worker, including those waiting for room in the
+   * queue, with a map's items one by one. Counted when asked, for a gauge:
+   * the queue keeps no such count as it moves.
+   */
+  queuedItems(): number {
+    let items = 0
+    for (let i = this.head; i < this.queue.length; i++) {
+      const entry = this.queue[i]
+      if (entry !== undefined && entry.state === State.Queued) items += entry.batchSize || 1
+    }
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const entry = this.waiting[i]
+      if (entry.state === State.Waiting) items += entry.batchSize || 1
+    }
+    return items
   }
 
-  /** Tasks sent to workers and not yet answered. */
-  get inflightTotal(): number {
-    return this.inflightCount
+  /** Tasks sent to workers and not yet answered, with a map's items one by one; counted when asked. */
+  inflightItems(): number {
+    let items = 0
+    for (const slot of this.slots) {
+      for (const entry of slot.inflight) items += entry.batchSize === 0 ? 1 : entry.batchSize - entry.received
+    }
+    return items
   }
 
   /** How long the workers, those gone included, have held work in all, in the clock's milliseconds, up to `now`. */

@@ -487,11 +487,7 @@ export const makePoolMetrics = (
     left.push(() => sources.delete(source))
   }
   join("process_pool_queue_size", "Tasks waiting for a worker", gauges.queued)
-  join(
-    "process_pool_tasks_inflight",
-    "Tasks sent to workers and not yet answered (a map's chunk counts as one)",
-    gauges.inflight
-  )
+  join("process_pool_tasks_inflight", "Tasks sent to workers and not yet answered", gauges.inflight)
   join("process_pool_workers", "Live worker processes", gauges.liveWorkers)
   join("process_pool_utilization", "Busy fraction of the workers over the last second", utilization, true)
 
