@@ -491,12 +491,16 @@ export const makePoolMetrics = (
   join("process_pool_workers", "Live worker processes", gauges.liveWorkers)
   join("process_pool_utilization", "Busy fraction of the workers over the last second", utilization, true)
 
-  /** Counts `n` items of `entry` with outcome `outcome` that ran for `run` ms each; the wait is the entry's. */
+  /**
+   * Counts `n` items of `entry` with outcome `outcome` that ran for `run` ms
+   * each. They waited from the submit to the start of their part: a chunk's
+   * later items wait for its earlier ones.
+   */
   const count = (series: TaskSeries, outcome: number, n: number, entry: Entry, run: number): void => {
     if (n <= 0) return
     series.outcomes[outcome].count += n
     if (!entry.started) return
-    series.wait.observe((entry.startedAt - entry.submittedAt) / 1000, n)
+    series.wait.observe((entry.partAt - entry.submittedAt) / 1000, n)
     series.run.observe(run / 1000, n)
   }
 
@@ -540,9 +544,9 @@ export const makePoolMetrics = (
     part: (entry, exits, items, now) => {
       const series = seriesOf(entry.tag, entry.caller)
       const run = (now - entry.partAt) / items.length
-      entry.partAt = now
       if (exits) countExits(series, entry, items, run)
       else count(series, Outcome.success, items.length, entry, run)
+      entry.partAt = now
     },
     undecoded: (entry) => {
       const series = seriesOf(entry.tag, entry.caller)
