@@ -4,16 +4,22 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as References from "effect/References"
+import * as Scope from "effect/Scope"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { holding, jobs, kinds, Measure } from "./fixtures/observed.ts"
-import { count, fixture, gauge, series, waitUntil } from "./helpers.ts"
+import { count, fixture, gauge, isAlive, series, waitUntil } from "./helpers.ts"
 
 describe("worker metrics", () => {
   it.live("counters, histograms, frequencies and gauges from two workers read as one process's", () =>
     Effect.gen(function*() {
-      const pool = yield* ProcessPool.make({ worker: fixture("observed.ts"), size: 2, inheritStderr: false })
+      const scope = yield* Scope.make()
+      const pool = yield* Scope.provide(
+        ProcessPool.make({ worker: fixture("observed.ts"), size: 2, inheritStderr: false }),
+        scope
+      )
       const inputs = Array.from({ length: 40 }, (_, i) => i + 1)
       const pids = yield* Effect.forEach(inputs, (n) => pool.submit(Measure, n), { concurrency: "unbounded" })
       const share = new Map<number, number>()
@@ -56,8 +62,16 @@ describe("worker metrics", () => {
         .toEqual([String(second)])
       yield* Metric.modify(holding, 1)
       expect(gauge(yield* Metric.snapshot, "observed_holding", {})).toBe(share.get(second)! + 1)
+
+      // Closed: the last workers' shares go, the parent's stays, and no worker is left.
+      const remaining = (yield* pool.stats).workers.map((w) => w.pid)
+      yield* Scope.close(scope, Exit.void)
+      snapshot = yield* Metric.snapshot
+      expect(gauge(snapshot, "observed_holding", {})).toBe(1)
+      expect(count(snapshot, "observed_jobs_total", {})).toBe(42)
+      expect(snapshot.filter((s) => s.id === "observed_last")).toEqual([])
+      expect([...remaining, first].filter(isAlive)).toEqual([])
     }).pipe(
-      Effect.scoped,
       Effect.provideService(Metric.MetricRegistry, new Map()),
       // The fixture's services log as they are built: not this test's concern.
       Effect.provideService(References.CurrentLoggers, new Set())
