@@ -168,6 +168,21 @@ layer(poolLayer(), { excludeTestServices: true })("map", (it) => {
       expect(yield* ProcessPool.map(Square, [])).toEqual([])
     }))
 
+  it.effect(
+    "large chunks, written in parts faster than the parent reads them, all finish",
+    () =>
+      Effect.gen(function*() {
+        // Chunks of 16,384 items answer in parts of ~20 KB, several per chunk, on both workers at once: the
+        // worker's pipe fills while its parts are still queued, and each part must still leave.
+        // (From 100: the fixture's Square dies at 13.)
+        const many = Array.from({ length: 65_536 }, (_, i) => 100 + i)
+        const results = yield* ProcessPool.map(Square, many, { chunkSize: 16_384 })
+        expect(results).toHaveLength(many.length)
+        expect(results.every((result, i) => result === many[i]! * many[i]!)).toBe(true)
+      }),
+    { timeout: 20_000 }
+  )
+
   it.effect("unordered map returns every result", () =>
     Effect.gen(function*() {
       const results = yield* ProcessPool.map(Square, inputs, { ordered: false, chunkSize: 10 })

@@ -224,10 +224,16 @@ const runFork = <A, E>(effect: Effect.Effect<A, E>, task: number, logLevel: LogL
   )(effect)
 }
 
-/** Waits until everything written to the parent has left this process. */
+/**
+ * Waits until everything written to the parent has left this process. Not by
+ * the "drain" event: a stream emits it only after a write that passed its
+ * high-water mark, and bytes still queued below it (the pipe full while the
+ * parent is busy) would wait for it forever. An empty write's callback comes
+ * once every write before it is done.
+ */
 const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
   if (channel.writableLength === 0) return resume(Effect.void)
-  channel.once("drain", () => resume(Effect.void))
+  channel.write(new Uint8Array(0), () => resume(Effect.void))
 })
 
 /** Calls `done` once what was written to `stream` so far has left this process. */
