@@ -196,7 +196,7 @@ describe("metrics", () => {
         expect(gauge(yield* Metric.snapshot, "process_pool_utilization", { pool: "default" })).toBe(0)
         const sleeping = yield* Effect.forkChild(pool.submit(Sleep, { ms: 10_000 }))
         yield* Effect.sleep(1500)
-        expect(gauge(yield* Metric.snapshot, "process_pool_utilization", { pool: "default" })).toBe(1)
+        expect(gauge(yield* Metric.snapshot, "process_pool_utilization", { pool: "default" })).toBeCloseTo(1, 6)
         yield* Fiber.interrupt(sleeping)
       }).pipe(Effect.scoped)
     ))
