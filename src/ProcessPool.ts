@@ -31,11 +31,14 @@
  *                                            │               of work, then BatchValues or BatchExit
  *                                            │ RunStream ─▶ handler's Stream ─▶ Items, at most
  *                                            │               `window` ahead until Ack; then Exit
+ *                                            │ Effect.log ─▶ Log at once; Metric updates ─▶ Metrics,
+ *                                            │               ahead of the next answer (workerTelemetry.ts)
  *   ◀═════════ fd 3 ══════════════════════════┘
  *  workerProcess.ts › receive ─▶ decodeFromWorker ─▶ supervisor.ts › onMessage
- *   │  Pong, Recycle: the supervisor's; the rest ─▶ dispatcher.ts › reply
+ *   │  Pong, Recycle: the supervisor's; Log ─▶ logs.ts (the caller's loggers);
+ *   │  Metrics ─▶ metrics.ts (merged in the registry); the rest ─▶ dispatcher.ts › reply
  *   ▼
- *  dispatcher.ts › finish (exactly once per entry) ─▶ Entry.decode(Reply)
+ *  dispatcher.ts › finish (exactly once per entry) ─▶ events: metrics.ts counts it ─▶ Entry.decode(Reply)
  *   ▼
  *  client.ts › decodeExit (Task's Schemas) ── mismatch ─▶ SerializationError("result")
  *   ▼
@@ -65,6 +68,8 @@
  * - the worker's serve loop: internal/server.ts
  * - chunk sizes and the map engines: internal/chunking.ts; a call's trip and retries: internal/client.ts
  * - timers and the test clock: internal/clock.ts; events for metrics and logs: internal/events.ts
+ * - the pool's metrics, and the workers' merged: internal/metrics.ts; workers' log lines: internal/logs.ts;
+ *   their sending side: internal/workerTelemetry.ts
  * - the single-file guard: internal/entry.ts
  *
  * @since 0.1.0
@@ -74,6 +79,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { prepare as prepareBundle } from "./internal/bundle.ts"
@@ -82,7 +88,9 @@ import { makeClient } from "./internal/client.ts"
 import { poolClockOf } from "./internal/clock.ts"
 import { Dispatcher } from "./internal/dispatcher.ts"
 import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
-import { type PoolEvents, silent } from "./internal/events.ts"
+import { combine, type PoolEvents } from "./internal/events.ts"
+import { makeLogDelivery } from "./internal/logs.ts"
+import { makePoolMetrics, makeWorkerMetrics } from "./internal/metrics.ts"
 import { moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
 import { Supervisor } from "./internal/supervisor.ts"
 import { type Spawn, spawnProcess, workerMain } from "./internal/workerProcess.ts"
@@ -184,6 +192,17 @@ export interface Options {
    * for `map`s of tiny items, and leaves helpers to outlive their worker.
    */
   readonly processGroups?: boolean | undefined
+  /**
+   * The pool's name: the `pool` attribute of its metrics. Defaults to
+   * `"default"`. Pools of one name count into the same series.
+   */
+  readonly name?: string | undefined
+  /**
+   * Record the pool's `process_pool_*` metrics in the `Metric` registry of
+   * the context the pool is built in. Defaults to true. The workers' own
+   * metrics and log lines reach the parent either way.
+   */
+  readonly metrics?: boolean | undefined
 }
 
 /**
@@ -349,6 +368,12 @@ export class ProcessPool extends Context.Service<ProcessPool, {
   ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
   /** A snapshot of the queue and the workers. */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Snapshots of the pool, one at once and then one every `interval`, for
+   * any UI to follow it. The stream ends after the snapshot that finds the
+   * pool closed.
+   */
+  readonly statsStream: (interval: Duration.Input) => Stream.Stream<Stats>
 }>()("effect-process-pool/ProcessPool") {}
 
 // ---------------------------------------------------------------------------
@@ -391,7 +416,6 @@ export const makeWith = Effect.fnUntraced(function*(
   refusePoolOfItself(resolved.supervisor.moduleUrl)
   poolBuilt()
   const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
-  const events = hooks.events ?? silent
   const bundle = hooks.spawn === undefined && resolved.bundleDir !== undefined
     ? yield* Effect.promise(() =>
       prepareBundle({
@@ -402,14 +426,36 @@ export const makeWith = Effect.fnUntraced(function*(
       })
     )
     : undefined
+  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
+  const context = yield* Effect.context<never>()
+  // The gauges may be read (a scrape) before the dispatcher and the supervisor exist: they read 0 then.
+  let built: { readonly dispatcher: Dispatcher; readonly supervisor: Supervisor } | undefined
+  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
+    queued: () => built?.dispatcher.queuedItems() ?? 0,
+    inflight: () => built?.dispatcher.inflightItems() ?? 0,
+    busyTime: (now) => built?.dispatcher.busyTime(now) ?? 0,
+    liveWorkers: () => built?.supervisor.liveWorkers ?? 0
+  }, clock)
+  const events = combine(
+    metrics?.events ?? {},
+    makeWorkerMetrics(context),
+    makeLogDelivery(context),
+    hooks.events ?? {}
+  )
   const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
+  // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
+  // caller with another minimum level has it applied to its own tasks.
+  const logLevel = yield* References.MinimumLogLevel
+  const spawnOptions = { ...resolved.spawn, worker: { ...resolved.spawn.worker, logLevel } }
   const supervisor = new Supervisor(
     resolved.supervisor,
     dispatcher,
-    hooks.spawn ?? spawnProcess({ ...resolved.spawn, bundle }),
+    hooks.spawn ?? spawnProcess({ ...spawnOptions, bundle }),
     clock,
     events
   )
+  built = { dispatcher, supervisor }
+  if (metrics !== undefined) yield* Effect.addFinalizer(() => Effect.sync(metrics.stop))
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {
       supervisor.shutdown(resolved.shutdown, resolved.shutdownTimeout, () => resume(Effect.void))
@@ -419,23 +465,29 @@ export const makeWith = Effect.fnUntraced(function*(
     supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
   })
 
-  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow)
+  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events, logLevel)
   const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
   const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
     (task.stream
       ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
       : client.submit(task, payload as Task.Task.Payload<T>, options)) as Submitted<T>
 
+  const stats = Effect.sync((): Stats => ({
+    ...dispatcher.stats(),
+    crashes: supervisor.crashes,
+    workers: supervisor.workerStats()
+  }))
   return ProcessPool.of({
     submit,
     map,
     mapExits,
     stream,
-    stats: Effect.sync((): Stats => ({
-      ...dispatcher.stats(),
-      crashes: supervisor.crashes,
-      workers: supervisor.workerStats()
-    }))
+    stats,
+    statsStream: (interval) =>
+      Stream.tick(interval).pipe(
+        Stream.mapEffect(() => stats),
+        Stream.takeUntil((snapshot) => snapshot.state === "closed")
+      )
   })
 })
 
@@ -508,6 +560,27 @@ export const submit = <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>)
  * @category accessors
  */
 export const stats: Effect.Effect<Stats, never, ProcessPool> = ProcessPool.use((pool) => pool.stats)
+
+/**
+ * Snapshots of the pool in context, one at once and then one every
+ * `interval`, until the pool is closed: for a progress bar or a dashboard.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Stream from "effect/Stream"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const follow = ProcessPool.statsStream("500 millis").pipe(
+ *   Stream.runForEach((s) => Effect.log(`${s.queued} queued, ${s.running} running`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const statsStream = (interval: Duration.Input): Stream.Stream<Stats, never, ProcessPool> =>
+  Stream.unwrap(Effect.map(ProcessPool, (pool) => pool.statsStream(interval)))
 
 /**
  * Runs a task over many payloads in the pool in context. Fails fast.

@@ -10,6 +10,7 @@
  */
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
 import type * as Task from "./Task.ts"
@@ -96,6 +97,7 @@ export const handlers = <const H extends ReadonlyArray<Task.Handler.Any>>(
  * @example
  * ```ts
  * import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
  * import { Worker } from "effect-process-pool"
  *
  * export default Worker.handlers(
@@ -131,3 +133,30 @@ export const provide: {
  * @category guards
  */
 export const isHandlers = (u: unknown): u is Handlers<unknown> => Predicate.hasProperty(u, TypeId)
+
+/**
+ * A metric of which each worker keeps a series of its own in the parent,
+ * told apart by the attribute `process_pool.worker_pid`, rather than one
+ * series merged across the workers. Such a series leaves the parent's
+ * registry when its worker exits. Use it for a gauge that is not a quantity
+ * to add up, such as a worker's heap size or the version it loaded.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import * as Metric from "effect/Metric"
+ * import { Worker } from "effect-process-pool"
+ *
+ * const heap = Worker.perWorker(Metric.gauge("worker_heap_bytes"))
+ *
+ * export default Worker.handlers(
+ *   Fib.handler((n) => Effect.andThen(Metric.update(heap, process.memoryUsage().heapUsed), Effect.sync(() => fib(n))))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const perWorker = <Input, State>(metric: Metric.Metric<Input, State>): Metric.Metric<Input, State> =>
+  // The parent sets the pid of the worker that sent each update: the value here is only a placeholder.
+  Metric.withAttributes(metric, { "process_pool.worker_pid": String(process.pid) })

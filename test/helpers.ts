@@ -2,6 +2,7 @@
  * Shared helpers for tests that spawn real processes.
  */
 import * as Effect from "effect/Effect"
+import type * as Metric from "effect/Metric"
 import * as fs from "node:fs"
 import * as ProcessPool from "../src/ProcessPool.ts"
 
@@ -57,3 +58,25 @@ export const workerPids = Effect.map(stats, (s) => s.workers.map((w) => w.pid))
 
 /** A fresh temporary file path. */
 export const tempFile = (name: string): string => `${fs.mkdtempSync(`${process.env.TMPDIR ?? "/tmp"}/epp-`)}/${name}`
+
+/** The state of the series `id` whose attributes include `attributes`. */
+export const series = (
+  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
+  id: string,
+  attributes: Record<string, string>
+): Metric.Metric.Snapshot | undefined =>
+  snapshot.find((s) => s.id === id && Object.entries(attributes).every(([key, value]) => s.attributes?.[key] === value))
+
+/** A counter's count, 0 when the series is missing. */
+export const count = (
+  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
+  id: string,
+  attributes: Record<string, string>
+) => Number((series(snapshot, id, attributes)?.state as Metric.CounterState<number> | undefined)?.count ?? 0)
+
+/** A gauge's value. */
+export const gauge = (
+  snapshot: ReadonlyArray<Metric.Metric.Snapshot>,
+  id: string,
+  attributes: Record<string, string>
+) => Number((series(snapshot, id, attributes)?.state as Metric.GaugeState<number> | undefined)?.value)

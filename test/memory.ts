@@ -43,7 +43,7 @@ export const memorySpawn = (served: Worker.Handlers<never>, workerConcurrency = 
 
   const server = makeServer({
     handlers: served.handlers,
-    runFork: Effect.runFork,
+    runFork: (effect) => Effect.runFork(effect),
     workerConcurrency,
     maxMemory: 0,
     send: (message: FromWorkerMessage, binary: boolean) => {

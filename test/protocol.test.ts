@@ -6,7 +6,14 @@ import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
 import { Binary, decodeBinary } from "../src/internal/binary.ts"
-import { FromWorker, ToWorker } from "../src/internal/protocol.ts"
+import {
+  decodeFromWorker,
+  decodeToWorker,
+  FromWorker,
+  Message,
+  MessageInvalid,
+  ToWorker
+} from "../src/internal/protocol.ts"
 import {
   encodeFrames,
   FrameInvalid,
@@ -340,6 +347,49 @@ describe("fuzzing the parent's end", () => {
       ),
     { timeout: 120_000 }
   )
+})
+
+describe("log and metric messages", () => {
+  it("well-formed ones are read as themselves; malformed ones are protocol errors", () => {
+    const good = [
+      Message.log(3, "Info", ["hello", 1], 1_700_000_000_000, { a: "b" }, [["span", 1_700_000_000_000]], 0),
+      Message.log(0, "Error", [], 1, 0, 0, { name: "Error", message: "boom" }),
+      Message.metrics([[1, 5, "Counter", "jobs", 0, {}], [1, 2]]),
+      Message.metrics([[2, [[1, 10], [1, 2], 3, 12, 1, 9], "Histogram", "size", "sizes", { k: "v" }]]),
+      Message.metrics([[3, [["even", 2]], "Frequency", "kind", 0, {}], [4, 1.5, "Gauge", "g", 0, {}]])
+    ]
+    for (const message of good) expect(decodeFromWorker(JSON.parse(JSON.stringify(message)))).toEqual(message)
+    const bad = [
+      [FromWorker.Log, 1, "Loud", [], 0, 0, 0, 0],
+      [FromWorker.Log, 1, "Info", "not parts", 0, 0, 0, 0],
+      [FromWorker.Log, 1, "Info", [], "noon", 0, 0, 0],
+      [FromWorker.Log, 1, "Info", [], 0, [1], 0, 0],
+      [FromWorker.Log, 1, "Info", [], 0, 0, [["span"]], 0],
+      [FromWorker.Metrics, "none"],
+      [FromWorker.Metrics, [[1]]],
+      [FromWorker.Metrics, [[1, "five"]]],
+      [FromWorker.Metrics, [[1, 5, "Summary", "s", 0, {}]]],
+      [FromWorker.Metrics, [[1, 5, "Counter", "c", 0, { n: 1 }]]],
+      [FromWorker.Metrics, [[1, [[1, 2], [1], 1, 1, 1, 1], "Histogram", "h", 0, {}]]]
+    ]
+    for (const message of bad) assert.instanceOf(decodeFromWorker(message), MessageInvalid)
+    expect(decodeToWorker([ToWorker.LogLevel, 4, "Debug"])).toEqual(Message.logLevel(4, "Debug"))
+    assert.instanceOf(decodeToWorker([ToWorker.LogLevel, 4, "Chatty"]), MessageInvalid)
+    assert.instanceOf(decodeToWorker([ToWorker.LogLevel, "4", "Debug"]), MessageInvalid)
+  })
+
+  it.live("a metric update for a series the worker never described is a protocol error: the worker is replaced", () =>
+    Effect.gen(function*() {
+      const pool = yield* ProcessPool.ProcessPool
+      const [before] = (yield* stats).workers
+      const exit = yield* Effect.exit(pool.submit(Garbage, frame([Message.metrics([[7, 1]])]).toString("base64")))
+      assert(Exit.isFailure(exit))
+      const error = Cause.squash(exit.cause)
+      assert.instanceOf(error, PoolError.WorkerCrashed)
+      expect(error.reason).toContain("never described")
+      expect(yield* pool.submit(Square, 3)).toBe(9)
+      expect((yield* stats).workers[0].pid).not.toBe(before.pid)
+    }).pipe(Effect.provide(poolLayer({ size: 1 }))))
 })
 
 const delay = <A>(ms: number, value: A) => new Promise<A>((resolve) => setTimeout(() => resolve(value), ms))

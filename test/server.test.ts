@@ -65,7 +65,7 @@ const harness = (options: Partial<ServerOptions> = {}) => {
   let shutdowns = 0
   const server = makeServer({
     handlers,
-    runFork: Effect.runFork,
+    runFork: (effect) => Effect.runFork(effect),
     workerConcurrency: 4,
     maxMemory: 0,
     send: (message, binary) => sent.push({ message, binary }),

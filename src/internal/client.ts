@@ -12,6 +12,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Pull from "effect/Pull"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -24,6 +25,7 @@ import type * as Task from "../Task.ts"
 import { Binary } from "./binary.ts"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./codec.ts"
 import { type Decode, type Dispatcher, Entry, isPoolErrorReply } from "./dispatcher.ts"
+import type { PoolEvents } from "./events.ts"
 import { millis } from "./options.ts"
 import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "./protocol.ts"
 
@@ -311,7 +313,22 @@ export interface Client {
  *
  * @internal
  */
-export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamWindow: number): Client => {
+export const makeClient = (
+  dispatcher: Dispatcher,
+  maxFrameSize: number,
+  streamWindow: number,
+  events: PoolEvents = {},
+  logLevel: LogLevel.LogLevel = "Info"
+): Client => {
+  /** Keeps the caller's context on the entry, for the worker's log lines, and its minimum log level if not the pool's. */
+  const fromCaller = (entry: Entry): void => {
+    const fiber = Fiber.getCurrent()
+    if (fiber === undefined) return
+    entry.caller = fiber.context
+    const level = fiber.cache.minimumLogLevel
+    if (level !== logLevel) entry.logLevel = level
+  }
+
   /** The message of a run, encoded, or why it cannot be sent. */
   const prepare = (
     tag: string,
@@ -350,8 +367,12 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
     Effect.callback<A, E>((resume) => {
       const id = dispatcher.id()
       const encoded = prepare(tag, id, message)
-      if (encoded instanceof SerializationError) return resume(Effect.fail(encoded as E))
+      if (encoded instanceof SerializationError) {
+        events.unsent?.(tag, Math.max(1, batchSize), Fiber.getCurrent()?.context)
+        return resume(Effect.fail(encoded as E))
+      }
       const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
+      fromCaller(entry)
       setup?.(entry)
       dispatcher.submit(entry)
       return Effect.callback<void>((resumeCancel) => {
@@ -462,6 +483,8 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
         payloads.length,
         (created) => {
           entry = created
+          // Until a part says otherwise, the items a crash would leave in doubt: see `recover`.
+          created.window = every
           created.onPart = (exits, items) => {
             timer.partSize(created.window)
             parts.push(exits ? decodeExits(items as Array<[number, unknown]>) : decodeValues(items))
@@ -548,7 +571,10 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
             (id, encoded, trace) => Message.runStream(id, tag, encoded, trace, window)
           )
         )
-        if (encoded instanceof SerializationError) return Effect.fail(encoded)
+        if (encoded instanceof SerializationError) {
+          events.unsent?.(tag, 1, Fiber.getCurrent()?.context)
+          return Effect.fail(encoded)
+        }
         const entry = new Entry(
           id,
           tag,
@@ -561,6 +587,7 @@ export const makeClient = (dispatcher: Dispatcher, maxFrameSize: number, streamW
           },
           0
         )
+        fromCaller(entry)
         entry.onItems = (values) => {
           if (end !== undefined) return
           const decoded = codec.decodeSuccesses(values)

@@ -10,6 +10,8 @@
  *
  * @internal
  */
+import type * as Context from "effect/Context"
+import type * as LogLevel from "effect/LogLevel"
 import type { PoolError } from "../PoolError.ts"
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../PoolError.ts"
 import type { Binary } from "./binary.ts"
@@ -64,6 +66,15 @@ export class Entry {
   timer: Cancel | undefined = undefined
   /** When it was sent, in the clock's milliseconds. */
   sentAt = 0
+  /** When it was submitted, and when it started in its worker: kept only for the `settled` event. */
+  submittedAt = 0
+  startedAt = 0
+  /** When its last part came back, or it started: for the `part` and `settled` events. */
+  partAt = 0
+  /** The caller's context, where the worker's log lines for this entry are delivered. */
+  caller: Context.Context<never> | undefined = undefined
+  /** The caller's minimum log level, when it is not the pool's: the worker applies it to this entry. */
+  logLevel: LogLevel.LogLevel | undefined = undefined
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */
@@ -120,6 +131,10 @@ export class Slot {
   lastReplyAt = 0
   /** Since when it has had nothing in flight; 0 while busy. */
   idleSince: number
+  /** Since when it has held work, while it does. */
+  busySince = 0
+  /** How long it held work, in the clock's milliseconds, up to `busySince`. */
+  busyTotal = 0
   constructor(worker: WorkerConnection, now: number) {
     this.worker = worker
     this.idleSince = now
@@ -179,12 +194,30 @@ export class Dispatcher {
   readonly options: DispatcherOptions
   private readonly clock: PoolClock
   private readonly events: PoolEvents
+  /** Whether entries keep their times: only for an observer of `settled`. */
+  private readonly timed: boolean
+  /** How long workers that left held work: see {@link busyTime}. */
+  private busyOfGone = 0
 
   constructor(options: DispatcherOptions, clock: PoolClock, events: PoolEvents) {
     this.options = options
     this.clock = clock
     this.events = events
+    this.timed = events.settled !== undefined
     this.window = options.workerConcurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
+  }
+
+  /** The time at the first call in this turn of the event loop: one clock read for a burst of submits. */
+  private turnNow(): number {
+    if (this.turnTime < 0) {
+      this.turnTime = this.clock.now()
+      queueMicrotask(this.endTurn)
+    }
+    return this.turnTime
+  }
+  private turnTime = -1
+  private readonly endTurn = () => {
+    this.turnTime = -1
   }
 
   /** Joins the fleet that feeds this dispatcher with workers. */
@@ -221,6 +254,7 @@ export class Dispatcher {
    */
   detach(slot: Slot, startedNone = false): void {
     this.slots.delete(slot)
+    this.busyOfGone += slotBusy(slot, this.clock.now())
     const worker = slot.worker
     const inflight = slot.inflight
     const requeue: Array<Entry> = []
@@ -254,6 +288,45 @@ export class Dispatcher {
     this.checkIdle()
   }
 
+  /** The entry `id` that worker `slot` holds, if any. */
+  entryOf(slot: Slot, id: number): Entry | undefined {
+    return sentEntry(slot, id)
+  }
+
+  /**
+   * Tasks waiting for a worker, including those waiting for room in the
+   * queue, with a map's items one by one. Counted when asked, for a gauge:
+   * the queue keeps no such count as it moves.
+   */
+  queuedItems(): number {
+    let items = 0
+    for (let i = this.head; i < this.queue.length; i++) {
+      const entry = this.queue[i]
+      if (entry !== undefined && entry.state === State.Queued) items += entry.batchSize || 1
+    }
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const entry = this.waiting[i]
+      if (entry.state === State.Waiting) items += entry.batchSize || 1
+    }
+    return items
+  }
+
+  /** Tasks sent to workers and not yet answered, with a map's items one by one; counted when asked. */
+  inflightItems(): number {
+    let items = 0
+    for (const slot of this.slots) {
+      for (const entry of slot.inflight) items += entry.batchSize === 0 ? 1 : entry.batchSize - entry.received
+    }
+    return items
+  }
+
+  /** How long the workers, those gone included, have held work in all, in the clock's milliseconds, up to `now`. */
+  busyTime(now: number): number {
+    let total = this.busyOfGone
+    for (const slot of this.slots) total += slotBusy(slot, now)
+    return total
+  }
+
   /** Whether a worker holds no task. */
   isIdle(slot: Slot): boolean {
     return slot.inflight.length === 0
@@ -269,13 +342,18 @@ export class Dispatcher {
     if (this.closing) return this.finish(entry, this.poolClosed(entry))
     if (this.queued === 0) {
       const slot = this.leastLoaded()
-      if (slot !== undefined) return this.send(slot, entry)
+      if (slot !== undefined) {
+        this.send(slot, entry)
+        entry.submittedAt = entry.sentAt
+        return
+      }
     }
+    if (this.timed) entry.submittedAt = this.turnNow()
     if (this.queued < this.options.maxQueue) {
       entry.state = State.Queued
       this.queued++
       this.queue.push(entry)
-      this.events.queued?.(entry.tag)
+      this.events.queued?.(entry)
       this.fleet?.grow(this.queued, this.window)
     } else if (this.options.queuePolicy === "reject") {
       this.finish(entry, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
@@ -283,7 +361,7 @@ export class Dispatcher {
       entry.state = State.Waiting
       this.waitingCount++
       this.waiting.push(entry)
-      this.events.queued?.(entry.tag)
+      this.events.queued?.(entry)
     }
   }
 
@@ -311,22 +389,27 @@ export class Dispatcher {
   private send(slot: Slot, entry: Entry): void {
     entry.state = State.Sent
     entry.slot = slot
-    entry.sentAt = this.clock.now()
-    if (slot.inflight.length === 0) this.fleet?.sending(slot)
+    const now = entry.sentAt = this.clock.now()
+    if (slot.inflight.length === 0) {
+      this.fleet?.sending(slot)
+      slot.busySince = now
+    }
     slot.idleSince = 0
     if (entry.onItems !== undefined) slot.streams++
     slot.inflight.push(entry)
     this.inflightCount++
+    if (entry.logLevel !== undefined) slot.worker.sendMessage(Message.logLevel(entry.id, entry.logLevel))
     slot.worker.send(entry.message, entry.id)
-    this.events.sent?.(entry.tag, slot.worker.pid)
-    if (slot.inflight.length <= this.options.workerConcurrency) this.markStarted(entry)
+    this.events.sent?.(entry, slot.worker.pid)
+    if (slot.inflight.length <= this.options.workerConcurrency) this.markStarted(entry, now)
   }
 
   /** The worker runs its tasks in order, `workerConcurrency` at a time: the first ones in flight are running. */
-  private markStarted(entry: Entry): void {
+  private markStarted(entry: Entry, now: number): void {
     if (entry.started) return
     entry.started = true
-    this.events.started?.(entry.tag)
+    if (this.timed) entry.startedAt = entry.partAt = now
+    this.events.started?.(entry)
     if (entry.timeout > 0) {
       entry.timer = this.clock.after(entry.timeout, () => {
         entry.timer = undefined
@@ -451,12 +534,16 @@ export class Dispatcher {
     if (entry.onItems !== undefined) slot.streams--
     entry.slot = undefined
     slot.tasksDone++
-    this.measure(slot, entry)
+    const now = this.clock.now()
+    this.measure(slot, entry, now)
     const running = Math.min(this.options.workerConcurrency, inflight.length)
-    for (let i = 0; i < running; i++) this.markStarted(inflight[i])
-    if (inflight.length === 0) slot.idleSince = this.clock.now()
+    for (let i = 0; i < running; i++) this.markStarted(inflight[i], now)
+    if (inflight.length === 0) {
+      slot.idleSince = now
+      slot.busyTotal += now - slot.busySince
+    }
     // The caller resumes inside `finish` and may submit again at once: the worker's state is settled first.
-    this.finish(entry, message)
+    this.finish(entry, message, now)
     this.fleet?.answered(slot)
     if (this.queued > 0) this.refill()
     this.checkIdle()
@@ -470,7 +557,7 @@ export class Dispatcher {
     if (entry === undefined) return undefined
     if (entry.onItems === undefined) return `unexpected items for task ${id} from the worker`
     // Items mean the stream runs: its timeout counts from now, and a crash now fails it.
-    this.markStarted(entry)
+    if (!entry.started) this.markStarted(entry, this.clock.now())
     entry.onItems(values)
     return undefined
   }
@@ -485,9 +572,10 @@ export class Dispatcher {
     if (entry.onPart === undefined || entry.received + items.length >= entry.batchSize) {
       return `a malformed part of batch ${id} from the worker`
     }
-    this.markStarted(entry)
+    if (!entry.started) this.markStarted(entry, this.clock.now())
     entry.received += items.length
     entry.window = next
+    if (this.events.part !== undefined) this.events.part(entry, exits, items, this.clock.now())
     entry.onPart(exits, items)
     return undefined
   }
@@ -505,8 +593,7 @@ export class Dispatcher {
    * next payload crosses the pipe while the current task runs, and at most one
    * task waits behind a busy worker while another is idle.
    */
-  private measure(slot: Slot, entry: Entry): void {
-    const now = this.clock.now()
+  private measure(slot: Slot, entry: Entry, now: number): void {
     const sample = (now - Math.max(entry.sentAt, slot.lastReplyAt)) * this.options.workerConcurrency
     slot.lastReplyAt = now
     this.serviceTime = Number.isNaN(this.serviceTime) ? sample : this.serviceTime * 0.9 + sample * 0.1
@@ -516,7 +603,7 @@ export class Dispatcher {
   }
 
   /** Ends an entry exactly once. */
-  private finish(entry: Entry, reply: Reply): void {
+  private finish(entry: Entry, reply: Reply, now?: number): void {
     if (entry.state === State.Done) return
     entry.state = State.Done
     if (entry.timer !== undefined) entry.timer()
@@ -527,8 +614,16 @@ export class Dispatcher {
       : entry.interruptRequested && !isPoolErrorReply(reply)
       ? interrupted
       : reply
-    this.events.settled?.(entry.tag, outcome)
-    entry.resume(entry.decode(outcome))
+    if (this.timed) this.events.settled!(entry, outcome, now ?? this.clock.now())
+    const decoded = entry.decode(outcome)
+    // A success the caller could not decode (its Schema is not the worker's) ends as a SerializationError.
+    if (
+      this.timed && entry.batchSize === 0 && !isPoolErrorReply(outcome) && outcome[2] === ExitKind.Success &&
+      (decoded as { readonly _tag?: unknown })._tag === "Failure"
+    ) {
+      this.events.undecoded?.(entry)
+    }
+    entry.resume(decoded)
     const callbacks = entry.doneCallbacks
     if (callbacks !== undefined) {
       entry.doneCallbacks = undefined
@@ -562,7 +657,7 @@ export class Dispatcher {
           this.waitingCount--
         }
         entry.state = State.Done
-        this.events.settled?.(entry.tag, interrupted)
+        if (this.timed) this.events.settled!(entry, interrupted, this.clock.now())
         return this.checkIdle()
       }
       case State.Sent: {
@@ -726,6 +821,10 @@ export class Dispatcher {
     }
   }
 }
+
+/** How long a worker has held work, up to `now`. */
+const slotBusy = (slot: Slot, now: number): number =>
+  slot.busyTotal + (slot.inflight.length > 0 ? now - slot.busySince : 0)
 
 /** The entry `id` among those sent to a worker: almost always the first, as replies come nearly in order. */
 const sentEntry = (slot: Slot, id: number): Entry | undefined => {

@@ -20,6 +20,8 @@
  *                                             in its shared file: the region is free
  *   [RunStream, id, tag, payload, trace, window] a streaming task: it may send `window` items ahead
  *   [Ack, id, n]                              the consumer took n more items of stream id
+ *   [LogLevel, id, level]                     task id, sent next, runs with this minimum log level
+ *                                             rather than the pool's: its caller asked for another
  * worker -> parent
  *   [Ready, pid]                              the module is loaded, services are built
  *   [Exit,  id, kind, value]                  task id ended (kind: ExitKind)
@@ -33,6 +35,15 @@
  *   [Recycle]                                 past its memory ceiling: replace me
  *   [StartFailed, summary]                    instead of Ready: why the worker cannot start, the user's error first
  *   [Items, id, [value, ...]]                 the next items of stream id; its Exit follows the last
+ *   [Log, id, level, [part, ...], time, annotations, spans, cause]
+ *                                             a log line of task id (0: outside any task), at or above
+ *                                             the parent's minimum level; time in epoch ms; annotations
+ *                                             {key: value} or 0; spans [[label, start], ...] or 0; cause
+ *                                             an encoded defect or 0. It goes before the task's answer
+ *   [Metrics, [[series, value] or [series, value, type, name, description, attributes], ...]]
+ *                                             the worker's own metrics, changed since the last Metrics:
+ *                                             a series is described the first time it travels (see
+ *                                             MetricValue); sent before the answers they precede
  * ```
  *
  * A message of 64 KiB or more may instead be written to the sender's shared
@@ -43,6 +54,7 @@
  *
  * @internal
  */
+import type * as LogLevel from "effect/LogLevel"
 
 /** @internal */
 export const ToWorker = {
@@ -53,7 +65,8 @@ export const ToWorker = {
   Ping: 4,
   Release: 5,
   RunStream: 6,
-  Ack: 7
+  Ack: 7,
+  LogLevel: 8
 } as const
 
 /** @internal */
@@ -66,7 +79,9 @@ export const FromWorker = {
   BatchValues: 5,
   StartFailed: 6,
   Items: 7,
-  BatchPart: 8
+  BatchPart: 8,
+  Log: 9,
+  Metrics: 10
 } as const
 
 /** @internal */
@@ -118,6 +133,7 @@ export type ToWorkerMessage =
   | readonly [kind: typeof ToWorker.Ping, seq: number]
   | readonly [kind: typeof ToWorker.Release, offset: number]
   | readonly [kind: typeof ToWorker.Ack, id: number, n: number]
+  | readonly [kind: typeof ToWorker.LogLevel, id: number, level: LogLevel.LogLevel]
 
 /** A message from a worker to the parent. @internal */
 export type FromWorkerMessage =
@@ -130,6 +146,64 @@ export type FromWorkerMessage =
   | readonly [kind: typeof FromWorker.Items, id: number, values: Array<unknown>]
   | readonly [kind: typeof FromWorker.Pong, seq: number, rss: number]
   | readonly [kind: typeof FromWorker.Recycle]
+  | LogMessage
+  | MetricsMessage
+
+/** A log line from a worker: see the table above. @internal */
+export type LogMessage = readonly [
+  kind: typeof FromWorker.Log,
+  id: number,
+  level: LogLevelName,
+  message: Array<unknown>,
+  time: number,
+  annotations: Readonly<Record<string, unknown>> | 0,
+  spans: ReadonlyArray<readonly [label: string, start: number]> | 0,
+  cause: unknown
+]
+
+/** The levels a worker's log line may have. @internal */
+export type LogLevelName = "Fatal" | "Error" | "Warn" | "Info" | "Debug" | "Trace"
+
+const logLevels: ReadonlySet<unknown> = new Set(["Fatal", "Error", "Warn", "Info", "Debug", "Trace"])
+
+/** The kinds of metric a worker forwards. @internal */
+export type MetricType = "Counter" | "Gauge" | "Histogram" | "Frequency"
+
+/**
+ * What changed in one series since it last travelled:
+ * - Counter: the increase.
+ * - Gauge: the value now.
+ * - Histogram: `[boundaries, increases of the cumulative bucket counts, count increase, sum increase, min, max]`.
+ * - Frequency: `[[word, increase], ...]`.
+ *
+ * @internal
+ */
+export type MetricValue =
+  | number
+  | readonly [
+    boundaries: ReadonlyArray<number>,
+    buckets: ReadonlyArray<number>,
+    count: number,
+    sum: number,
+    min: number,
+    max: number
+  ]
+  | ReadonlyArray<readonly [word: string, count: number]>
+
+/** One series in a Metrics message: its number in this worker, and its description the first time. @internal */
+export type MetricUpdate =
+  | readonly [series: number, value: MetricValue]
+  | readonly [
+    series: number,
+    value: MetricValue,
+    type: MetricType,
+    name: string,
+    description: string | 0,
+    attributes: Readonly<Record<string, string>>
+  ]
+
+/** The worker's own metrics: see the table above. @internal */
+export type MetricsMessage = readonly [kind: typeof FromWorker.Metrics, updates: ReadonlyArray<MetricUpdate>]
 
 /**
  * The constructors of every message, in both directions. Every module builds
@@ -164,6 +238,7 @@ export const Message = {
   ping: (seq: number): ToWorkerMessage => [ToWorker.Ping, seq],
   release: (offset: number): ToWorkerMessage => [ToWorker.Release, offset],
   ack: (id: number, n: number): ToWorkerMessage => [ToWorker.Ack, id, n],
+  logLevel: (id: number, level: LogLevel.LogLevel): ToWorkerMessage => [ToWorker.LogLevel, id, level],
 
   ready: (pid: number): FromWorkerMessage => [FromWorker.Ready, pid],
   startFailed: (summary: string): FromWorkerMessage => [FromWorker.StartFailed, summary],
@@ -182,7 +257,17 @@ export const Message = {
   ): FromWorkerMessage => [FromWorker.BatchPart, id, exits, items, next],
   items: (id: number, values: Array<unknown>): FromWorkerMessage => [FromWorker.Items, id, values],
   pong: (seq: number, rss: number): FromWorkerMessage => [FromWorker.Pong, seq, rss],
-  recycle: [FromWorker.Recycle] as FromWorkerMessage
+  recycle: [FromWorker.Recycle] as FromWorkerMessage,
+  log: (
+    id: number,
+    level: LogLevelName,
+    message: Array<unknown>,
+    time: number,
+    annotations: Readonly<Record<string, unknown>> | 0,
+    spans: ReadonlyArray<readonly [string, number]> | 0,
+    cause: unknown
+  ): LogMessage => [FromWorker.Log, id, level, message, time, annotations, spans, cause],
+  metrics: (updates: ReadonlyArray<MetricUpdate>): MetricsMessage => [FromWorker.Metrics, updates]
 } as const
 
 /** Why a message was refused: the stream it came on cannot be trusted after it. @internal */
@@ -235,6 +320,11 @@ export const decodeToWorker = (message: unknown): ToWorkerMessage | MessageInval
     case ToWorker.Release:
       if (typeof message[1] === "number") return message as unknown as ToWorkerMessage
       break
+    case ToWorker.LogLevel:
+      if (isId(message[1]) && (logLevels.has(message[2]) || message[2] === "All" || message[2] === "None")) {
+        return message as unknown as ToWorkerMessage
+      }
+      break
     case ToWorker.Ack:
       if (isId(message[1]) && typeof message[2] === "number") return message as unknown as ToWorkerMessage
       break
@@ -249,6 +339,31 @@ const areExits = (items: Array<unknown>): boolean => {
   for (const item of items) if (!Array.isArray(item) || !isExitKind(item[0])) return false
   return true
 }
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const areSpans = (u: unknown): boolean =>
+  Array.isArray(u) &&
+  u.every((span) => Array.isArray(span) && typeof span[0] === "string" && typeof span[1] === "number")
+
+const isNumbers = (u: unknown): u is Array<number> => Array.isArray(u) && u.every((n) => typeof n === "number")
+
+const metricTypes: ReadonlySet<unknown> = new Set(["Counter", "Gauge", "Histogram", "Frequency"])
+
+/** Whether a value fits its metric type; the type is known from the series' first update. */
+const isMetricValue = (u: unknown): boolean =>
+  typeof u === "number" ||
+  (Array.isArray(u) && (
+    u.every((word) => Array.isArray(word) && typeof word[0] === "string" && typeof word[1] === "number") ||
+    (u.length === 6 && isNumbers(u[0]) && isNumbers(u[1]) && u[0].length === u[1].length &&
+      typeof u[2] === "number" && typeof u[3] === "number" && typeof u[4] === "number" && typeof u[5] === "number")
+  ))
+
+const isMetricUpdate = (u: unknown): boolean =>
+  Array.isArray(u) && isId(u[0]) && isMetricValue(u[1]) &&
+  (u.length === 2 ||
+    (u.length === 6 && metricTypes.has(u[2]) && typeof u[3] === "string" && (u[4] === 0 || typeof u[4] === "string") &&
+      isRecord(u[5]) && Object.values(u[5]).every((value) => typeof value === "string")))
 
 /**
  * Reads a message from a worker: the message itself, typed, or why it is not
@@ -287,6 +402,17 @@ export const decodeFromWorker = (message: unknown): FromWorkerMessage | MessageI
       return message as unknown as FromWorkerMessage
     case FromWorker.StartFailed:
       return [FromWorker.StartFailed, String(message[1])]
+    case FromWorker.Log:
+      if (
+        isId(message[1]) && logLevels.has(message[2]) && Array.isArray(message[3]) && typeof message[4] === "number" &&
+        (message[5] === 0 || isRecord(message[5])) && (message[6] === 0 || areSpans(message[6]))
+      ) {
+        return message as unknown as FromWorkerMessage
+      }
+      break
+    case FromWorker.Metrics:
+      if (Array.isArray(message[1]) && message[1].every(isMetricUpdate)) return message as unknown as FromWorkerMessage
+      break
   }
   return new MessageInvalid(`an unexpected message from the worker: ${describe(message)}`)
 }

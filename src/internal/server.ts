@@ -16,6 +16,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type * as Task from "../Task.ts"
@@ -25,8 +26,16 @@ import { ExitKind, type FromWorkerMessage, Message, ToWorker, type ToWorkerMessa
 /** @internal */
 export interface ServerOptions {
   readonly handlers: ReadonlyMap<string, Task.Handler.Any>
-  /** Forks an effect with the worker module's services (Effect.runForkWith(services)). */
-  readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  /**
+   * Forks the effect of task `task` with the worker module's services
+   * (Effect.runForkWith(services)), and `logLevel` as its minimum log level
+   * when the parent asked for one.
+   */
+  readonly runFork: <A, E>(
+    effect: Effect.Effect<A, E>,
+    task: number,
+    logLevel: LogLevel.LogLevel | undefined
+  ) => Fiber.Fiber<A, E>
   /** Tasks run at once (workerConcurrency). */
   readonly workerConcurrency: number
   /** Resident set size in bytes past which the server asks to be recycled (Message.recycle); 0 for no ceiling. */
@@ -69,6 +78,8 @@ interface Entry {
   wake: (() => void) | undefined
   /** The caller's span, when it had one: the task's span joins its trace. */
   readonly parent: Tracer.ExternalSpan | undefined
+  /** Its caller's minimum log level, when it is not the pool's. */
+  readonly logLevel: LogLevel.LogLevel | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   interruptRequested: boolean
 }
@@ -194,6 +205,8 @@ export const makeServer = (options: ServerOptions): Server => {
   let shuttingDown = false
   let shutDown = false
   let recycleRequested = false
+  /** The minimum log level the parent asked for the task it sends next (a LogLevel message precedes its Run). */
+  let nextLevel: readonly [id: number, level: LogLevel.LogLevel] | undefined
 
   /**
    * Runs the items of a batch one after another in one fiber. Payloads are
@@ -416,7 +429,7 @@ export const makeServer = (options: ServerOptions): Server => {
     running++
     // A ready value (`Effect.succeed`, `Effect.fail`, a bad payload) is its own outcome: no fiber.
     if (!job.batch && Exit.isExit(effect)) return finish(job, handler, effect)
-    const fiber = runFork(effect)
+    const fiber = runFork(effect, job.id, job.logLevel)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) return finish(job, handler, exit)
     job.fiber = fiber
@@ -463,9 +476,11 @@ export const makeServer = (options: ServerOptions): Server => {
       credits,
       wake: undefined,
       parent: parentSpan(trace),
+      logLevel: nextLevel !== undefined && nextLevel[0] === id ? nextLevel[1] : undefined,
       fiber: undefined,
       interruptRequested: false
     }
+    nextLevel = undefined
     jobs.set(id, job)
     queue.push(job)
     pump()
@@ -506,6 +521,9 @@ export const makeServer = (options: ServerOptions): Server => {
         job.wake = undefined
         return wake?.()
       }
+      case ToWorker.LogLevel:
+        nextLevel = [message[1], message[2]]
+        return
       case ToWorker.Ping:
         return send(Message.pong(message[1], options.rss()), false)
       case ToWorker.Release:

@@ -338,6 +338,16 @@ export class Supervisor {
         }
         return
       }
+      case FromWorker.Log: {
+        const id = message[1]
+        const entry = id === 0 || member.slot === undefined ? undefined : this.dispatcher.entryOf(member.slot, id)
+        return this.events.log?.(worker.pid, entry, message)
+      }
+      case FromWorker.Metrics: {
+        const broken = this.events.metrics?.(worker.pid, message)
+        if (broken !== undefined) worker.kill(`protocol error: ${broken}`)
+        return
+      }
     }
     if (member.slot === undefined) return
     const broken = this.dispatcher.reply(member.slot, message)
@@ -477,6 +487,11 @@ export class Supervisor {
     // Judged after the pipes are read: answers that came while the parent was blocked are not lost.
     drainTimer = this.clock.after(timeout, () => afterReading(drain))
     cancelIdle = dispatcher.whenIdle(drain)
+  }
+
+  /** Worker processes alive now: starting, ready or stopping. */
+  get liveWorkers(): number {
+    return this.members.size
   }
 
   /** Kills every worker at once: the parent process is exiting. */

@@ -17,16 +17,20 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
+import * as Metric from "effect/Metric"
+import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import type { ChildProcess } from "node:child_process"
 import * as net from "node:net"
 import { isHandlers } from "../Worker.ts"
 import { Binary, decodeBinary } from "./binary.ts"
 import { workerKey, type WorkerOfModule } from "./entry.ts"
-import { decodeToWorker, ExitKind, type FromWorkerMessage, Message, MessageInvalid } from "./protocol.ts"
+import { decodeToWorker, ExitKind, FromWorker, type FromWorkerMessage, Message, MessageInvalid } from "./protocol.ts"
 import { makeServer } from "./server.ts"
 import { SharedFile } from "./sharedFile.ts"
 import { FrameReader, FrameWriter } from "./transport.ts"
+import { CurrentTask, ForwardingRegistry, makePipeLogger } from "./workerTelemetry.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -38,6 +42,8 @@ export interface WorkerOptions {
   readonly shared?: boolean
   /** Whether fd 6 is a pipe whose other end only the parent holds, for the watchdog (see `startWatchdog`). */
   readonly watchdog?: boolean
+  /** The parent's minimum log level: lines below it are dropped here. Defaults to "Info". */
+  readonly logLevel?: LogLevel.LogLevel
 }
 
 /** Exit codes that tell the parent why a worker could not start. */
@@ -136,18 +142,6 @@ if (!isHandlers(served)) {
 }
 const handlers = served.handlers
 
-const scope = Effect.runSync(Scope.make())
-let services: Context.Context<never> = Context.empty()
-if (served.layer !== undefined) {
-  const built = await Effect.runPromiseExit(Layer.buildWithScope(served.layer, scope))
-  if (Exit.isFailure(built)) {
-    fail(StartFailure.LayerFailed, `the services of the worker module ${moduleUrl} failed to build:`, built.cause)
-  } else {
-    services = built.value as Context.Context<never>
-  }
-}
-const runFork = Effect.runForkWith(services)
-
 // ---------------------------------------------------------------------------
 // Serving
 // ---------------------------------------------------------------------------
@@ -155,8 +149,19 @@ const runFork = Effect.runForkWith(services)
 /** The largest message that fits in a frame on its own, as `[message]`. */
 const maxMessage = options.maxFrameSize - 2
 
+/** The metric updates not yet sent: they go ahead of the next answer, so a caller sees them with its result. */
+const sendMetrics = (): void => {
+  const metrics = registry.take(services)
+  if (metrics !== undefined) sendNow(metrics, false)
+}
+
 /** Queues a message; `binary` for the results of tasks declared with `serialization: "binary"`. */
 const send = (message: FromWorkerMessage, binary: boolean): void => {
+  if (registry.dirty && message[0] !== FromWorker.Log) sendMetrics()
+  sendNow(message, binary)
+}
+
+const sendNow = (message: FromWorkerMessage, binary: boolean): void => {
   let encoded: string | Binary
   let size: number
   try {
@@ -168,10 +173,12 @@ const send = (message: FromWorkerMessage, binary: boolean): void => {
       size = encoded.length > maxMessage / 3 ? Buffer.byteLength(encoded) : 0
     }
   } catch (cause) {
+    if (!hasId(message)) return dropped(message, formatThrown(cause))
     // Only reachable when a codec produced a value the wire format cannot hold.
     return writer.send(JSON.stringify(Message.exit(idOf(message), ExitKind.ResultInvalid, formatThrown(cause))))
   }
   if (size > maxMessage) {
+    if (!hasId(message)) return dropped(message, `it is ${size} bytes, more than maxFrameSize`)
     const issue = `the encoded result is ${size} bytes, more than maxFrameSize ` +
       `(${options.maxFrameSize} bytes); return large data by reference (a file path) or raise maxFrameSize`
     return writer.send(JSON.stringify(Message.exit(idOf(message), ExitKind.ResultInvalid, issue)))
@@ -180,8 +187,42 @@ const send = (message: FromWorkerMessage, binary: boolean): void => {
   writer.send(sharedOut?.refer(0, encoded) ?? encoded)
 }
 
+/** Whether a message answers a task: a log line or metric update that cannot travel is dropped instead. */
+const hasId = (message: FromWorkerMessage): boolean =>
+  message[0] !== FromWorker.Log && message[0] !== FromWorker.Metrics
+
+const dropped = (message: FromWorkerMessage, why: string): void => {
+  const what = message[0] === FromWorker.Log ? "a log line" : "metric updates"
+  process.stderr.write(`effect-process-pool worker ${process.pid}: ${what} could not be sent to the parent: ${why}\n`)
+}
+
 /** The task a message answers: only those carry results large or strange enough to be refused. */
 const idOf = (message: FromWorkerMessage): number => (message as ReadonlyArray<unknown>)[1] as number
+
+// What the handlers, and the services they need, log goes to the parent, and their metrics are forwarded.
+const registry = new ForwardingRegistry()
+const observed = Context.make(Metric.MetricRegistry, registry as Metric.MetricRegistry).pipe(
+  Context.add(References.CurrentLoggers, new Set([makePipeLogger((message) => send(message, false))])),
+  Context.add(References.MinimumLogLevel, options.logLevel ?? "Info")
+)
+
+const scope = Effect.runSync(Scope.make())
+let services: Context.Context<never> = observed
+if (served.layer !== undefined) {
+  const built = await Effect.runPromiseExitWith(observed)(Layer.buildWithScope(served.layer, scope))
+  if (Exit.isFailure(built)) {
+    fail(StartFailure.LayerFailed, `the services of the worker module ${moduleUrl} failed to build:`, built.cause)
+  } else {
+    services = Context.merge(observed, built.value as Context.Context<never>)
+  }
+}
+/** Forks a task's fiber, with its id for the log lines it makes, and its caller's minimum log level if not the pool's. */
+const runFork = <A, E>(effect: Effect.Effect<A, E>, task: number, logLevel: LogLevel.LogLevel | undefined) => {
+  const context = Context.add(services, CurrentTask, task)
+  return Effect.runForkWith(
+    logLevel === undefined ? context : Context.add(context, References.MinimumLogLevel, logLevel)
+  )(effect)
+}
 
 /**
  * Waits until everything written to the parent has left this process. Not by
@@ -206,6 +247,7 @@ let exiting = false
 const exitGracefully = (): void => {
   if (exiting) return
   exiting = true
+  sendMetrics()
   writer.flush()
   Effect.runFork(Scope.close(scope, Exit.void)).addObserver(() => {
     // `process.exit` drops the writes still queued, and a pipe read slowly holds many of

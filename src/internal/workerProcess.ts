@@ -325,7 +325,8 @@ export class WorkerProcess implements WorkerConnection {
       } else if (message[0] === FromWorker.Ready && this.state === "starting") {
         this.state = "ready"
         this.events.onReady(this)
-      } else if (this.state === "starting") {
+      } else if (this.state === "starting" && message[0] !== FromWorker.Log && message[0] !== FromWorker.Metrics) {
+        // Only what building its services logged or measured may come before Ready.
         return this.kill("protocol error: the worker spoke before it was ready")
       } else {
         // A reply means the worker has read its payload: the payload's region of the shared file is free.
