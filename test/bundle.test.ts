@@ -144,8 +144,22 @@ describe("bundle", () => {
       expect(bundles()[0]).not.toBe(old)
       expect(fs.existsSync(kept)).toBe(true)
 
+      const [current] = bundles()
+
+      // Another install of effect (its package.json rewritten): a new bundle, scanned again.
+      const manifest = path.resolve("node_modules/effect/package.json")
+      const { atime, mtime } = fs.statSync(manifest)
+      const reinstalled = yield* Effect.ensuring(
+        Effect.sync(() => fs.utimesSync(manifest, atime, new Date(mtime.getTime() + 1000))).pipe(
+          Effect.andThen(run)
+        ),
+        Effect.sync(() => fs.utimesSync(manifest, atime, mtime))
+      )
+      expect(reinstalled).toEqual({ ...second, bundled: reinstalled.bundled })
+      expect(bundles()).toHaveLength(2)
+
       // A bundle missing an entry file is built again.
-      const latest = path.join(cacheDir, bundles()[0]!)
+      const latest = path.join(cacheDir, current!)
       const map: Record<string, string> = JSON.parse(fs.readFileSync(path.join(latest, "map.json"), "utf8"))
       fs.rmSync(path.join(latest, Object.values(map)[0]!))
       const third = yield* run

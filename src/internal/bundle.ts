@@ -50,7 +50,6 @@ export interface Plan {
 
 /** The subset of esbuild's API used here. */
 interface Esbuild {
-  readonly version: string
   /** Ends esbuild's service process, which otherwise lives as long as this one. */
   readonly stop: () => void
   readonly build: (options: Record<string, unknown>) => Promise<{
@@ -153,12 +152,12 @@ const complete = (map: string): boolean => {
 }
 
 /** The package.json of the package `file` belongs to: its version and mtime key the bundle. */
-const packageOf = (file: string): unknown => {
+const packageOf = (file: string): Stamp | undefined => {
   for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
     const manifest = path.join(dir, "package.json")
     try {
       const stat = fs.statSync(manifest)
-      return [manifest, stat.size, stat.mtimeMs]
+      return [manifest, stat.size, stat.mtimeMs] as const
     } catch {
       continue
     }
@@ -218,7 +217,12 @@ const scan = async (esbuild: Esbuild, entryPoints: Array<string>, conditions: Ar
       return []
     }
   })
-  return { inputs, entries: [...entries].sort() }
+  // The package.json of each package the entries belong to: another version of `effect` is scanned again.
+  const manifests = new Map([...entries].flatMap((entry) => {
+    const stamp = packageOf(entry)
+    return stamp === undefined ? [] : [[stamp[0], stamp] as const]
+  }))
+  return { inputs: [...inputs, ...manifests.values()], entries: [...entries].sort() }
 }
 
 /** Bundles `entries` into `dir`, and writes the map from each entry's URL to its file in the bundle. */
