@@ -1,10 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
+import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import * as Task from "../src/Task.ts"
 import { Loaded } from "./fixtures/bundled.ts"
@@ -73,6 +76,19 @@ describe("bundle", () => {
       const result = yield* withPool({ bundle: "/dev/null/cache" }, (pool) => pool.submit(Loaded, undefined))
       expect(result.origins.bundled).toBe(0)
       expect(result.origins.plain).toBeGreaterThan(0)
+    }))
+
+  it.live("a module that itself exits with the bundle's failure code fails the start, once on each path", () =>
+    Effect.gen(function*() {
+      const cacheDir = tempDir()
+      const exit = yield* Effect.exit(
+        withPool({ worker: fixture("exits-74.ts"), bundle: cacheDir, maxStartFailures: 1 }, () => Effect.void)
+      )
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      expect(error).toBeInstanceOf(PoolError.WorkerStartError)
+      expect((error as PoolError.WorkerStartError).message).toContain("exited with code 74")
+      fs.rmSync(cacheDir, { recursive: true, force: true })
     }))
 
   it.live("a module that cannot be bundled runs on the plain path", () =>

@@ -9,7 +9,6 @@
  */
 import { WorkerStartError } from "../PoolError.ts"
 import type { Stats } from "../ProcessPool.ts"
-import { BundleFailed } from "./bundle.ts"
 import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
 import type { Dispatcher, Slot } from "./dispatcher.ts"
 import type { PoolEvents, WorkerExitReason } from "./events.ts"
@@ -238,7 +237,7 @@ export class Supervisor {
       this.pendingSpawns--
       this.events.workerExited?.(worker.pid, "start_failed")
       const error = this.startError(worker)
-      if (worker.exitCode === BundleFailed && !this.stopping) {
+      if (worker.bundleFailed === true && !this.stopping) {
         // Not the worker module's fault: the next worker takes the plain path (see `spawnProcess`).
         this.spawnWorker()
       } else if (this.startWaiter !== undefined) {

@@ -62,6 +62,8 @@ export interface WorkerConnection {
   readonly killReason: string | undefined
   /** Why it could not start, in its own words, when it said so. */
   readonly startFailure: string | undefined
+  /** Whether it was started on a bundle of `effect` and could not load it (see bundle.ts): the next takes the plain path. */
+  readonly bundleFailed?: boolean
   /** Since when part of a frame from it has waited for the rest, in `performance.now()` ms; 0 when none. */
   readonly partialSince: number
   /** Payload bytes sent to it through its shared file rather than its pipe. */
@@ -155,6 +157,12 @@ export class WorkerProcess implements WorkerConnection {
   killed = false
   /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
   startFailure: string | undefined = undefined
+  /** Whether it loads `effect` from a bundle. */
+  private readonly bundled: boolean
+
+  get bundleFailed(): boolean {
+    return this.bundled && this.exitCode === BundleFailed
+  }
   private exited = false
   private channelClosed = false
   private stderrClosed = false
@@ -172,6 +180,7 @@ export class WorkerProcess implements WorkerConnection {
 
   constructor(options: SpawnOptions, events: WorkerEvents) {
     this.events = events
+    this.bundled = options.bundle !== undefined
     const processGroups = processGroupsWork && options.processGroups
     this.grouped = processGroups
     const shared = SharedFile.open()
@@ -390,7 +399,7 @@ export class WorkerProcess implements WorkerConnection {
 export const spawnProcess = (options: SpawnOptions): Spawn => {
   let current = options
   const onClose = (events: WorkerEvents) => (worker: WorkerConnection) => {
-    if (worker.exitCode === BundleFailed) current = { ...options, bundle: undefined }
+    if (worker.bundleFailed === true) current = { ...options, bundle: undefined }
     events.onClose(worker)
   }
   return (events) =>
