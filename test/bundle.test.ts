@@ -12,7 +12,7 @@ import * as ProcessPool from "../src/ProcessPool.ts"
 import * as Task from "../src/Task.ts"
 import { Loaded } from "./fixtures/bundled.ts"
 import { Answer } from "./fixtures/tasks.ts"
-import { fixture } from "./helpers.ts"
+import { fixture, isAlive, waitUntil } from "./helpers.ts"
 
 /** Workers that record every module they load (load-hooks.ts). */
 const recording = ["--import", fixture("load-hooks.ts").href]
@@ -182,6 +182,30 @@ describe("bundle", () => {
       expect(third).toEqual({ ...second, bundled: third.bundled })
       expect(third.plain).toBe(0)
       expect(fs.existsSync(path.join(latest, Object.values(map)[0]!))).toBe(true)
+
+      // A file only the worker module needs goes missing while the pool runs: the replacement of a worker that
+      // died fails on it, and the pool goes on, on the plain path.
+      const afterLoss = yield* withPool(
+        { worker: pathToFileURL(worker), bundle: cacheDir },
+        (pool) =>
+          Effect.gen(function*() {
+            expect((yield* pool.submit(Version, undefined)).plain).toBe(0)
+            const duration = Object.entries(map).find(([url]) => url.endsWith("/Duration.js"))!
+            fs.rmSync(path.join(latest, duration[1]))
+            const [pid] = (yield* pool.stats).workers.map((w) => w.pid)
+            process.kill(pid!, "SIGKILL")
+            // Gone from the pool, not only from the system: the next task goes to its replacement.
+            yield* waitUntil(
+              "the worker is gone from the pool",
+              Effect.map(pool.stats, (stats) => !isAlive(pid!) && stats.workers.every((w) => w.pid !== pid))
+            )
+            return yield* pool.submit(Version, undefined)
+          })
+      )
+      expect(afterLoss.value).toBe("2000")
+      expect(afterLoss.plain).toBeGreaterThan(0)
+      // The next pool finds the entry missing and builds the bundle again.
+      expect((yield* run).plain).toBe(0)
 
       // A bundle missing a shared chunk fails to load in the worker: the pool goes on, on the plain path.
       for (const name of fs.readdirSync(latest)) {

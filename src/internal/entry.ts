@@ -22,6 +22,9 @@ export interface WorkerOfModule {
 /** The global key, shared by every copy of this library loaded in a process. @internal */
 export const workerKey: unique symbol = Symbol.for("effect-process-pool/worker") as never
 
+/** The global key under which workerBoot.ts leaves the URL of the bundle's directory. @internal */
+export const bundleKey: unique symbol = Symbol.for("effect-process-pool/bundle") as never
+
 /** The module this process serves, when it is a worker. @internal */
 export const workerOfModule = (): WorkerOfModule | undefined =>
   (globalThis as { [workerKey]?: WorkerOfModule })[workerKey]

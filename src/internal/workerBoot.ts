@@ -30,7 +30,9 @@ for (const url in plan.resolve) {
   const entry = pathToFileURL(plan.resolve[url]!).href
   bundled.set(url, entry)
   dir = entry.slice(0, entry.lastIndexOf("/") + 1)
-}
+} // For workerMain, to tell a bundle that fails to load from a worker module that fails: `bundleKey` in entry.ts.
+
+;(globalThis as Record<symbol, string>)[Symbol.for("effect-process-pool/bundle")] = dir
 
 registerHooks({
   resolve: (specifier, context, nextResolve) => {

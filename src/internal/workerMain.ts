@@ -23,9 +23,10 @@ import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import type { ChildProcess } from "node:child_process"
 import * as net from "node:net"
+import { fileURLToPath } from "node:url"
 import { isHandlers } from "../Worker.ts"
 import { Binary, decodeBinary } from "./binary.ts"
-import { workerKey, type WorkerOfModule } from "./entry.ts"
+import { bundleKey, workerKey, type WorkerOfModule } from "./entry.ts"
 import { decodeToWorker, ExitKind, FromWorker, type FromWorkerMessage, Message, MessageInvalid } from "./protocol.ts"
 import { makeServer } from "./server.ts"
 import { SharedFile } from "./sharedFile.ts"
@@ -52,8 +53,17 @@ const StartFailure = {
   NoHandlers: 71,
   LayerFailed: 72,
   /** The module builds a pool of itself when imported: see `refuse` below. */
-  PoolOfItself: 73
+  PoolOfItself: 73,
+  /** A file of the bundle `effect` comes from could not be loaded: see workerBoot.ts. */
+  BundleFailed: 74
 } as const
+
+/** Whether an import failed on a file of the bundle `effect` comes from (workerBoot.ts sets `bundleKey`). */
+const fromBundle = (cause: unknown): boolean => {
+  const dir = (globalThis as { [bundleKey]?: string })[bundleKey]
+  if (dir === undefined || !(cause instanceof Error)) return false
+  return `${cause.message}\n${cause.stack}`.includes(fileURLToPath(dir))
+}
 
 const moduleUrl = process.argv[2]
 const options: WorkerOptions = JSON.parse(process.argv[3] ?? "{}")
@@ -130,7 +140,9 @@ const self: WorkerOfModule = {
 ;(globalThis as { [workerKey]?: WorkerOfModule })[workerKey] = self
 
 const loaded = await import(moduleUrl).catch((cause) =>
-  fail(StartFailure.ImportFailed, `the worker module ${moduleUrl} threw while it was imported:`, cause)
+  fromBundle(cause)
+    ? fail(StartFailure.BundleFailed, `the bundle of effect failed to load:`, cause)
+    : fail(StartFailure.ImportFailed, `the worker module ${moduleUrl} threw while it was imported:`, cause)
 )
 const served = loaded.default
 if (!isHandlers(served)) {
