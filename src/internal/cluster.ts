@@ -28,7 +28,6 @@ import * as Cause from "effect/Cause"
 import { Persisted } from "effect/cluster/ClusterSchema"
 import * as Entity from "effect/cluster/Entity"
 import { Sharding } from "effect/cluster/Sharding"
-import { ShardingConfig } from "effect/cluster/ShardingConfig"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -112,13 +111,14 @@ const makeProtocol = (
 interface Ledger {
   /** `undefined` the first time a message is seen; else who started it. */
   readonly start: (
-    requestId: string
+    requestId: string,
+    runner: string
   ) => Effect.Effect<{ readonly runner: string; readonly pid: number } | undefined>
 }
 
 const ledgerTable = "effect_process_pool_started"
 
-const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, runner: string) {
+const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
   const table = sql(ledgerTable)
   yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
     request_id BIGINT PRIMARY KEY,
@@ -139,7 +139,7 @@ const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient, runner:
   )
   const pid = process.pid
   const ledger: Ledger = {
-    start: (requestId) =>
+    start: (requestId, runner) =>
       sql<{ request_id: string }>`INSERT INTO ${table} (request_id, runner, pid)
         VALUES (${requestId}, ${runner}, ${pid}) ON CONFLICT (request_id) DO NOTHING RETURNING request_id`.pipe(
         Effect.flatMap((rows) =>
@@ -169,23 +169,15 @@ const lostOn = (task: string, lost: { readonly runner: string; readonly pid: num
 // Runner
 // ---------------------------------------------------------------------------
 
-const formatAddress = (config: ShardingConfig["Service"]): string =>
-  Option.match(config.runnerAddress, {
-    onNone: () => `client ${process.pid}`,
-    onSome: (address) => `${address.host}:${address.port}`
-  })
-
 /** The layer behind `ProcessPool.layerRunner`. */
 export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerStartError, Sharding> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const { entity: entityName, persisted, tasks, ...poolOptions } = options
     const protocol = makeProtocol(tasks, { entity: entityName, persisted })
     const sharding = yield* Sharding
-    const config = yield* Effect.serviceOption(ShardingConfig)
-    const self = Option.match(config, { onNone: () => `runner ${process.pid}`, onSome: formatAddress })
     const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
     // Persisted messages are at least once by the engine's design: they are not refused when delivered again.
-    const ledger = persisted === true || Option.isNone(sql) ? undefined : yield* makeLedger(sql.value, self)
+    const ledger = persisted === true || Option.isNone(sql) ? undefined : yield* makeLedger(sql.value)
     if (ledger === undefined && persisted !== true) {
       yield* Effect.logWarning(
         "effect-process-pool: no SqlClient on this runner, so a task whose runner dies may run twice"
@@ -193,34 +185,44 @@ export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerSt
     }
     const pool = yield* makePool(poolOptions)
 
-    const guard = <A, E, R>(
-      request: Entity.Request<any>,
-      task: Task.Task.Any,
-      run: Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | WorkerCrashed, R> =>
-      ledger === undefined ? run : Effect.flatMap(
-        ledger.start(String(request.requestId)),
-        (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
-          lost === undefined ? run : Effect.fail(lostOn(task._tag, lost, self))
-      )
+    // Built for each entity the runner hosts, where the engine provides the runner's own address.
+    const buildHandlers = Effect.gen(function*() {
+      const address = yield* Entity.CurrentRunnerAddress
+      const self = `${address.host}:${address.port}`
+      const guard = <A, E, R>(
+        request: Entity.Request<any>,
+        task: Task.Task.Any,
+        run: Effect.Effect<A, E, R>
+      ): Effect.Effect<A, E | WorkerCrashed, R> =>
+        ledger === undefined ? run : Effect.flatMap(
+          ledger.start(String(request.requestId), self),
+          (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
+            lost === undefined ? run : Effect.fail(lostOn(task._tag, lost, self))
+        )
 
-    const handlers: Record<string, (request: Entity.Request<any>) => any> = {}
-    for (const task of protocol.tasks.values()) {
-      if (task.stream) {
-        handlers[task._tag] = (request) =>
-          Stream.unwrap(
-            guard(request, task, Effect.sync(() => pool.submit(task, request.payload) as unknown as Stream.Stream<any>))
-          )
-      } else {
-        handlers[task._tag] = (request) => guard(request, task, pool.submit(task, request.payload) as any)
-        handlers[chunkTag(task._tag)] = (request) =>
-          guard(request, task, pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>))
+      const handlers: Record<string, (request: Entity.Request<any>) => any> = {}
+      for (const task of protocol.tasks.values()) {
+        if (task.stream) {
+          handlers[task._tag] = (request) =>
+            Stream.unwrap(
+              guard(
+                request,
+                task,
+                Effect.sync(() => pool.submit(task, request.payload) as unknown as Stream.Stream<any>)
+              )
+            )
+        } else {
+          handlers[task._tag] = (request) => guard(request, task, pool.submit(task, request.payload) as any)
+          handlers[chunkTag(task._tag)] = (request) =>
+            guard(request, task, pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>))
+        }
       }
-    }
-    handlers[statsTag] = () =>
-      Effect.map(pool.stats, (stats) => ({ runner: self, pid: process.pid, stats: JSON.stringify(stats) }))
+      handlers[statsTag] = () =>
+        Effect.map(pool.stats, (stats) => ({ runner: self, pid: process.pid, stats: JSON.stringify(stats) }))
+      return handlers as any
+    })
 
-    yield* sharding.registerEntity(protocol.entity, Effect.succeed(handlers as any), {
+    yield* sharding.registerEntity(protocol.entity, buildHandlers, {
       concurrency: "unbounded",
       mailboxCapacity: "unbounded"
     })
