@@ -3,12 +3,14 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { childrenOf, clusterPool, kill9, postgres, runner } from "./cluster.ts"
 import { Again, Once } from "./fixtures/cluster-tasks.ts"
-import { Negative, Square, Unserved } from "./fixtures/tasks.ts"
+import { Count, Endless } from "./fixtures/streams.ts"
+import { Negative, Pid, Sleep, Square, Unserved } from "./fixtures/tasks.ts"
 import { isAlive, tempFile, waitUntil } from "./helpers.ts"
 
 describe("cluster", () => {
@@ -140,3 +142,84 @@ const starts = (file: string): Array<number> => {
     return []
   }
 }
+
+describe("cluster: calls", () => {
+  it.live(
+    "interrupting a cluster call stops the work on the runner: its finalizer runs in the worker",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const runners = yield* Effect.all([runner(pg.port), runner(pg.port)], { concurrency: "unbounded" })
+        const file = tempFile("interrupted")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const call = yield* Effect.forkChild(pool.submit(Sleep, { ms: 60_000, file }))
+          yield* waitUntil(
+            "the task to run on a runner",
+            Effect.map(pool.stats, (s) => s.workers.some((w) => w.running > 0)),
+            30_000
+          )
+          yield* Fiber.interrupt(call)
+          yield* waitUntil("the finalizer in the worker", () => fs.existsSync(file), 10_000)
+          const pid = Number(fs.readFileSync(file, "utf8"))
+          expect(runners.flatMap((r) => childrenOf(r.pid))).toContain(pid)
+          yield* waitUntil("the worker to be idle", Effect.map(pool.stats, (s) => s.running === 0), 10_000)
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a streaming task streams across the cluster, and a slow consumer holds the producer back",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* runner(pg.port)
+        const file = tempFile("endless")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* Stream.runCollect(pool.submit(Count, 5))).toStrictEqual([0, 1, 2, 3, 4])
+          const taken = yield* pool.submit(Endless, file).pipe(
+            Stream.tap(() => Effect.sleep(20)),
+            Stream.take(50),
+            Stream.runCollect
+          )
+          expect(taken).toStrictEqual(Array.from({ length: 50 }, (_, i) => i))
+          // The stream was stopped: its finalizer ran in the worker.
+          yield* waitUntil("the stream's finalizer", () => fs.existsSync(`${file}.end`), 10_000)
+          // The producer ran a bounded window ahead of what was consumed, not on and on: the local
+          // pool's window (128) and the engine's buffers, far below what it makes in a second unchecked.
+          const produced = Number(fs.readFileSync(file, "utf8"))
+          yield* Effect.log(`produced ${produced} for 50 consumed`)
+          expect(produced).toBeLessThan(50 + 128 + 200)
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live("a runner added while work is flowing takes a share of it", () =>
+    Effect.gen(function*() {
+      const pg = yield* postgres
+      const first = yield* runner(pg.port)
+      yield* Effect.gen(function*() {
+        const pool = yield* ProcessPool.ProcessPool
+        const servedBy: Array<number> = []
+        let second: Array<number> = []
+        const flow = yield* Effect.forkChild(
+          Effect.forEach(Array.from({ length: 8 }), () =>
+            pool.submit(Pid, { ms: 10 }).pipe(
+              Effect.tap((pid) => Effect.sync(() => servedBy.push(pid))),
+              Effect.repeat({ while: () => !servedBy.some((pid) => second.includes(pid)) })
+            ), { concurrency: 8, discard: true })
+        )
+        yield* waitUntil("work to flow", () => servedBy.length > 50, 30_000)
+        const added = yield* runner(pg.port)
+        second = childrenOf(added.pid)
+        expect(second.length).toBeGreaterThan(0)
+        yield* Fiber.join(flow).pipe(Effect.timeout("60 seconds"))
+        const firstWorkers = childrenOf(first.pid)
+        expect(servedBy.filter((pid) => second.includes(pid)).length).toBeGreaterThan(0)
+        expect(servedBy.every((pid) => second.includes(pid) || firstWorkers.includes(pid))).toBe(true)
+      }).pipe(Effect.provide(clusterPool(pg.port)))
+    }).pipe(Effect.scoped), 120_000)
+})
