@@ -3,10 +3,12 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
+import * as Task from "../src/Task.ts"
 import { childrenOf, clusterPool, kill9, postgres, runner } from "./cluster.ts"
 import { Again, Once } from "./fixtures/cluster-tasks.ts"
 import { Count, Endless } from "./fixtures/streams.ts"
@@ -50,8 +52,11 @@ describe("cluster", () => {
           const bad = yield* Effect.flip(pool.submit(Square, "3" as unknown as number))
           assert.instanceOf(bad, PoolError.SerializationError)
           expect(bad.direction).toBe("payload")
+          // A tag the runners do not serve, though the client knows it; and one the client does not know.
           const unserved = yield* Effect.flip(pool.submit(Unserved, 1))
           assert.instanceOf(unserved, PoolError.TaskNotServed)
+          const unknown = yield* Effect.flip(pool.map(Task.make("Nobody", { payload: Schema.Number }), [1, 2]))
+          assert.instanceOf(unknown, PoolError.TaskNotServed)
 
           const stats = yield* pool.stats
           expect(stats.runners?.map((r) => r.pid).sort()).toStrictEqual(runners.map((r) => r.pid).sort())

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import { clientLayer, freePort, startRunner } from "../examples/cluster.ts"
 import { clusterTasks } from "./fixtures/cluster-tasks.ts"
+import { Unserved } from "./fixtures/tasks.ts"
 import { fixture, isAlive, waitUntil } from "./helpers.ts"
 
 /** A runner process. */
@@ -53,8 +54,11 @@ export const childrenOf = (pid: number): Array<number> => {
 /** Kills a runner at once, as a machine failure would. */
 export const kill9 = (runner: Runner) => Effect.sync(() => process.kill(runner.pid, "SIGKILL"))
 
-/** The `ProcessPool` service of the test process, through the cluster, as the example builds it. */
-export const clusterPool = (pgPort: number) => clientLayer(pgPort, clusterTasks)
+/**
+ * The `ProcessPool` service of the test process, through the cluster, as the
+ * example builds it. It knows one task more than the runners serve.
+ */
+export const clusterPool = (pgPort: number) => clientLayer(pgPort, [...clusterTasks, Unserved])
 
 /** The example's PostgreSQL: a real server in a temporary directory, stopped and removed with the scope. */
 export { postgres } from "../examples/cluster.ts"

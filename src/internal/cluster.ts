@@ -64,7 +64,13 @@ export const defaultEntity = "effect-process-pool"
 export const defaultSpread = 64
 
 /** The runner's answer to a stats request. */
-const RunnerStats = Schema.Struct({ runner: Schema.String, pid: Schema.Number, stats: Schema.String })
+const RunnerStats = Schema.Struct({
+  runner: Schema.String,
+  pid: Schema.Number,
+  stats: Schema.String,
+  /** The tags this runner serves. */
+  served: Schema.Array(Schema.String)
+})
 
 interface Protocol {
   readonly entity: Entity.Entity<string, Rpc.Any>
@@ -218,7 +224,12 @@ export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerSt
         }
       }
       handlers[statsTag] = () =>
-        Effect.map(pool.stats, (stats) => ({ runner: self, pid: process.pid, stats: JSON.stringify(stats) }))
+        Effect.map(pool.stats, (stats) => ({
+          runner: self,
+          pid: process.pid,
+          stats: JSON.stringify(stats),
+          served: Array.from(protocol.tasks.keys())
+        }))
       return handlers as any
     })
 
@@ -275,11 +286,24 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     return client
   }
 
-  const notServed = (task: Task.Task.Any) => !protocol.tasks.has(task._tag)
+  // A tag is sent once a runner has said that it serves it: a runner asked for a tag it does not know
+  // could only answer with a defect.
+  const confirmed = new Set<string>()
+  const served = (task: Task.Task.Any): Effect.Effect<void, TaskNotServed> =>
+    confirmed.has(task._tag) ? Effect.void : Effect.suspend(() => {
+      const refused = Effect.fail(new TaskNotServed({ task: task._tag }))
+      if (!protocol.tasks.has(task._tag)) return refused
+      return Effect.flatMap(
+        orDieEngine(clientFor(entityId(undefined))[statsTag](undefined)) as Effect.Effect<typeof RunnerStats.Type>,
+        (answer) => {
+          for (const tag of answer.served) confirmed.add(tag)
+          return confirmed.has(task._tag) ? Effect.void : refused
+        }
+      )
+    })
 
   const submitOne = (task: Task.Task.Any, payload: unknown, submitOptions?: ClusterSubmitOptions) =>
     Effect.suspend(() => {
-      if (notServed(task)) return Effect.fail(new TaskNotServed({ task: task._tag }))
       const invalid = encodeFirst(task, payload)
       if (invalid !== undefined) return Effect.fail(invalid)
       const key = submitOptions?.key
@@ -292,20 +316,21 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
           orElse: () => Effect.fail(new TaskTimeout({ task: task._tag, timeout: ms }))
         })
       }
-      return call
+      return Effect.andThen(served(task), call)
     })
 
   const submitStream = (task: Task.Task.Any, payload: unknown, submitOptions?: ClusterSubmitOptions) =>
-    Stream.unwrap(Effect.sync(() => {
-      if (notServed(task)) return Stream.fail(new TaskNotServed({ task: task._tag }))
-      const invalid = encodeFirst(task, payload)
-      if (invalid !== undefined) return Stream.fail(invalid)
-      const client = clientFor(entityId(submitOptions?.key))
-      const stream: Stream.Stream<any, any> = client[task._tag](payload, {
-        streamBufferSize: submitOptions?.window ?? 16
-      })
-      return stream
-    }))
+    Stream.unwrap(
+      Effect.as(served(task), undefined).pipe(Effect.map(() => {
+        const invalid = encodeFirst(task, payload)
+        if (invalid !== undefined) return Stream.fail(invalid)
+        const client = clientFor(entityId(submitOptions?.key))
+        const stream: Stream.Stream<any, any> = client[task._tag](payload, {
+          streamBufferSize: submitOptions?.window ?? 16
+        })
+        return stream
+      }))
+    )
 
   const submit = <T extends Task.Task.Any>(task: T, ...[payload, submitOptions]: SubmitArgs<T>): Submitted<T> =>
     (task.stream ? submitStream(task, payload, submitOptions) : submitOne(task, payload, submitOptions)) as any
@@ -340,34 +365,32 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       )
     ) as Effect.Effect<Array<Exit.Exit<any, any>>>
 
-  const checkTask = (task: Task.Task.Any): PoolError | SerializationError | undefined =>
-    notServed(task) ? new TaskNotServed({ task: task._tag }) : undefined
-
   const mapExits = <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     mapOptions?: ClusterMapOptions
   ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    Effect.suspend(() => {
-      const refused = checkTask(task)
-      if (refused !== undefined) return Effect.succeed(Array.from(inputs, () => Exit.fail(refused)))
-      const { chunks, concurrency } = chunked(inputs, mapOptions)
-      return Effect.map(
-        Effect.forEach(chunks, (chunk) => {
-          // Refuse bad payloads here, item by item, before anything is sent.
-          const exits: Array<Exit.Exit<any, any> | undefined> = chunk.map((item) => {
-            const invalid = encodeFirst(task, item)
-            return invalid === undefined ? undefined : Exit.fail(invalid)
-          })
-          const good = chunk.filter((_, i) => exits[i] === undefined)
-          if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
-          return Effect.map(runChunk(task, good, mapOptions?.key), (results) => {
-            let at = 0
-            return exits.map((exit) => exit ?? results[at++])
-          })
-        }, { concurrency }),
-        (parts) => parts.flat()
-      )
+    Effect.matchEffect(served(task), {
+      onFailure: (refused) => Effect.succeed(Array.from(inputs, () => Exit.fail(refused))),
+      onSuccess: () => {
+        const { chunks, concurrency } = chunked(inputs, mapOptions)
+        return Effect.map(
+          Effect.forEach(chunks, (chunk) => {
+            // Refuse bad payloads here, item by item, before anything is sent.
+            const exits: Array<Exit.Exit<any, any> | undefined> = chunk.map((item) => {
+              const invalid = encodeFirst(task, item)
+              return invalid === undefined ? undefined : Exit.fail(invalid)
+            })
+            const good = chunk.filter((_, i) => exits[i] === undefined)
+            if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
+            return Effect.map(runChunk(task, good, mapOptions?.key), (results) => {
+              let at = 0
+              return exits.map((exit) => exit ?? results[at++])
+            })
+          }, { concurrency }),
+          (parts) => parts.flat()
+        )
+      }
     })
 
   const map = <T extends Task.Task.Unary>(
@@ -375,9 +398,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     inputs: Iterable<Task.Task.Payload<T>>,
     mapOptions?: ClusterMapOptions
   ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    Effect.suspend(() => {
-      const refused = checkTask(task)
-      if (refused !== undefined) return Effect.fail(refused)
+    Effect.andThen(served(task), () => {
       const { chunks, concurrency } = chunked(inputs, mapOptions)
       return Effect.map(
         Effect.forEach(chunks, (chunk) => {
@@ -404,14 +425,12 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     mapOptions?: ClusterMapOptions
   ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
-    const refused = checkTask(task)
-    if (refused !== undefined) return Stream.fail(refused)
     const source: Stream.Stream<Task.Task.Payload<T>, E, R> = Stream.isStream(inputs)
       ? inputs
       : Stream.fromIterable(inputs)
     const concurrency = mapOptions?.concurrency ?? concurrencyDefault
     const size = typeof mapOptions?.chunkSize === "number" ? Math.max(1, Math.floor(mapOptions.chunkSize)) : 64
-    return source.pipe(
+    return Stream.unwrap(Effect.as(served(task), source)).pipe(
       Stream.grouped(size),
       Stream.mapEffect((chunk) => mapExits(task, chunk, mapOptions), {
         concurrency,
