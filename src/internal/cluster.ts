@@ -144,18 +144,59 @@ const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) {
     Effect.forkScoped
   )
   const pid = process.pid
+  // The ids of one tick go to the database together, in one statement that does not wait for its
+  // flush to disk: a record is visible to every runner as soon as it commits, and only a crash of the
+  // database server itself could lose one. The statement answers with the ids it recorded, and with
+  // the records that were there before it: who started those.
+  type Waiting = {
+    readonly id: string
+    readonly runner: string
+    readonly resume: (lost: Effect.Effect<{ runner: string; pid: number } | undefined>) => void
+  }
+  let batch: Array<Waiting> = []
+  const write = (waiting: ReadonlyArray<Waiting>) =>
+    Effect.suspend(() => {
+      const input = JSON.stringify(waiting.map((w) => ({ request_id: w.id, runner: w.runner })))
+      return sql<{ request_id: string; runner: string | null; pid: number | null; fresh: boolean }>`
+        WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS setting),
+        input AS (SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS u(request_id BIGINT, runner TEXT)),
+        fresh AS (
+          INSERT INTO ${table} (request_id, runner, pid)
+          SELECT input.request_id, input.runner, ${pid} FROM input, cfg
+          ON CONFLICT (request_id) DO NOTHING
+          RETURNING request_id
+        )
+        SELECT request_id, NULL AS runner, NULL AS pid, true AS fresh FROM fresh
+        UNION ALL
+        SELECT t.request_id, t.runner, t.pid, false AS fresh FROM ${table} t JOIN input USING (request_id)`
+    }).pipe(
+      Effect.flatMap((rows) =>
+        Effect.sync(() => {
+          const byId = new Map(rows.map((row) => [String(row.request_id), row]))
+          for (const w of waiting) {
+            const row = byId.get(w.id)
+            // Neither recorded now nor before: another runner recorded it at the same moment.
+            w.resume(Effect.succeed(
+              row?.fresh === true ? undefined : { runner: row?.runner ?? "another runner", pid: row?.pid ?? 0 }
+            ))
+          }
+        })
+      ),
+      // The database failed: so do these tasks, rather than run without a record, or wait for ever.
+      Effect.catchCause((cause) => Effect.sync(() => waiting.forEach((w) => w.resume(Effect.die(Cause.squash(cause))))))
+    )
+  const flush = (run: (effect: Effect.Effect<void>) => unknown) => () => {
+    const waiting = batch
+    batch = []
+    run(write(waiting))
+  }
+  const run = Effect.runForkWith(yield* Effect.context<never>())
   const ledger: Ledger = {
     start: (requestId, runner) =>
-      sql<{ request_id: string }>`INSERT INTO ${table} (request_id, runner, pid)
-        VALUES (${requestId}, ${runner}, ${pid}) ON CONFLICT (request_id) DO NOTHING RETURNING request_id`.pipe(
-        Effect.flatMap((rows) =>
-          rows.length > 0 ? Effect.succeed(undefined) : sql<{ runner: string; pid: number }>`
-          SELECT runner, pid FROM ${table} WHERE request_id = ${requestId}`.pipe(
-            Effect.map((rows) => rows[0] ?? { runner: "unknown", pid: 0 })
-          )
-        ),
-        Effect.orDie
-      )
+      Effect.callback((resume) => {
+        if (batch.length === 0) setImmediate(flush(run))
+        batch.push({ id: requestId, runner, resume })
+      })
   }
   return ledger
 })
