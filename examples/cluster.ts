@@ -38,8 +38,8 @@ export default Worker.handlers(
 
 // The settings that bound the stall after a runner dies to about 5 s (see the README).
 export const recommended = {
-  runnerHealthCheckInterval: "500 millis",
-  refreshAssignmentsInterval: "500 millis",
+  runnerHealthCheckInterval: "250 millis",
+  refreshAssignmentsInterval: "250 millis",
   shardLockRefreshInterval: "1 second",
   shardLockExpiration: "4 seconds"
 } as const
