@@ -98,7 +98,11 @@ const makeProtocol = (
     if (!task.stream) {
       rpcs.push(Rpc.make(chunkTag(task._tag), {
         payload: Schema.Array(task.payloadSchema),
-        success: Schema.Array(Schema.Exit(task.successSchema, error, defect)),
+        // Every item's value when all succeeded, as the local pool's chunks do: an Exit each costs far more.
+        success: Schema.Struct({
+          values: Schema.optional(Schema.Array(task.successSchema)),
+          exits: Schema.optional(Schema.Array(Schema.Exit(task.successSchema, error, defect)))
+        }),
         error: PoolErrorSchema,
         defect
       }))
@@ -261,7 +265,14 @@ export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerSt
         } else {
           handlers[task._tag] = (request) => guard(request, task, pool.submit(task, request.payload) as any)
           handlers[chunkTag(task._tag)] = (request) =>
-            guard(request, task, pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>))
+            guard(
+              request,
+              task,
+              Effect.map(
+                pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>),
+                (exits) => exits.every(Exit.isSuccess) ? { values: exits.map((exit) => exit.value) } : { exits }
+              )
+            )
         }
       }
       handlers[statsTag] = () =>
@@ -399,6 +410,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       task,
       orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items)))
     ).pipe(
+      Effect.map((reply: any): Array<Exit.Exit<any, any>> => reply.exits ?? reply.values.map(Exit.succeed)),
       Effect.catchCause((cause): Effect.Effect<Array<Exit.Exit<any, any>>> =>
         Cause.hasInterruptsOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)
