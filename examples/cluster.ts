@@ -80,10 +80,10 @@ export const runnerLayer = (
   }))
 
 /** The client: the `ProcessPool` service, backed by the cluster. */
-export const clientLayer = (pgPort: number, tasks: ReadonlyArray<Task.Task.Any> = [Where]) =>
+export const clientLayer = (pgPort: number, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
   Layer.unwrap(Effect.gen(function*() {
     const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
-    return ProcessPool.layerCluster({ tasks }).pipe(
+    return ProcessPool.layerCluster(options).pipe(
       Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
       Layer.provide(yield* database(pgPort))
     )

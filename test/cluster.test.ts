@@ -228,3 +228,34 @@ describe("cluster: calls", () => {
       }).pipe(Effect.provide(clusterPool(pg.port)))
     }).pipe(Effect.scoped), 120_000)
 })
+
+describe("cluster: persisted mode", () => {
+  it.live(
+    "messages stored in PostgreSQL reach the runners, and typed failures still arrive as their class",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* Effect.all([runner(pg.port, 1, "persisted"), runner(pg.port, 1, "persisted")], {
+          concurrency: "unbounded"
+        })
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* pool.submit(Square, 9)).toBe(81)
+          assert.instanceOf(yield* Effect.flip(pool.submit(Square, -1)), Negative)
+          expect(yield* pool.map(Square, [1, 2, 3, 4])).toStrictEqual([1, 4, 9, 16])
+        }).pipe(Effect.provide(clusterPool(pg.port, "persisted")))
+        // They went through the engine's message table.
+        const stored = yield* Effect.promise(async () => {
+          const client = pg.server.getPgClient("postgres", "127.0.0.1")
+          await client.connect()
+          try {
+            return (await client.query("SELECT count(*)::int AS n FROM cluster_messages")).rows[0].n as number
+          } finally {
+            await client.end()
+          }
+        })
+        expect(stored).toBeGreaterThanOrEqual(3)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})

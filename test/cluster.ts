@@ -22,7 +22,7 @@ export interface Runner {
  * does, and waits until it is ready. Closing the scope ends it and checks
  * that its workers are gone too.
  */
-export const runner = (pgPort: number, size = 2) =>
+export const runner = (pgPort: number, size = 2, mode: "volatile" | "persisted" = "volatile") =>
   Effect.gen(function*() {
     const port = yield* freePort
     let workers: Array<number> = []
@@ -33,7 +33,8 @@ export const runner = (pgPort: number, size = 2) =>
       fixture("cluster-runner.ts").pathname,
       String(pgPort),
       String(port),
-      String(size)
+      String(size),
+      mode
     ])
     // Runs before the runner is stopped: who its workers were.
     yield* Effect.addFinalizer(() => Effect.sync(() => workers = childrenOf(pid)))
@@ -58,7 +59,8 @@ export const kill9 = (runner: Runner) => Effect.sync(() => process.kill(runner.p
  * The `ProcessPool` service of the test process, through the cluster, as the
  * example builds it. It knows one task more than the runners serve.
  */
-export const clusterPool = (pgPort: number) => clientLayer(pgPort, [...clusterTasks, Unserved])
+export const clusterPool = (pgPort: number, mode: "volatile" | "persisted" = "volatile") =>
+  clientLayer(pgPort, { tasks: [...clusterTasks, Unserved], persisted: mode === "persisted" })
 
 /** The example's PostgreSQL: a real server in a temporary directory, stopped and removed with the scope. */
 export { postgres } from "../examples/cluster.ts"
