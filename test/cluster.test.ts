@@ -47,6 +47,14 @@ describe("cluster", () => {
           })
 
           expect(yield* pool.submit(Square, 12)).toBe(144)
+          // A defect of one task is that task's answer: the others its entity holds go on.
+          const [died, ...others] = yield* Effect.all(
+            [13, 14, 15].map((n) => Effect.exit(pool.submit(Square, n, { key: "one entity" }))),
+            { concurrency: "unbounded" }
+          )
+          assert(Exit.isFailure(died))
+          expect((Cause.squash(died.cause) as Error).stack).toContain("fixtures/worker.ts")
+          expect(others).toStrictEqual([Exit.succeed(196), Exit.succeed(225)])
           const failure = yield* Effect.flip(pool.submit(Square, -3))
           assert.instanceOf(failure, Negative)
           const bad = yield* Effect.flip(pool.submit(Square, "3" as unknown as number))

@@ -287,7 +287,10 @@ export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerSt
 
     yield* sharding.registerEntity(protocol.entity, buildHandlers, {
       concurrency: "unbounded",
-      mailboxCapacity: "unbounded"
+      mailboxCapacity: "unbounded",
+      // A task's defect is its caller's answer, not the entity's: a fatal one would restart the entity and
+      // replay every request it holds.
+      disableFatalDefects: true
     })
   }))
 
