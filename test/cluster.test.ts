@@ -158,7 +158,7 @@ const starts = (file: string): Array<number> => {
 
 describe("cluster: calls", () => {
   it.live(
-    "interrupting a cluster call stops the work on the runner: its finalizer runs in the worker",
+    "interrupting a cluster call, or its timeout, stops the work on the runner: its finalizer runs in the worker",
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
@@ -177,6 +177,12 @@ describe("cluster: calls", () => {
           const pid = Number(fs.readFileSync(file, "utf8"))
           expect(runners.flatMap((r) => childrenOf(r.pid))).toContain(pid)
           yield* waitUntil("the worker to be idle", Effect.map(pool.stats, (s) => s.running === 0), 10_000)
+
+          // A timeout stops the work the same way, and says so.
+          const timedOut = tempFile("timed-out")
+          const error = yield* Effect.flip(pool.submit(Sleep, { ms: 60_000, file: timedOut }, { timeout: "1 second" }))
+          assert.instanceOf(error, PoolError.TaskTimeout)
+          yield* waitUntil("the timed-out task's finalizer", () => fs.existsSync(timedOut), 10_000)
         }).pipe(Effect.provide(clusterPool(pg.port)))
       }).pipe(Effect.scoped),
     120_000
