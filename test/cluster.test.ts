@@ -66,6 +66,16 @@ describe("cluster", () => {
           const unknown = yield* Effect.flip(pool.map(Task.make("Nobody", { payload: Schema.Number }), [1, 2]))
           assert.instanceOf(unknown, PoolError.TaskNotServed)
 
+          // A key keeps related tasks on one runner; without one, they spread.
+          const keyed = yield* Effect.forEach(
+            Array.from({ length: 30 }),
+            () => pool.submit(Pid, { ms: 0 }, { key: "related" }),
+            { concurrency: 10 }
+          )
+          const owners = new Set(keyed.map((pid) => runners.findIndex((r) => childrenOf(r.pid).includes(pid))))
+          expect(owners.size).toBe(1)
+          expect(owners.has(-1)).toBe(false)
+
           const stats = yield* pool.stats
           expect(stats.runners?.map((r) => r.pid).sort()).toStrictEqual(runners.map((r) => r.pid).sort())
           for (const each of stats.runners ?? []) {
