@@ -46,9 +46,9 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
 }) {
   override get message(): string {
     if (this.runner !== undefined) {
-      return `Runner ${this.runner} (pid ${this.pid}) was lost while it held task "${this.task}"` +
-        (this.reason === undefined ? "" : ` (${this.reason})`) + `. The task may have run in part, and was not ` +
-        `run again because it is not idempotent; mark it idempotent with a retry schedule if running it twice is harmless.`
+      return `Task "${this.task}" was started by cluster runner ${this.runner} (pid ${this.pid}), and was delivered ` +
+        `again before it answered` + (this.reason === undefined ? "" : ` (${this.reason})`) + `. It may have run in ` +
+        `part, and was not run again; mark it idempotent with a retry schedule if running it twice is harmless.`
     }
     const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`
     const why = this.reason === undefined ? "" : ` (${this.reason})`

@@ -213,7 +213,10 @@ const lostOn = (task: string, lost: { readonly runner: string; readonly pid: num
     signal: null,
     task,
     runner: lost.runner,
-    reason: `runner ${lost.runner} was lost while it held the task; ${self} received it again and did not run it twice`
+    reason: lost.runner === self && lost.pid === process.pid
+      // The engine replays what an entity held when it rebuilds it after a defect of its own.
+      ? `the engine delivered it again to the runner that had started it, ${self}, which did not run it twice`
+      : `runner ${lost.runner} was lost while it held the task; ${self} received it again and did not run it twice`
   })
 
 // ---------------------------------------------------------------------------
