@@ -6,6 +6,8 @@ const source = "@effect-process-pool/source"
 
 export default defineConfig({
   resolve: { conditions: [source] },
+  // The cluster tests load examples/cluster.ts, which imports the package by its name: src/ there too.
+  ssr: { resolve: { conditions: [source] } },
   test: {
     include: ["test/**/*.test.ts"],
     // The JSON report gives .ci/run the run's own counts.

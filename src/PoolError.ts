@@ -37,9 +37,19 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
   /** The tag of the task that was running. */
   task: Schema.String,
   /** Why the worker ended, when the pool itself ended it. */
-  reason: Schema.optional(Schema.String)
+  reason: Schema.optional(Schema.String),
+  /**
+   * Through the cluster: the address of the runner that was lost while it
+   * held the task. `pid` is then that runner's process id.
+   */
+  runner: Schema.optional(Schema.String)
 }) {
   override get message(): string {
+    if (this.runner !== undefined) {
+      return `Task "${this.task}" was started by cluster runner ${this.runner} (pid ${this.pid}), and was delivered ` +
+        `again before it answered` + (this.reason === undefined ? "" : ` (${this.reason})`) + `. It may have run in ` +
+        `part, and was not run again; mark it idempotent with a retry schedule if running it twice is harmless.`
+    }
     const how = this.signal !== null ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`
     const why = this.reason === undefined ? "" : ` (${this.reason})`
     return `Worker ${this.pid} ${how}${why} while running task "${this.task}". ` +
@@ -259,6 +269,23 @@ const classes = [
   QueueFull,
   TaskTimeout
 ] as const
+
+/**
+ * The pool's own errors as one Schema: they cross from a cluster runner to
+ * the caller this way, and so can they through a boundary of your own.
+ *
+ * @example
+ * ```ts
+ * import * as Schema from "effect/Schema"
+ * import { PoolError } from "effect-process-pool"
+ *
+ * const encoded = Schema.encodeSync(PoolError.PoolErrorSchema)(new PoolError.TaskNotServed({ task: "Fib" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PoolErrorSchema: Schema.Union<typeof classes> = Schema.Union(classes)
 
 /**
  * Tells whether a value is one of the pool's own errors.

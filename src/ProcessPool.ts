@@ -71,9 +71,11 @@
  * - the pool's metrics, and the workers' merged: internal/metrics.ts; workers' log lines: internal/logs.ts;
  *   their sending side: internal/workerTelemetry.ts
  * - the single-file guard: internal/entry.ts
+ * - the cluster layers (layerRunner, layerCluster) and their entity: internal/cluster.ts, loaded only by them
  *
  * @since 0.1.0
  */
+import type { Sharding } from "effect/cluster/Sharding"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -224,6 +226,12 @@ export interface SubmitOptions {
    * Defaults to the pool's `streamWindow`.
    */
   readonly window?: number | undefined
+  /**
+   * Through the cluster ({@link layerCluster}): tasks with the same key go to
+   * the same runner. Without one, tasks spread evenly over the runners. A
+   * local pool ignores it.
+   */
+  readonly key?: string | undefined
 }
 
 /**
@@ -241,6 +249,12 @@ export interface MapOptions {
   readonly chunkSize?: number | "auto" | undefined
   /** For `stream`: how many results may wait for the consumer beyond the chunks in flight. Defaults to none. */
   readonly bufferSize?: number | undefined
+  /**
+   * Through the cluster ({@link layerCluster}): every chunk goes to the runner
+   * of this key. Without one, chunks spread over the runners. A local pool
+   * ignores it.
+   */
+  readonly key?: string | undefined
 }
 
 /**
@@ -280,7 +294,21 @@ export interface Stats {
      * than its pipe: messages of 64 KiB or more go that way.
      */
     readonly sharedBytes: number
+    /** Through the cluster: the address of the runner this worker belongs to. */
+    readonly runner?: string | undefined
   }>
+  /**
+   * Through the cluster ({@link layerCluster}): each runner's own snapshot,
+   * by address, with the pid of the runner process. The fields above are
+   * their sums.
+   */
+  readonly runners?:
+    | ReadonlyArray<{
+      readonly runner: string
+      readonly pid: number
+      readonly stats: Stats
+    }>
+    | undefined
 }
 
 /**
@@ -647,3 +675,114 @@ export const stream = <T extends Task.Task.Unary, E = never, R = never>(
   options?: MapOptions
 ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R | ProcessPool> =>
   Stream.unwrap(Effect.map(ProcessPool, (pool) => pool.stream(task, inputs, options)))
+
+// ---------------------------------------------------------------------------
+// Beyond one machine: effect/cluster
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@link layerRunner}: the tasks the runner serves, and the
+ * options of its local pool, as {@link layer} takes them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunnerOptions extends Options {
+  /** The task contracts this runner serves. Its `worker` module must have their handlers. */
+  readonly tasks: ReadonlyArray<Task.Task.Any>
+  /** The entity type that serves them. Defaults to `"effect-process-pool"`; the callers must use the same. */
+  readonly entity?: string | undefined
+  /**
+   * Use the engine's persisted messages: at least once, and a caller that
+   * restarts can pick up its replies. A task whose runner dies is then run
+   * again, idempotent or not. Defaults to false: volatile messages, and a task
+   * whose runner dies is never run twice unless it is idempotent.
+   */
+  readonly persisted?: boolean | undefined
+}
+
+/**
+ * Options of {@link layerCluster}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterOptions {
+  /** The task contracts to send to the runners. A task not listed fails with `TaskNotServed`. */
+  readonly tasks: ReadonlyArray<Task.Task.Any>
+  /** The entity type of the runners. Defaults to `"effect-process-pool"`. */
+  readonly entity?: string | undefined
+  /** As on the runners: see {@link RunnerOptions} `persisted`. */
+  readonly persisted?: boolean | undefined
+  /**
+   * How many entity ids tasks without a key spread over, round robin. Each
+   * id lives on one shard, and the engine spreads shards over the runners.
+   * Defaults to 64.
+   */
+  readonly spread?: number | undefined
+  /** How many chunks of one `map` may be in flight at once. Defaults to 16. */
+  readonly concurrency?: number | undefined
+}
+
+/**
+ * A layer that serves tasks on an `effect/cluster` runner: it registers one
+ * entity type whose every message runs in the runner's own local pool, built
+ * from the options as {@link layer} builds one. It needs `Sharding`, such as
+ * `NodeClusterSocket.layer` gives. With an `SqlClient` in context (the one
+ * the cluster's SQL storage uses), the runner records the id of every message
+ * it starts, so that a message that the engine delivers again after its runner
+ * died fails with `WorkerCrashed` rather than running twice.
+ *
+ * @example
+ * ```ts
+ * import { NodeClusterSocket, NodeRuntime } from "@effect/platform-node"
+ * import { PgClient } from "@effect/sql-pg"
+ * import * as Layer from "effect/Layer"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const Runner = ProcessPool.layerRunner({ tasks: [Square], worker: new URL("./worker.ts", import.meta.url) }).pipe(
+ *   Layer.provideMerge(NodeClusterSocket.layer({ shardingConfig: { runnerAddress: Option.some(address) } })),
+ *   Layer.provideMerge(PgClient.layer({ url: Redacted.make(databaseUrl) }))
+ * )
+ * Layer.launch(Runner).pipe(NodeRuntime.runMain)
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerStartError, Sharding> => {
+  refusePoolOfItself(toModuleUrl(options.worker))
+  return Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerRunner(options)))
+}
+
+/**
+ * The {@link ProcessPool} service, backed by the runners of an
+ * `effect/cluster`: `submit`, `map`, `mapExits` and `stream` work as they do
+ * locally. `map` sends chunks and spreads them over the runners; a `key` keeps
+ * related tasks on one runner. Typed failures arrive as their class and
+ * defects keep the remote stack. An idempotent task whose runner dies runs
+ * again elsewhere, following its `retry` schedule; any other fails with
+ * `WorkerCrashed` naming the lost runner.
+ *
+ * @example
+ * ```ts
+ * import { NodeClusterSocket } from "@effect/platform-node"
+ * import * as Effect from "effect/Effect"
+ * import * as Layer from "effect/Layer"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const Pool = ProcessPool.layerCluster({ tasks: [Square] }).pipe(
+ *   Layer.provide(NodeClusterSocket.layer({ clientOnly: true })),
+ *   Layer.provide(PgClient.layer({ url: Redacted.make(databaseUrl) }))
+ * )
+ * const program = ProcessPool.map(Square, [1, 2, 3]).pipe(Effect.provide(Pool))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, never, Sharding> =>
+  Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerCluster(options)))
+
+// The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.
+const loadCluster = Effect.promise(() => import("./internal/cluster.ts"))

@@ -10,6 +10,8 @@
 import type * as Effect from "effect/Effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
+import type * as Rpc from "effect/rpc/Rpc"
+import type * as RpcSchema from "effect/rpc/RpcSchema"
 import type * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
@@ -270,3 +272,51 @@ export const make = <
  * @category guards
  */
 export const isTask = (u: unknown): u is Task.Any => Predicate.hasProperty(u, TypeId)
+
+/**
+ * The `Rpc` of `effect/rpc` that a task contract maps onto.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ToRpc<T extends Task.Any> = T extends Task<infer Tag, infer P, infer S, infer F, infer Streams>
+  ? Streams extends true ? Rpc.Rpc<Tag, P, RpcSchema.Stream<S, F>, Schema.Never>
+  : Rpc.Rpc<Tag, P, S, F>
+  : never
+
+// `effect/rpc` is loaded on the first call only: a local pool and its workers never pay for it.
+let rpcModule: typeof Rpc | undefined
+const loadRpc = (): typeof Rpc =>
+  rpcModule ??= process.getBuiltinModule("node:module").createRequire(import.meta.url)("effect/rpc/Rpc")
+
+/**
+ * The `Rpc` of `effect/rpc` with the task's tag and Schemas: its payload, its
+ * success, its failure as the RPC's `error`, and `stream: true` for a
+ * streaming task. Defects cross with their stack. This is how the cluster
+ * layers serve a task; use it to serve or call the same contract with
+ * `RpcServer` or `RpcClient` as well.
+ *
+ * @example
+ * ```ts
+ * import * as Schema from "effect/Schema"
+ * import * as RpcGroup from "effect/rpc/RpcGroup"
+ * import { Task } from "effect-process-pool"
+ *
+ * const Square = Task.make("Square", { payload: Schema.Number, success: Schema.Number })
+ * const group = RpcGroup.make(Task.toRpc(Square))
+ * ```
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toRpc = <T extends Task.Any>(task: T): ToRpc<T> =>
+  loadRpc().make(task._tag, {
+    payload: task.payloadSchema,
+    success: task.successSchema,
+    error: task.failureSchema,
+    defect: defectWithStack(),
+    stream: task.stream
+  }) as any
+
+let defect: Schema.Defect | undefined
+const defectWithStack = (): Schema.Defect => defect ??= Schema.Defect({ includeStack: true })

@@ -1,0 +1,192 @@
+/**
+ * The cluster path's figures, next to the local pool and to a bare
+ * effect/cluster RPC round trip, on this machine:
+ *
+ *   npm run bench:cluster
+ *
+ * It starts an embedded PostgreSQL and two runners (`examples/cluster.ts`'s
+ * set-up), each with a local pool of one worker, and compares with a local
+ * pool of two workers in this process:
+ *
+ * - submit: one task per request, 256 in flight: tasks/s
+ * - map: 100,000 tiny items, chunked: items/s
+ * - latency: sequential calls, p50 and p99: the per-task overhead
+ * - bare: an entity whose handler answers at once (no pool), same loads
+ * - stall: kill -9 of a runner under load, then the time until its tasks are
+ *   reported lost (`WorkerCrashed`) and until the last outcome
+ *
+ * CPU-heavy (about a minute on 2 cores), and it asserts nothing.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+// bench/ is a package of its own: the library by path, src/ as the example gets it through the source condition.
+import * as Entity from "effect/cluster/Entity"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Rpc from "effect/rpc/Rpc"
+import * as Schema from "effect/Schema"
+import { database, freePort, postgres, recommended, runnerLayer, startRunner, Where } from "../examples/cluster.ts"
+import { ProcessPool } from "../src/index.ts"
+
+const Bare = Entity.make("bench-bare", [Rpc.make("Echo", { payload: Schema.Number, success: Schema.Number })])
+
+const worker = new URL("../examples/cluster.ts", import.meta.url).href
+
+const runner = Effect.fnUntraced(function*(pgPort: number, port: number) {
+  const bare = Bare.toLayer({ Echo: (request) => Effect.succeed(request.payload) })
+  yield* Layer.build(bare.pipe(Layer.provideMerge(runnerLayer(pgPort, port, { tasks: [Where], worker, size: 1 }))))
+  process.stdout.write("ready\n")
+  return yield* Effect.never
+})
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+
+/** Runs `n` calls `concurrency` at a time: calls/s. */
+const throughput = (n: number, concurrency: number, call: (i: number) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const started = performance.now()
+    yield* Effect.forEach(Array.from({ length: n }, (_, i) => i), call, { concurrency, discard: true })
+    return n / ((performance.now() - started) / 1000)
+  })
+
+/** `n` sequential calls after `n` unmeasured ones: p50 and p99 in microseconds. */
+const latency = (n: number, call: (i: number) => Effect.Effect<unknown, unknown>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < n; i++) yield* call(i)
+    const times: Array<number> = []
+    for (let i = 0; i < n; i++) {
+      const started = performance.now()
+      yield* call(i)
+      times.push((performance.now() - started) * 1000)
+    }
+    times.sort((a, b) => a - b)
+    return { p50: percentile(times, 0.5), p99: percentile(times, 0.99) }
+  })
+
+const measure = Effect.fnUntraced(function*(pool: ProcessPool.ProcessPool["Service"]) {
+  const submit = (i: number) => pool.submit(Where, i)
+  // The first calls start entities and compile codecs: leave them out.
+  yield* throughput(2_000, 256, submit)
+  yield* pool.map(Where, Array.from({ length: 20_000 }, (_, i) => i))
+  return {
+    submit: yield* throughput(5_000, 256, submit),
+    map: yield* Effect.gen(function*() {
+      const started = performance.now()
+      yield* pool.map(Where, Array.from({ length: 100_000 }, (_, i) => i))
+      return 100_000 / ((performance.now() - started) / 1000)
+    }),
+    latency: yield* latency(300, submit)
+  }
+})
+
+const main = Effect.gen(function*() {
+  const pg = yield* postgres
+  const ports = [yield* freePort, yield* freePort]
+  const script = new URL(import.meta.url).pathname
+  const runners = yield* Effect.forEach(
+    ports,
+    (port) => startRunner([script, "runner", String(pg.port), String(port)]),
+    { concurrency: "unbounded" }
+  )
+
+  const local = yield* Effect.scoped(Effect.flatMap(ProcessPool.make({ worker, size: 2 }), measure))
+
+  const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
+  const sharding = NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended }).pipe(
+    Layer.provide(yield* database(pg.port))
+  )
+  const result = yield* Effect.gen(function*() {
+    const pool = yield* ProcessPool.ProcessPool
+    const cluster = yield* measure(pool)
+    const client = yield* Bare.client
+    const echo = (i: number) => client(String(i % 64)).Echo(i)
+    yield* throughput(2_000, 256, echo)
+    const bare = { submit: yield* throughput(5_000, 256, echo), latency: yield* latency(300, echo) }
+
+    // kill -9 of a runner under load: 64 calls in flight, without end, until 3 s after the kill.
+    let killedAt = 0
+    let firstLost = 0
+    let lastOutcome = 0
+    let lost = 0
+    let done = 0
+    const flow = Effect.forEach(Array.from({ length: 64 }), () =>
+      Effect.exit(pool.submit(Where, 1)).pipe(
+        Effect.tap((exit) =>
+          Effect.sync(() => {
+            done++
+            if (killedAt === 0) return
+            lastOutcome = performance.now()
+            if (Exit.isFailure(exit)) {
+              lost++
+              if (firstLost === 0) firstLost = performance.now()
+            }
+          })
+        ),
+        Effect.repeat({ while: () => killedAt === 0 || performance.now() - killedAt < 8_000 })
+      ), { concurrency: 64, discard: true })
+    const fiber = yield* Effect.forkChild(flow)
+    yield* Effect.sleep("1 second")
+    process.kill(runners[0].pid, "SIGKILL")
+    killedAt = performance.now()
+    const doneAtKill = done
+    // The longest time without any outcome after the kill: how long work stalled.
+    let stall = 0
+    let last = performance.now()
+    let seen = done
+    while (performance.now() - killedAt < 8_000) {
+      yield* Effect.sleep(10)
+      if (done !== seen) {
+        stall = Math.max(stall, performance.now() - last)
+        last = performance.now()
+        seen = done
+      }
+    }
+    yield* Fiber.join(fiber).pipe(Effect.ignore)
+    return {
+      cluster,
+      bare,
+      kill: {
+        firstLostMs: firstLost - killedAt,
+        longestGapMs: stall,
+        lost,
+        completedAfterKill: done - doneAtKill,
+        lastOutcomeMs: lastOutcome - killedAt
+      }
+    }
+  }).pipe(Effect.provide(ProcessPool.layerCluster({ tasks: [Where] }).pipe(Layer.provideMerge(sharding))))
+
+  const row = (name: string, submit: number, map: number | undefined, lat: { p50: number; p99: number }) =>
+    console.log(
+      `${name.padEnd(26)} ${submit.toFixed(0).padStart(8)} ${
+        map === undefined ? "       -" : map.toFixed(0).padStart(8)
+      } ${lat.p50.toFixed(0).padStart(8)} ${lat.p99.toFixed(0).padStart(8)}`
+    )
+  console.log(
+    `${"".padEnd(26)} ${"tasks/s".padStart(8)} ${"items/s".padStart(8)} ${"p50 µs".padStart(8)} ${"p99 µs".padStart(8)}`
+  )
+  row("local pool, 2 workers", local.submit, local.map, local.latency)
+  row("cluster, 2 runners x 1", result.cluster.submit, result.cluster.map, result.cluster.latency)
+  row("bare cluster RPC (no pool)", result.bare.submit, undefined, result.bare.latency)
+  console.log(
+    `per-task overhead of the cluster path: ${(result.cluster.latency.p50 - local.latency.p50).toFixed(0)} µs over ` +
+      `the local pool, ${(result.cluster.latency.p50 - result.bare.latency.p50).toFixed(0)} µs over a bare RPC (p50)`
+  )
+  const k = result.kill
+  console.log(
+    `kill -9 of a runner under load: first task reported lost after ${k.firstLostMs.toFixed(0)} ms, longest time ` +
+      `without any outcome ${k.longestGapMs.toFixed(0)} ms, ${k.lost} lost (WorkerCrashed), ` +
+      `${k.completedAfterKill} outcomes in the 8 s after the kill`
+  )
+})
+
+if (import.meta.main) {
+  const [role, pgPort, port] = process.argv.slice(2)
+  if (role === "runner") {
+    process.stdin.on("end", () => process.exit(0)).resume()
+    NodeRuntime.runMain(Effect.scoped(runner(Number(pgPort), Number(port))))
+  } else {
+    main.pipe(Effect.scoped, NodeRuntime.runMain)
+  }
+}

