@@ -285,7 +285,17 @@ const classes = [
  * @since 0.1.0
  * @category schemas
  */
-export const PoolErrorSchema: Schema.Union<typeof classes> = Schema.Union(classes)
+export const PoolErrorSchema: Schema.Union<
+  readonly [
+    typeof WorkerCrashed,
+    typeof WorkerStartError,
+    typeof TaskNotServed,
+    typeof SerializationError,
+    typeof PoolClosed,
+    typeof QueueFull,
+    typeof TaskTimeout
+  ]
+> = Schema.Union(classes)
 
 /**
  * Tells whether a value is one of the pool's own errors.
