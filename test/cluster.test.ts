@@ -108,7 +108,7 @@ describe("cluster: a runner dies", () => {
             Effect.forEach(
               Array.from({ length: count }, (_, id) => id),
               (id) =>
-                Effect.exit(pool.submit(task, { id, ms: 40, file })).pipe(
+                Effect.exit(pool.submit(task, { id, ms: 150, file })).pipe(
                   Effect.tap((exit) =>
                     Effect.sync(() => {
                       if (killedAt > 0 && firstLoss === 0 && Exit.isFailure(exit)) firstLoss = Date.now()
@@ -120,9 +120,14 @@ describe("cluster: a runner dies", () => {
           const outcomes = yield* Effect.forkChild(Effect.all([run(Once, onceFile), run(Again, againFile)], {
             concurrency: 2
           }))
-          // Kill it once work is flowing, and its workers with it as a machine failure would.
-          yield* waitUntil("work to flow", () => starts(onceFile).length >= 40, 30_000)
+          // Kill it once work is flowing and one of its own workers has just started a plain task (150 ms long,
+          // so still running), and its workers with it as a machine failure would.
           const workers = childrenOf(victim.pid)
+          yield* waitUntil(
+            "the victim to run a plain task",
+            () => startsOn(onceFile, workers) > 0 && starts(onceFile).length >= 20,
+            30_000
+          )
           yield* kill9(victim)
           killedAt = Date.now()
           const [once, again] = yield* Fiber.join(outcomes).pipe(Effect.timeout("60 seconds"))
@@ -156,6 +161,16 @@ describe("cluster: a runner dies", () => {
     120_000
   )
 })
+
+/** How many tasks started on one of `pids`, by the lines `id pid` of a file the tasks append to. */
+const startsOn = (file: string, pids: ReadonlyArray<number>): number => {
+  try {
+    return fs.readFileSync(file, "utf8").split("\n").filter((line) => pids.includes(Number(line.split(" ")[1])))
+      .length
+  } catch {
+    return 0
+  }
+}
 
 /** The ids that started, one line each, in a file the tasks append to. */
 const starts = (file: string): Array<number> => {
