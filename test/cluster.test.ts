@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import * as Task from "../src/Task.ts"
-import { childrenOf, clusterPool, kill9, postgres, runner } from "./cluster.ts"
+import { childrenOf, clusterPool, kill9, postgres, runner, startRunners } from "./cluster.ts"
 import { Again, Once } from "./fixtures/cluster-tasks.ts"
 import { Count, Endless } from "./fixtures/streams.ts"
 import { Negative, Pid, Sleep, Square, Unserved } from "./fixtures/tasks.ts"
@@ -21,9 +21,7 @@ describe("cluster", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* Effect.all([runner(pg.port), runner(pg.port), runner(pg.port)], {
-          concurrency: "unbounded"
-        })
+        const runners = yield* startRunners(pg.port, 3)
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
           const inputs = Array.from({ length: 2_000 }, (_, i) => i - 10)
@@ -93,9 +91,7 @@ describe("cluster: a runner dies", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* Effect.all([runner(pg.port), runner(pg.port), runner(pg.port)], {
-          concurrency: "unbounded"
-        })
+        const runners = yield* startRunners(pg.port, 3)
         const [victim] = runners
         const onceFile = tempFile("once")
         const againFile = tempFile("again")
@@ -187,7 +183,7 @@ describe("cluster: calls", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* Effect.all([runner(pg.port), runner(pg.port)], { concurrency: "unbounded" })
+        const runners = yield* startRunners(pg.port, 2)
         const file = tempFile("interrupted")
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool

@@ -17,6 +17,10 @@ export interface Runner {
   readonly port: number
 }
 
+/** `count` runner processes on one PostgreSQL, started at once. */
+export const startRunners = (pgPort: number, count: number) =>
+  Effect.all(Array.from({ length: count }, () => runner(pgPort)), { concurrency: "unbounded" })
+
 /**
  * Starts a runner process with a local pool of `size` workers, as the example
  * does, and waits until it is ready. Closing the scope ends it and checks

@@ -79,9 +79,6 @@ interface ResolveArgs {
   readonly pluginData: unknown
 }
 
-/** The exit code of a worker whose bundle failed to load (workerBoot.ts). @internal */
-export const BundleFailed = 74
-
 const effectSpecifier = /^effect(\/|$)/
 const inner = Symbol("bundle.inner")
 
@@ -273,7 +270,7 @@ const touch = (entries: ReadonlyArray<string>): void => {
 /**
  * Removes what older versions of the worker's graph left in the cache. A
  * pool still running on a removed bundle loses nothing: its next worker
- * fails to load it and takes the plain path (see `BundleFailed`).
+ * fails to load it and takes the plain path (see `BundleFailed` in entry.ts).
  */
 const prune = (cacheDir: string): void => {
   const now = Date.now()

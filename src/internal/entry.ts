@@ -25,6 +25,9 @@ export const workerKey: unique symbol = Symbol.for("effect-process-pool/worker")
 /** The global key under which workerBoot.ts leaves the URL of the bundle's directory. @internal */
 export const bundleKey: unique symbol = Symbol.for("effect-process-pool/bundle") as never
 
+/** The exit code of a worker that could not load the bundle `effect` comes from (see bundle.ts). @internal */
+export const BundleFailed = 74
+
 /** The module this process serves, when it is a worker. @internal */
 export const workerOfModule = (): WorkerOfModule | undefined =>
   (globalThis as { [workerKey]?: WorkerOfModule })[workerKey]

@@ -18,9 +18,7 @@ import * as fs from "node:fs"
 import { registerHooks } from "node:module"
 import { pathToFileURL } from "node:url"
 import type { Plan } from "./bundle.ts"
-
-/** The exit code of a worker whose bundle failed to load: `BundleFailed` in bundle.ts. */
-const BundleFailed = 74
+import { BundleFailed, bundleKey } from "./entry.ts"
 
 const [planFile] = process.argv.splice(2, 1)
 const plan: Plan = JSON.parse(fs.readFileSync(planFile!, "utf8"))
@@ -30,9 +28,9 @@ for (const url in plan.resolve) {
   const entry = pathToFileURL(plan.resolve[url]!).href
   bundled.set(url, entry)
   dir = entry.slice(0, entry.lastIndexOf("/") + 1)
-} // For workerMain, to tell a bundle that fails to load from a worker module that fails: `bundleKey` in entry.ts.
+} // For workerMain, to tell a bundle that fails to load from a worker module that fails.
 
-;(globalThis as Record<symbol, string>)[Symbol.for("effect-process-pool/bundle")] = dir
+;(globalThis as { [bundleKey]?: string })[bundleKey] = dir
 
 registerHooks({
   resolve: (specifier, context, nextResolve) => {

@@ -26,7 +26,7 @@ import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 import { isHandlers } from "../Worker.ts"
 import { Binary, decodeBinary } from "./binary.ts"
-import { bundleKey, workerKey, type WorkerOfModule } from "./entry.ts"
+import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "./entry.ts"
 import { decodeToWorker, ExitKind, FromWorker, type FromWorkerMessage, Message, MessageInvalid } from "./protocol.ts"
 import { makeServer } from "./server.ts"
 import { SharedFile } from "./sharedFile.ts"
@@ -55,7 +55,7 @@ const StartFailure = {
   /** The module builds a pool of itself when imported: see `refuse` below. */
   PoolOfItself: 73,
   /** A file of the bundle `effect` comes from could not be loaded: see workerBoot.ts. */
-  BundleFailed: 74
+  BundleFailed
 } as const
 
 /** Whether an import failed on a file of the bundle `effect` comes from (workerBoot.ts sets `bundleKey`). */

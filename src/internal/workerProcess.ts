@@ -13,7 +13,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import { type Binary, decodeBinary } from "./binary.ts"
-import { BundleFailed, type PlanFile } from "./bundle.ts"
+import type { PlanFile } from "./bundle.ts"
+import { BundleFailed } from "./entry.ts"
 import {
   decodeFromWorker,
   FromWorker,
