@@ -26,7 +26,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Rpc from "effect/rpc/Rpc"
 import * as Schema from "effect/Schema"
-import { database, freePort, postgres, recommended, runnerLayer, startRunner, Where } from "../examples/cluster.ts"
+import { database, recommended, runnerLayer, startRunner, Where } from "../examples/cluster.ts"
+import { freePort, postgres } from "../examples/postgres.ts"
 import { ProcessPool } from "../src/index.ts"
 
 const Bare = Entity.make("bench-bare", [Rpc.make("Echo", { payload: Schema.Number, success: Schema.Number })])

