@@ -11,17 +11,31 @@
  * the bundle: every import of `effect` in the worker, the user's, a
  * library's and the pool's own, shares one copy.
  *
- * Two records live in the cache directory:
+ * Three records live in the cache directory:
  * - `scan-<key>.json`, per worker module: the `effect` modules its graph
  *   imports, found by an esbuild scan, and every file of that graph with its
  *   size and mtime. Any change to one of those files makes it stale.
  * - `bundle-<key>/`, per set of `effect` modules and their package's version:
- *   the bundle, and `map.json`, which the worker's hook reads.
- * Both are written to a temporary name and renamed, so a reader never sees
+ *   the bundle, and `map.json`, which lists its entries and the size and
+ *   SHA-256 of each of its files as they were written.
+ * - `plan-<key>.json`, which the worker's hook reads (see `Plan`).
+ * Each is written to a temporary name and renamed, so a reader never sees
  * half of one, and pools that start together may build the same one.
  *
+ * Workers run what the cache holds, so it is used only where no one else can
+ * have written it: the cache directory and each bundle's directory must be
+ * real directories (not links), owned by this user and writable by no one
+ * else, and each file of a bundle must be a file of this user's with the size
+ * it was written with. A bundle that fails these checks is set aside and built
+ * again; a cache directory that fails them is not used at all.
+ *
+ * A bundle that a worker could not load is checked against its SHA-256s
+ * (see `discard`) and, when it is not whole, set aside: the next pool builds
+ * it again.
+ *
  * Whatever goes wrong (no esbuild, a module esbuild cannot follow, a
- * directory that cannot be written) leaves the workers on the plain path.
+ * directory that cannot be written or is not safe to use) leaves the workers
+ * on the plain path.
  *
  * @internal
  */
@@ -44,9 +58,24 @@ interface Scan {
 
 /** What the worker's hook reads (workerBoot.ts). @internal */
 export interface Plan {
-  /** URLs of `effect`'s modules, to the path of their entry in the bundle. */
-  readonly resolve: Record<string, string>
+  /** The bundle's directory. */
+  readonly dir: string
+  /** URLs of `effect`'s modules, to the name of their entry in the bundle. */
+  readonly entries: Record<string, string>
+  /** The size of each file of the bundle, by name: the hook loads no other file from `dir`, and none of another size. */
+  readonly sizes: Record<string, number>
 }
+
+/** What `map.json` holds: the bundle's entries, and each of its files as it was written. */
+interface BundleMap {
+  /** URLs of `effect`'s modules, to the name of their entry in the bundle. */
+  readonly entries: Record<string, string>
+  /** Each file of the bundle by name, as [size, SHA-256 in hex]. */
+  readonly files: Record<string, readonly [number, string]>
+}
+
+/** The layout of `map.json` and `Plan`: part of the bundle's key, so that other versions of this library keep theirs. */
+const layout = 2
 
 /** The subset of esbuild's API used here. */
 interface Esbuild {
@@ -119,15 +148,38 @@ const readJson = <A>(file: string): A | undefined => {
   }
 }
 
-const fresh = (scan: Scan): boolean =>
-  scan.inputs.every(([file, size, mtime]) => {
-    try {
+/**
+ * The status of `file` when no one but this user can have written what it
+ * holds: a directory or a regular file as asked (not a link, which could
+ * lead anywhere), owned by this user, writable by no one else. Where there
+ * are no POSIX owners (Windows), the mode says nothing of who can write, and
+ * only links are refused.
+ */
+const ours = (file: string, kind: "directory" | "file"): fs.Stats | undefined => {
+  try {
+    const stat = fs.lstatSync(file)
+    const uid = process.getuid?.()
+    const right = kind === "directory" ? stat.isDirectory() : stat.isFile()
+    return right && (uid === undefined || (stat.uid === uid && (stat.mode & 0o022) === 0)) ? stat : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Reads a record of the cache, when it is this user's alone (see `ours`). */
+const readOwn = <A>(file: string): A | undefined => ours(file, "file") === undefined ? undefined : readJson<A>(file)
+
+/** Whether no file of the scanned graph has changed; a damaged record is stale too. */
+const fresh = (scan: Scan): boolean => {
+  try {
+    return Array.isArray(scan.entries) && scan.inputs.every(([file, size, mtime]) => {
       const stat = fs.statSync(file)
       return stat.size === size && stat.mtimeMs === mtime
-    } catch {
-      return false
-    }
-  })
+    })
+  } catch {
+    return false
+  }
+}
 
 const tmpName = (target: string): string => `${target}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`
 
@@ -141,11 +193,99 @@ const publish = (tmp: string, target: string): void => {
   }
 }
 
-/** Whether every entry of the bundle behind `map` is still there. */
-const complete = (map: string): boolean => {
-  const entries = readJson<Record<string, string>>(map)
-  const dir = path.dirname(map)
-  return entries !== undefined && Object.values(entries).every((file) => fs.existsSync(path.join(dir, file)))
+/** Writes `text` to `file` unless it holds it already, for this user alone. */
+const record = (file: string, text: string): void => {
+  if (ours(file, "file") !== undefined) {
+    try {
+      if (fs.readFileSync(file, "utf8") === text) return
+    } catch {
+      // Rewritten below.
+    }
+  }
+  const tmp = tmpName(file)
+  fs.writeFileSync(tmp, text, { mode: 0o600 })
+  publish(tmp, file)
+}
+
+/**
+ * Moves `entry` out of the way, then removes it. The rename is atomic and
+ * follows no link: a pool that looks for the entry next finds it gone, and
+ * a link is removed, not what it leads to.
+ */
+const setAside = (entry: string): void => {
+  const tmp = tmpName(entry)
+  try {
+    fs.renameSync(entry, tmp)
+  } catch {
+    // Gone already.
+    return
+  }
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true })
+  } catch {
+    // What cannot be removed now is pruned later.
+  }
+}
+
+const isRecord = (value: unknown): value is object => typeof value === "object" && value !== null
+
+/**
+ * The map of the bundle in `dir` when it can be used: the directory and each
+ * of its files are this user's alone (see `ours`), every file is there with
+ * the size it was written with, and every entry is one of them. Its content
+ * is checked by `discard`, once a worker could not load it.
+ */
+const intact = (dir: string): BundleMap | undefined => {
+  if (ours(dir, "directory") === undefined) return undefined
+  const map = readOwn<BundleMap>(path.join(dir, "map.json"))
+  if (!isRecord(map) || !isRecord(map.entries) || !isRecord(map.files)) return undefined
+  try {
+    for (const name in map.files) {
+      if (ours(path.join(dir, name), "file")?.size !== map.files[name]![0]) return undefined
+    }
+    return Object.values(map.entries).every((name) => Object.hasOwn(map.files, name)) ? map : undefined
+  } catch {
+    // A damaged map.
+    return undefined
+  }
+}
+
+/** Whether each file of the bundle in `dir` still has the SHA-256 it was written with. */
+const whole = (dir: string): boolean => {
+  const map = intact(dir)
+  if (map === undefined) return false
+  // Loaded here only: the parent needs it for nothing else (see `hash`).
+  const crypto = process.getBuiltinModule("node:crypto")
+  try {
+    return Object.entries(map.files).every(([name, [, sha256]]) =>
+      crypto.hash("sha256", fs.readFileSync(path.join(dir, name))) === sha256
+    )
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Sets aside the bundle of `planFile`, which a worker could not load, unless
+ * it is whole: the next pool to start on it builds it again. A bundle found
+ * whole was not the cause (a worker module that itself exits with the
+ * bundle's failure code), or was built again meanwhile by another pool
+ * sharing the cache, and is kept.
+ *
+ * Another pool may rebuild the bundle between the check and the move: it is
+ * then set aside once more, and that pool's next worker takes the plain path
+ * until a pool builds it again. Nothing is lost but the build.
+ *
+ * @internal
+ */
+export const discard = (planFile: PlanFile): void => {
+  try {
+    const plan = readOwn<Plan>(planFile)
+    // A damaged plan is written again by the next pool (see `record`).
+    if (typeof plan?.dir === "string" && !whole(plan.dir)) setAside(plan.dir)
+  } catch {
+    // Nothing to set aside.
+  }
 }
 
 /** The package.json of the package `file` belongs to: its version and mtime key the bundle. */
@@ -222,7 +362,10 @@ const scan = async (esbuild: Esbuild, entryPoints: Array<string>, conditions: Ar
   return { inputs: [...inputs, ...manifests.values()], entries: [...entries].sort() }
 }
 
-/** Bundles `entries` into `dir`, and writes the map from each entry's URL to its file in the bundle. */
+/**
+ * Bundles `entries` into `dir`, and writes its map: each entry's URL to its
+ * file in the bundle, and the size and SHA-256 of every file.
+ */
 const bundle = async (esbuild: Esbuild, entries: ReadonlyArray<string>, dir: string): Promise<void> => {
   const names = new Map(entries.map((entry, i) => [`m${i}`, entry]))
   const result = await esbuild.build({
@@ -241,13 +384,19 @@ const bundle = async (esbuild: Esbuild, entries: ReadonlyArray<string>, dir: str
     metafile: true,
     logLevel: "silent"
   })
-  const map: Record<string, string> = {}
+  const crypto = await import("node:crypto")
+  const map: BundleMap = { entries: {}, files: {} }
   for (const [output, { entryPoint }] of Object.entries(result.metafile!.outputs)) {
-    if (entryPoint === undefined) continue
     // The bundle's own files by name: the directory is renamed once written.
-    map[pathToFileURL(path.resolve(entryPoint)).href] = path.basename(output)
+    const name = path.basename(output)
+    const file = path.join(dir, name)
+    fs.chmodSync(file, 0o600)
+    const content = fs.readFileSync(file)
+    map.files[name] = [content.length, crypto.hash("sha256", content)]
+    if (entryPoint !== undefined) map.entries[pathToFileURL(path.resolve(entryPoint)).href] = name
   }
-  fs.writeFileSync(path.join(dir, "map.json"), JSON.stringify(map))
+  fs.writeFileSync(path.join(dir, "map.json"), JSON.stringify(map), { mode: 0o600 })
+  fs.chmodSync(dir, 0o700)
 }
 
 /** How long an entry of the cache is kept after it was last used: every version of `effect` leaves one. */
@@ -301,25 +450,26 @@ export const prepare = async (options: {
   let esbuild: Esbuild | undefined
   try {
     fs.mkdirSync(options.cacheDir, { recursive: true, mode: 0o700 })
+    // Everything below is trusted because only this user can write here: a link, or a directory others can
+    // write, and workers would run what someone else put there.
+    if (ours(options.cacheDir, "directory") === undefined) return undefined
     const conditions = conditionsOf(options.execArgv)
     const entryPoints = [fileURLToPath(options.moduleUrl), options.runtime]
     const scanFile = path.join(options.cacheDir, `scan-${hash([entryPoints, conditions, process.version])}.json`)
-    let found = readJson<Scan>(scanFile)
+    let found = readOwn<Scan>(scanFile)
     if (found === undefined || !fresh(found)) {
       esbuild = await loadEsbuild()
       if (esbuild === undefined) return undefined
       const scanned = await scan(esbuild, entryPoints, conditions)
-      const tmp = tmpName(scanFile)
-      fs.writeFileSync(tmp, JSON.stringify(scanned))
-      publish(tmp, scanFile)
+      record(scanFile, JSON.stringify(scanned))
       found = scanned
     }
     if (found.entries.length === 0) return undefined
     const packages = [...new Set(found.entries.map(packageOf).map((p) => JSON.stringify(p)))]
-    const dir = path.join(options.cacheDir, `bundle-${hash([found.entries, packages, process.version])}`)
-    const map = path.join(dir, "map.json")
-    if (!complete(map)) {
-      fs.rmSync(dir, { recursive: true, force: true })
+    const dir = path.join(options.cacheDir, `bundle-${hash([found.entries, packages, process.version, layout])}`)
+    let map = intact(dir)
+    if (map === undefined) {
+      setAside(dir)
       esbuild ??= await loadEsbuild()
       if (esbuild === undefined) return undefined
       const tmp = tmpName(dir)
@@ -330,17 +480,16 @@ export const prepare = async (options: {
         fs.rmSync(tmp, { recursive: true, force: true })
       }
       prune(options.cacheDir)
+      // Ours, or that of a pool that got there first.
+      map = intact(dir)
+      if (map === undefined) return undefined
     }
-    const bundled = readJson<Record<string, string>>(map)!
-    for (const url in bundled) bundled[url] = path.join(dir, bundled[url]!)
-    const plan: Plan = { resolve: bundled }
+    const sizes: Record<string, number> = {}
+    for (const name in map.files) sizes[name] = map.files[name]![0]
+    const plan: Plan = { dir, entries: map.entries, sizes }
     const text = JSON.stringify(plan)
     const planFile = path.join(options.cacheDir, `plan-${hash(text)}.json`)
-    if (!fs.existsSync(planFile)) {
-      const tmp = tmpName(planFile)
-      fs.writeFileSync(tmp, text)
-      publish(tmp, planFile)
-    }
+    record(planFile, text)
     touch([scanFile, dir, planFile])
     return planFile
   } catch {

@@ -74,6 +74,10 @@ export const withoutInspector = (nodeOptions: string): string | undefined => {
  * could plant cache entries that workers run; when the directory is not
  * ours alone, workers run without the cache.
  *
+ * What it holds (Node's compile cache, `bundles`) is checked alike: an entry
+ * that is a link, or another user's, or that others can write, could hold
+ * code someone else put there, so the directory is not used at all.
+ *
  * @internal
  */
 export const privateCacheDir = (dir: string): string | undefined => {
@@ -86,6 +90,15 @@ export const privateCacheDir = (dir: string): string | undefined => {
     const stat = fs.lstatSync(dir)
     const uid = process.getuid?.()
     if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) return undefined
+    for (const name of fs.readdirSync(dir)) {
+      const entry = fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false })
+      // Gone since it was listed.
+      if (entry === undefined) continue
+      if (
+        !(entry.isDirectory() || entry.isFile()) || (uid !== undefined && entry.uid !== uid) ||
+        (entry.mode & 0o022) !== 0
+      ) return undefined
+    }
     return dir
   } catch {
     return undefined

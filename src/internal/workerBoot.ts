@@ -8,47 +8,72 @@
  * nothing of `effect` itself, so that the hook is in place before the first
  * such import.
  *
+ * A load hook lets through only the bundle's files that the plan lists, each
+ * with the size it was written with: a file changed since the parent checked
+ * the bundle is not run. Other hooks still see every load.
+ *
  * A bundle that cannot be loaded (removed or damaged after the parent
  * checked it) ends the worker with exit code 74; the pool then starts
- * workers on the plain path.
+ * workers on the plain path, and sets the bundle aside so that the next pool
+ * builds it again (see `discard` in bundle.ts).
  *
  * @internal
  */
 import * as fs from "node:fs"
 import { registerHooks } from "node:module"
-import { pathToFileURL } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import type { Plan } from "./bundle.ts"
 import { BundleFailed, bundleKey } from "./entry.ts"
 
 const [planFile] = process.argv.splice(2, 1)
-const plan: Plan = JSON.parse(fs.readFileSync(planFile!, "utf8"))
-const bundled = new Map<string, string>()
-let dir = ""
-for (const url in plan.resolve) {
-  const entry = pathToFileURL(plan.resolve[url]!).href
-  bundled.set(url, entry)
-  dir = entry.slice(0, entry.lastIndexOf("/") + 1)
-} // For workerMain, to tell a bundle that fails to load from a worker module that fails.
 
-;(globalThis as { [bundleKey]?: string })[bundleKey] = dir
+/** Ends the worker with the bundle's failure code. */
+const failed = (error: unknown): never => {
+  process.stderr.write(
+    `effect-process-pool worker ${process.pid}: the bundle of ${planFile} failed to load: ${error}\n`
+  )
+  return process.exit(BundleFailed)
+}
 
-registerHooks({
-  resolve: (specifier, context, nextResolve) => {
-    // The bundle's files import each other by relative names only.
-    if (specifier.startsWith("./") && context.parentURL?.startsWith(dir)) {
-      return { url: new URL(specifier, context.parentURL).href, format: "module", shortCircuit: true }
+/** Installs the hooks; throws when the plan cannot be read. */
+const install = (plan: Plan): void => {
+  const dir = `${pathToFileURL(plan.dir).href}/`
+  const entries = new Map(Object.entries(plan.entries).map(([url, name]) => [url, dir + name]))
+  const sizes = new Map(Object.entries(plan.sizes))
+  // For workerMain, to tell a bundle that fails to load from a worker module that fails.
+  const global = globalThis as { [bundleKey]?: string }
+  global[bundleKey] = dir
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      // The bundle's files import each other by relative names only.
+      if (specifier.startsWith("./") && context.parentURL?.startsWith(dir)) {
+        return { url: new URL(specifier, context.parentURL).href, format: "module", shortCircuit: true }
+      }
+      const resolved = nextResolve(specifier, context)
+      const url = entries.get(resolved.url)
+      return url === undefined ? resolved : { url, format: "module", shortCircuit: true }
+    },
+    load: (url, context, nextLoad) => {
+      if (url.startsWith(dir)) {
+        const file = fileURLToPath(url)
+        // The path in the message tells workerMain that the bundle failed.
+        if (fs.statSync(file).size !== sizes.get(url.slice(dir.length))) {
+          throw new Error(`${file} is not a file of the bundle as it was built`)
+        }
+      }
+      return nextLoad(url, context)
     }
-    const resolved = nextResolve(specifier, context)
-    const url = bundled.get(resolved.url)
-    return url === undefined ? resolved : { url, format: "module", shortCircuit: true }
-  }
-})
+  })
+}
+
+try {
+  install(JSON.parse(fs.readFileSync(planFile!, "utf8")))
+} catch (error) {
+  failed(error)
+}
 
 try {
   await import(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js")
 } catch (error) {
-  process.stderr.write(
-    `effect-process-pool worker ${process.pid}: the bundle of ${planFile} failed to load: ${error}\n`
-  )
-  process.exit(BundleFailed)
+  failed(error)
 }

@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import { type Binary, decodeBinary } from "./binary.ts"
-import type { PlanFile } from "./bundle.ts"
+import { discard, type PlanFile } from "./bundle.ts"
 import { BundleFailed } from "./entry.ts"
 import {
   decodeFromWorker,
@@ -393,14 +393,19 @@ export class WorkerProcess implements WorkerConnection {
 
 /**
  * Starts workers as child processes. Once a worker fails to load its bundle,
- * the workers after it start on the plain path.
+ * the workers after it start on the plain path, and the bundle is set aside
+ * unless it is whole, so that the next pool builds it again.
  *
  * @internal
  */
 export const spawnProcess = (options: SpawnOptions): Spawn => {
   let current = options
   const onClose = (events: WorkerEvents) => (worker: WorkerConnection) => {
-    if (worker.bundleFailed === true) current = { ...options, bundle: undefined }
+    // Once: the workers started with it may all fail.
+    if (worker.bundleFailed === true && current.bundle !== undefined) {
+      discard(current.bundle)
+      current = { ...options, bundle: undefined }
+    }
     events.onClose(worker)
   }
   return (events) =>
