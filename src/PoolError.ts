@@ -246,6 +246,40 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
 }
 
 /**
+ * An option of the pool, or of one call, has a value that makes no sense:
+ * a pool of `size: 0`, a `chunkSize` of -1, a negative `timeout`. It is
+ * refused at once, when the layer is built or the call is made, before any
+ * process starts or any task is sent. The error names the option, the value
+ * it got and what it accepts.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.map(Square, [1, 2, 3], { chunkSize: 0 }).pipe(
+ *   Effect.catchTag("InvalidOption", (e) => Effect.log(e.message))
+ *   // Invalid option chunkSize: got 0; it takes a whole number of at least 1, or "auto".
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOption extends Schema.TaggedError<InvalidOption>()("InvalidOption", {
+  /** The option, as it is written: `size`, `chunkSize`, `timeout`. */
+  option: Schema.String,
+  /** The value it got, as text. */
+  value: Schema.String,
+  /** What it takes. */
+  expected: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid option ${this.option}: got ${this.value}; it takes ${this.expected}.`
+  }
+}
+
+/**
  * The union of the pool's own errors.
  *
  * @since 0.1.0
@@ -259,6 +293,7 @@ export type PoolError =
   | PoolClosed
   | QueueFull
   | TaskTimeout
+  | InvalidOption
 
 const classes = [
   WorkerCrashed,
@@ -267,7 +302,8 @@ const classes = [
   SerializationError,
   PoolClosed,
   QueueFull,
-  TaskTimeout
+  TaskTimeout,
+  InvalidOption
 ] as const
 
 /**
@@ -293,7 +329,8 @@ export const PoolErrorSchema: Schema.Union<
     typeof SerializationError,
     typeof PoolClosed,
     typeof QueueFull,
-    typeof TaskTimeout
+    typeof TaskTimeout,
+    typeof InvalidOption
   ]
 > = Schema.Union(classes)
 

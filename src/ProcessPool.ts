@@ -93,10 +93,10 @@ import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/ent
 import { combine, type PoolEvents } from "./internal/events.ts"
 import { makeLogDelivery } from "./internal/logs.ts"
 import { makePoolMetrics, makeWorkerMetrics } from "./internal/metrics.ts"
-import { moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
+import { checkPool, checkSubmit, moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
 import { Supervisor } from "./internal/supervisor.ts"
 import { type Spawn, spawnProcess, workerMain } from "./internal/workerProcess.ts"
-import type { PoolError, WorkerStartError } from "./PoolError.ts"
+import type { InvalidOption, PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -352,12 +352,16 @@ export type Submitted<T extends Task.Task.Any, R = never> = T extends Task.Task.
 export type Inputs<A, E = never, R = never> = Iterable<A> | Stream.Stream<A, E, R>
 
 /**
- * The process pool service.
+ * The process pool service: the tag to get the pool from the context, or to
+ * provide one. Its methods are those of {@link Service}; {@link layer}
+ * provides a pool of worker processes, and {@link layerCluster} one backed by
+ * the runners of a cluster.
  *
  * @example
  * ```ts
  * import * as Effect from "effect/Effect"
  * import { ProcessPool } from "effect-process-pool"
+ * import { Fib } from "./tasks.ts"
  *
  * const program = Effect.gen(function*() {
  *   const pool = yield* ProcessPool.ProcessPool
@@ -369,40 +373,144 @@ export type Inputs<A, E = never, R = never> = Iterable<A> | Stream.Stream<A, E, 
  * @since 0.1.0
  * @category services
  */
-export class ProcessPool extends Context.Service<ProcessPool, {
+export class ProcessPool extends Context.Service<ProcessPool, Service>()("effect-process-pool/ProcessPool") {}
+
+/**
+ * What a pool offers, as `yield* ProcessPool.ProcessPool` and {@link make}
+ * give it: run one task or many, and follow the pool. A method fails only
+ * with the task's own failure or a {@link PoolError}, and needs nothing from
+ * the context; `stream` adds what its input stream may fail with and needs.
+ * The functions of this module with the same names ({@link submit},
+ * {@link map}, ...) call them on the pool in context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
   /**
    * Runs one task in a worker: an `Effect` of its result, or, for a streaming
-   * task, a lazy `Stream` of its items. A task without a payload takes none:
-   * `submit(Tick)`.
+   * task, a lazy `Stream` of its items. The payload is checked against the
+   * task's Schema before it is sent, and the result when it comes back. A
+   * task without a payload takes none: `submit(Tick)`. Interrupting the
+   * caller interrupts the task in its worker; see {@link SubmitOptions} for
+   * a timeout.
+   *
+   * @example
+   * ```ts
+   * import * as Effect from "effect/Effect"
+   * import * as Stream from "effect/Stream"
+   * import { ProcessPool } from "effect-process-pool"
+   * import { Count, Fib } from "./tasks.ts"
+   *
+   * const program = Effect.gen(function*() {
+   *   const pool = yield* ProcessPool.ProcessPool
+   *   const n = yield* pool.submit(Fib, 30, { timeout: "5 seconds" }) // Effect<number, FibTooLarge | PoolError>
+   *   yield* pool.submit(Count, 3).pipe(Stream.runForEach((i) => Effect.log(i))) // a streaming task
+   * })
+   * ```
    */
   readonly submit: <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>) => Submitted<T>
-  /** Runs a task over many payloads. Fails fast: the first failure interrupts the rest. */
+  /**
+   * Runs a task over many payloads, sent to the workers in chunks, and gives
+   * the results in input order (or as they complete, with `ordered: false`).
+   * Fails fast: the first failure interrupts the rest. See
+   * {@link MapOptions}.
+   *
+   * @example
+   * ```ts
+   * import * as Effect from "effect/Effect"
+   * import { ProcessPool } from "effect-process-pool"
+   * import { Square } from "./tasks.ts"
+   *
+   * const program = Effect.gen(function*() {
+   *   const pool = yield* ProcessPool.ProcessPool
+   *   const squares = yield* pool.map(Square, [1, 2, 3, 4, 5]) // [1, 4, 9, 16, 25]
+   * })
+   * ```
+   */
   readonly map: <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
   ) => Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError>
-  /** Runs a task over many payloads, and returns every item's outcome. */
+  /**
+   * Runs a task over many payloads, as {@link Service.map} does, and gives
+   * every item's `Exit`, in the same order: a failure does not stop the
+   * rest. The effect itself fails only when an option makes no sense
+   * (`InvalidOption`).
+   *
+   * @example
+   * ```ts
+   * import * as Effect from "effect/Effect"
+   * import * as Exit from "effect/Exit"
+   * import { ProcessPool } from "effect-process-pool"
+   * import { Fib } from "./tasks.ts"
+   *
+   * const program = Effect.gen(function*() {
+   *   const pool = yield* ProcessPool.ProcessPool
+   *   const exits = yield* pool.mapExits(Fib, [10, 95, 20])
+   *   const failed = exits.filter(Exit.isFailure).length // 1: Fib(95) fails with FibTooLarge
+   * })
+   * ```
+   */
   readonly mapExits: <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
-  ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>>
-  /** Runs a task over an iterable or a stream: a lazy, bounded stream of results. */
+  ) => Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, InvalidOption>
+  /**
+   * Runs a task over an iterable or a stream: a lazy, bounded stream of
+   * results. Inputs are pulled only as workers free up, so an endless input
+   * stream is fine; `concurrency` and `bufferSize` ({@link MapOptions}) bound
+   * what is in flight and what waits for the consumer. The stream fails with
+   * the first failure, of a task or of the inputs.
+   *
+   * @example
+   * ```ts
+   * import * as Effect from "effect/Effect"
+   * import * as Stream from "effect/Stream"
+   * import { ProcessPool } from "effect-process-pool"
+   * import { Square } from "./tasks.ts"
+   *
+   * const program = Effect.gen(function*() {
+   *   const pool = yield* ProcessPool.ProcessPool
+   *   yield* pool.stream(Square, Stream.range(1, 1_000_000), { ordered: false }).pipe(
+   *     Stream.runForEach((n) => Effect.log(n))
+   *   )
+   * })
+   * ```
+   */
   readonly stream: <T extends Task.Task.Unary, E = never, R = never>(
     task: T,
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     options?: MapOptions
   ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R>
-  /** A snapshot of the queue and the workers. */
+  /**
+   * A snapshot of the pool ({@link Stats}): the queue, the tasks in flight,
+   * worker crashes, and each worker's pid, state, load and memory.
+   */
   readonly stats: Effect.Effect<Stats>
   /**
    * Snapshots of the pool, one at once and then one every `interval`, for
    * any UI to follow it. The stream ends after the snapshot that finds the
    * pool closed.
+   *
+   * @example
+   * ```ts
+   * import * as Effect from "effect/Effect"
+   * import * as Stream from "effect/Stream"
+   * import { ProcessPool } from "effect-process-pool"
+   *
+   * const program = Effect.gen(function*() {
+   *   const pool = yield* ProcessPool.ProcessPool
+   *   yield* pool.statsStream("1 second").pipe(
+   *     Stream.runForEach((s) => Effect.log(`${s.queued} queued, ${s.running} running`))
+   *   )
+   * })
+   * ```
    */
   readonly statsStream: (interval: Duration.Input) => Stream.Stream<Stats>
-}>()("effect-process-pool/ProcessPool") {}
+}
 
 // ---------------------------------------------------------------------------
 // Construction
@@ -427,7 +535,7 @@ export class ProcessPool extends Context.Service<ProcessPool, {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<ProcessPool["Service"], WorkerStartError, Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Service, WorkerStartError | InvalidOption, Scope.Scope> =>
   makeWith(options)
 
 /**
@@ -440,6 +548,8 @@ export const makeWith = Effect.fnUntraced(function*(
   options: Options,
   hooks: { readonly spawn?: Spawn | undefined; readonly events?: PoolEvents | undefined } = {}
 ) {
+  const invalid = checkPool(options)
+  if (invalid !== undefined) return yield* invalid
   const resolved = resolve(options)
   refusePoolOfItself(resolved.supervisor.moduleUrl)
   poolBuilt()
@@ -495,29 +605,46 @@ export const makeWith = Effect.fnUntraced(function*(
 
   const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events, logLevel)
   const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
-  const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> =>
+  const submit = checkingSubmit(<T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>) =>
     (task.stream
       ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
       : client.submit(task, payload as Task.Task.Payload<T>, options)) as Submitted<T>
+  )
 
   const stats = Effect.sync((): Stats => ({
     ...dispatcher.stats(),
     crashes: supervisor.crashes,
     workers: supervisor.workerStats()
   }))
-  return ProcessPool.of({
-    submit,
-    map,
-    mapExits,
-    stream,
-    stats,
-    statsStream: (interval) =>
-      Stream.tick(interval).pipe(
-        Stream.mapEffect(() => stats),
-        Stream.takeUntil((snapshot) => snapshot.state === "closed")
-      )
-  })
+  return ProcessPool.of({ submit, map, mapExits, stream, stats, statsStream: statsEvery(stats) })
 })
+
+/**
+ * `submit` that first checks the call's options: a bad one fails the call
+ * (or its stream) with `InvalidOption`, and nothing is sent.
+ *
+ * @internal
+ */
+export const checkingSubmit =
+  (submit: ProcessPool["Service"]["submit"]): ProcessPool["Service"]["submit"] =>
+  <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>): Submitted<T> => {
+    const invalid = args[1] === undefined ? undefined : checkSubmit(args[1])
+    if (invalid === undefined) return submit(task, ...args)
+    const failed = task.stream ? Stream.fail(invalid) : Effect.fail(invalid)
+    return failed as unknown as Submitted<T>
+  }
+
+/**
+ * `statsStream` over a service's `stats`: one snapshot at once, then one
+ * every `interval`, up to the one that finds the pool closed.
+ *
+ * @internal
+ */
+export const statsEvery = (stats: Effect.Effect<Stats>) => (interval: Duration.Input): Stream.Stream<Stats> =>
+  Stream.tick(interval).pipe(
+    Stream.mapEffect(() => stats),
+    Stream.takeUntil((snapshot) => snapshot.state === "closed")
+  )
 
 /**
  * A layer that provides a {@link ProcessPool}. Building it spawns the workers
@@ -540,10 +667,16 @@ export const makeWith = Effect.fnUntraced(function*(
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartError> => {
+export const layer = (options: Options): Layer.Layer<ProcessPool, WorkerStartError | InvalidOption> => {
   // At once, while the module is still being imported: a worker of a module that builds a pool of itself stops here.
-  refusePoolOfItself(toModuleUrl(options.worker))
+  refuseOwnPool(options)
   return Layer.effect(ProcessPool, make(options))
+}
+
+/** `refusePoolOfItself` for options whose `worker` may be anything: a bad one is refused when the layer is built. */
+const refuseOwnPool = (options: Options): void => {
+  const worker: unknown = options?.worker
+  if (worker instanceof URL || (typeof worker === "string" && worker !== "")) refusePoolOfItself(toModuleUrl(worker))
 }
 
 // On a Node without import.meta.main, a single-file program guarded by it does nothing: say so at exit.
@@ -641,7 +774,7 @@ export const map = <T extends Task.Task.Unary>(
  * import { ProcessPool } from "effect-process-pool"
  *
  * const program = ProcessPool.mapExits(Fib, [10, 95, 20])
- * // Effect<Array<Exit<number, FibTooLarge | PoolError>>, never, ProcessPool>
+ * // Effect<Array<Exit<number, FibTooLarge | PoolError>>, InvalidOption, ProcessPool>
  * ```
  *
  * @since 0.1.0
@@ -651,8 +784,11 @@ export const mapExits = <T extends Task.Task.Unary>(
   task: T,
   inputs: Iterable<Task.Task.Payload<T>>,
   options?: MapOptions
-): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, never, ProcessPool> =>
-  ProcessPool.use((pool) => pool.mapExits(task, inputs, options))
+): Effect.Effect<
+  Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>,
+  InvalidOption,
+  ProcessPool
+> => ProcessPool.use((pool) => pool.mapExits(task, inputs, options))
 
 /**
  * Runs a task over an iterable or a stream in the pool in context: a lazy,
@@ -750,8 +886,10 @@ export interface ClusterOptions {
  * @since 0.1.0
  * @category layers
  */
-export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerStartError, Sharding> => {
-  refusePoolOfItself(toModuleUrl(options.worker))
+export const layerRunner = (
+  options: RunnerOptions
+): Layer.Layer<never, WorkerStartError | InvalidOption, Sharding> => {
+  refuseOwnPool(options)
   return Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerRunner(options)))
 }
 
@@ -781,7 +919,7 @@ export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerSt
  * @since 0.1.0
  * @category layers
  */
-export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, never, Sharding> =>
+export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, InvalidOption, Sharding> =>
   Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerCluster(options)))
 
 // The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.

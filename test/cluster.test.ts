@@ -5,11 +5,12 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { database } from "../examples/cluster.ts"
+import { clientLayer, database } from "../examples/cluster.ts"
 import { postgresWith } from "../examples/postgres.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
@@ -267,6 +268,57 @@ describe("cluster: calls", () => {
         expect(servedBy.every((pid) => second.includes(pid) || firstWorkers.includes(pid))).toBe(true)
       }).pipe(Effect.provide(clusterPool(pg.port)))
     }).pipe(Effect.scoped), 120_000)
+})
+
+describe("cluster: the same service", () => {
+  it.live(
+    "statsStream follows the runners and ends when the layer closes; bad options are refused at once",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* startRunners(pg.port, 1)
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* pool.map(Square, [1, 2, 3])).toStrictEqual([1, 4, 9])
+          const refusals = yield* Effect.all([
+            Effect.flip(pool.map(Square, [1, 2], { chunkSize: 0 })),
+            Effect.flip(pool.mapExits(Square, [1, 2], { concurrency: -1 })),
+            Effect.flip(Stream.runCollect(pool.stream(Square, [1, 2], { chunkSize: "many" as never }))),
+            Effect.flip(pool.submit(Square, 2, { timeout: -1 }))
+          ])
+          expect(refusals.map((e) => e._tag)).toStrictEqual(Array(4).fill("InvalidOption"))
+          expect(refusals.map((e) => (e as PoolError.InvalidOption).option)).toStrictEqual([
+            "chunkSize",
+            "concurrency",
+            "chunkSize",
+            "timeout"
+          ])
+        }).pipe(Effect.provide(clusterPool(pg.port)))
+        // Followed while the layer is open, and to its end once it closes.
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(clusterPool(pg.port), scope)
+        const following = yield* ProcessPool.statsStream("100 millis").pipe(
+          Stream.runCollect,
+          Effect.provideContext(context),
+          Effect.forkChild
+        )
+        yield* Effect.sleep("250 millis")
+        yield* Scope.close(scope, Exit.void)
+        const snapshots = yield* Fiber.join(following)
+        expect(snapshots.length).toBeGreaterThanOrEqual(2)
+        for (const snapshot of snapshots.slice(0, -1)) {
+          expect(snapshot.state).toBe("open")
+          expect(snapshot.runners).toHaveLength(1)
+          expect(snapshot.workers).toHaveLength(2)
+        }
+        expect(snapshots.at(-1)!.state).toBe("closed")
+        // The layer refuses its own bad options before it reaches the cluster.
+        const badClient = yield* Effect.flip(Layer.build(clientLayer(pg.port, { tasks: [Square], spread: 0 })))
+        assert.instanceOf(badClient, PoolError.InvalidOption)
+        expect(badClient.message).toContain("Invalid option spread: got 0")
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })
 
 describe("cluster: its PostgreSQL", () => {

@@ -7,10 +7,11 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
-import type { PoolError } from "../PoolError.ts"
+import type { InvalidOption, PoolError } from "../PoolError.ts"
 import type { Inputs, MapOptions, ProcessPool } from "../ProcessPool.ts"
 import type * as Task from "../Task.ts"
 import { type Client, Values } from "./client.ts"
+import { checkMap } from "./options.ts"
 
 /**
  * Chooses items per message. A fixed size is used as given. `"auto"` starts at
@@ -123,6 +124,8 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     options?: MapOptions
   ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
+    const invalid = checkMap(options)
+    if (invalid !== undefined) return Stream.fail(invalid)
     const results = runChunks(
       inputs,
       options,
@@ -183,19 +186,25 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
-  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
+  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> => {
+    const invalid = checkMap(options)
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
+  }
 
   const mapExits = <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     options?: MapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    collectChunks(inputs, options, (chunk, chunker) =>
+  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, InvalidOption> => {
+    const invalid = checkMap(options)
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return collectChunks(inputs, options, (chunk, chunker) =>
       Effect.match(submitChunk(task, chunk, chunker), {
         onFailure: (error) => chunk.map(() => Exit.fail(error)),
         onSuccess: (result) => result instanceof Values ? result.values.map(Exit.succeed) : result
       }))
+  }
 
   return { map, mapExits, stream }
 }

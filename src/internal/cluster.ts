@@ -38,6 +38,7 @@ import * as Schema from "effect/Schema"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Stream from "effect/Stream"
 import {
+  type InvalidOption,
   type PoolError,
   PoolErrorSchema,
   SerializationError,
@@ -47,10 +48,10 @@ import {
   type WorkerStartError
 } from "../PoolError.ts"
 import type { ClusterOptions, Inputs, MapOptions, RunnerOptions, Stats, SubmitArgs, Submitted } from "../ProcessPool.ts"
-import { make as makePool, ProcessPool } from "../ProcessPool.ts"
+import { checkingSubmit, make as makePool, ProcessPool, statsEvery } from "../ProcessPool.ts"
 import type * as Task from "../Task.ts"
 import { codecFor, Invalid } from "./codec.ts"
-import { millis } from "./options.ts"
+import { checkCluster, checkMap, checkRunner, millis } from "./options.ts"
 
 const defect = Schema.Defect({ includeStack: true })
 
@@ -224,8 +225,12 @@ const lostOn = (task: string, lost: { readonly runner: string; readonly pid: num
 // ---------------------------------------------------------------------------
 
 /** The layer behind `ProcessPool.layerRunner`. */
-export const layerRunner = (options: RunnerOptions): Layer.Layer<never, WorkerStartError, Sharding> =>
+export const layerRunner = (
+  options: RunnerOptions
+): Layer.Layer<never, WorkerStartError | InvalidOption, Sharding> =>
   Layer.effectDiscard(Effect.gen(function*() {
+    const invalid = checkRunner(options)
+    if (invalid !== undefined) return yield* invalid
     const { entity: entityName, persisted, tasks, ...poolOptions } = options
     const protocol = makeProtocol(tasks, { entity: entityName, persisted })
     const sharding = yield* Sharding
@@ -327,6 +332,11 @@ const encodeFirst = (task: Task.Task.Any, payload: unknown): SerializationError 
 
 /** The service behind `ProcessPool.layerCluster`. */
 export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) {
+  const invalid = checkCluster(options)
+  if (invalid !== undefined) return yield* invalid
+  // "closed" once the layer's scope has closed: statsStream ends there.
+  let state: Stats["state"] = "open"
+  yield* Effect.addFinalizer(() => Effect.sync(() => state = "closed"))
   const protocol = makeProtocol(options.tasks, options)
   const spread = options.spread ?? defaultSpread
   const concurrencyDefault = options.concurrency ?? 16
@@ -390,8 +400,9 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       }))
     )
 
-  const submit = <T extends Task.Task.Any>(task: T, ...[payload, submitOptions]: SubmitArgs<T>): Submitted<T> =>
-    (task.stream ? submitStream(task, payload, submitOptions) : submitOne(task, payload, submitOptions)) as any
+  const submit = checkingSubmit(<T extends Task.Task.Any>(task: T, ...[payload, submitOptions]: SubmitArgs<T>) =>
+    (task.stream ? submitStream(task, payload, submitOptions) : submitOne(task, payload, submitOptions)) as Submitted<T>
+  )
 
   const chunkSizeFor = (count: number, mapOptions: ClusterMapOptions | undefined, concurrency: number) => {
     const size = mapOptions?.chunkSize
@@ -428,36 +439,39 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     mapOptions?: ClusterMapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>> =>
-    Effect.matchEffect(served(task), {
-      onFailure: (refused) => Effect.succeed(Array.from(inputs, () => Exit.fail(refused))),
-      onSuccess: () => {
-        const { chunks, concurrency } = chunked(inputs, mapOptions)
-        return Effect.map(
-          Effect.forEach(chunks, (chunk) => {
-            // Refuse bad payloads here, item by item, before anything is sent.
-            const exits: Array<Exit.Exit<any, any> | undefined> = chunk.map((item) => {
-              const invalid = encodeFirst(task, item)
-              return invalid === undefined ? undefined : Exit.fail(invalid)
-            })
-            const good = chunk.filter((_, i) => exits[i] === undefined)
-            if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
-            return Effect.map(runChunk(task, good, mapOptions?.key), (results) => {
-              let at = 0
-              return exits.map((exit) => exit ?? results[at++])
-            })
-          }, { concurrency }),
-          (parts) => parts.flat()
-        )
-      }
-    })
+  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, InvalidOption> =>
+    Effect.andThen(
+      failIfInvalid(mapOptions),
+      Effect.matchEffect(served(task), {
+        onFailure: (refused) => Effect.succeed(Array.from(inputs, () => Exit.fail(refused))),
+        onSuccess: () => {
+          const { chunks, concurrency } = chunked(inputs, mapOptions)
+          return Effect.map(
+            Effect.forEach(chunks, (chunk) => {
+              // Refuse bad payloads here, item by item, before anything is sent.
+              const exits: Array<Exit.Exit<any, any> | undefined> = chunk.map((item) => {
+                const invalid = encodeFirst(task, item)
+                return invalid === undefined ? undefined : Exit.fail(invalid)
+              })
+              const good = chunk.filter((_, i) => exits[i] === undefined)
+              if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
+              return Effect.map(runChunk(task, good, mapOptions?.key), (results) => {
+                let at = 0
+                return exits.map((exit) => exit ?? results[at++])
+              })
+            }, { concurrency }),
+            (parts) => parts.flat()
+          )
+        }
+      })
+    )
 
   const map = <T extends Task.Task.Unary>(
     task: T,
     inputs: Iterable<Task.Task.Payload<T>>,
     mapOptions?: ClusterMapOptions
   ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    Effect.andThen(served(task), () => {
+    Effect.andThen(Effect.andThen(failIfInvalid(mapOptions), served(task)), () => {
       const { chunks, concurrency } = chunked(inputs, mapOptions)
       return Effect.map(
         Effect.forEach(chunks, (chunk) => {
@@ -484,6 +498,8 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     inputs: Inputs<Task.Task.Payload<T>, E, R>,
     mapOptions?: ClusterMapOptions
   ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
+    const invalid = checkMap(mapOptions)
+    if (invalid !== undefined) return Stream.fail(invalid)
     const source: Stream.Stream<Task.Task.Payload<T>, E, R> = Stream.isStream(inputs)
       ? inputs
       : Stream.fromIterable(inputs)
@@ -497,11 +513,14 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       }),
       Stream.flattenIterable,
       Stream.mapEffect((exit) => exit)
-    ) as any
+    )
   }
 
   /** Asks every entity id that spread work goes to, and keeps one answer per runner. */
   const stats = Effect.gen(function*() {
+    if (state === "closed") {
+      return { state, queued: 0, inflight: 0, running: 0, crashes: 0, workers: [] } satisfies Stats
+    }
     const answers = yield* Effect.forEach(
       Array.from({ length: spread }, (_, i) => String(i)),
       (id) => Effect.option(orDieEngine(clientFor(id)[statsTag](undefined)) as Effect.Effect<typeof RunnerStats.Type>),
@@ -526,7 +545,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     } satisfies Stats
   }).pipe(Effect.orDie)
 
-  return ProcessPool.of({ submit, map, mapExits, stream, stats } as any)
+  return ProcessPool.of({ submit, map, mapExits, stream, stats, statsStream: statsEvery(stats) })
 })
 
 /** The submit options a cluster call takes: the local ones, and a key. */
@@ -540,6 +559,11 @@ interface ClusterMapOptions extends MapOptions {
   readonly key?: string | undefined
 }
 
+const failIfInvalid = (options: MapOptions | undefined): Effect.Effect<void, InvalidOption> => {
+  const invalid = checkMap(options)
+  return invalid === undefined ? Effect.void : Effect.fail(invalid)
+}
+
 /** The layer behind `ProcessPool.layerCluster`. */
-export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, never, Sharding> =>
+export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, InvalidOption, Sharding> =>
   Layer.effect(ProcessPool, makeCluster(options))

@@ -8,9 +8,11 @@ import * as Duration from "effect/Duration"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { pathToFileURL } from "node:url"
-import type { Options } from "../ProcessPool.ts"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { InvalidOption } from "../PoolError.ts"
+import type { ClusterOptions, MapOptions, Options, RunnerOptions, SubmitOptions } from "../ProcessPool.ts"
 import type { DispatcherOptions } from "./dispatcher.ts"
+import { frameless } from "./frameless.ts"
 import type { SupervisorOptions } from "./supervisor.ts"
 import { defaultMaxFrameSize, maxFrameLimit } from "./transport.ts"
 import type { SpawnOptions } from "./workerProcess.ts"
@@ -211,3 +213,222 @@ export const resolve = (options: Options): Resolved => {
     bundleDir: bundleDir(options.bundle)
   }
 }
+
+// ---------------------------------------------------------------------------
+// Checks: every option is checked when the layer is built or the call made
+// ---------------------------------------------------------------------------
+
+/** What an option takes: a test, and the words for it that an `InvalidOption` says. */
+interface Check {
+  readonly test: (value: unknown) => boolean
+  readonly expected: string
+}
+
+const whole = (min: number): Check => ({
+  test: (value) => Number.isInteger(value) && (value as number) >= min,
+  expected: `a whole number of at least ${min}`
+})
+
+const wholeOrInfinity = (min: number): Check => ({
+  test: (value) => value === Infinity || whole(min).test(value),
+  expected: `a whole number of at least ${min}, or Infinity`
+})
+
+const positive: Check = {
+  test: (value) => typeof value === "number" && value > 0 && !Number.isNaN(value),
+  expected: "a number above 0"
+}
+
+const durationMillis = (value: unknown): number => {
+  if (typeof value === "number" && Number.isNaN(value)) return Number.NaN
+  const duration = Duration.fromInput(value as Duration.Input)
+  return duration._tag === "Some" ? Duration.toMillis(duration.value) : Number.NaN
+}
+
+/** A duration: `atLeastZero` takes 0, else it must be longer. `Infinity` is always taken. */
+const duration = (atLeastZero: boolean): Check => ({
+  test: (value) => {
+    const millis = durationMillis(value)
+    return atLeastZero ? millis >= 0 : millis > 0
+  },
+  expected: `a duration ${atLeastZero ? "of 0 or more" : "above 0"} (milliseconds, "5 seconds", Duration.infinity)`
+})
+
+const literals = (...values: ReadonlyArray<string>): Check => ({
+  test: (value) => values.includes(value as string),
+  expected: values.map((value) => JSON.stringify(value)).join(" or ")
+})
+
+const either = (a: Check, b: Check): Check => ({
+  test: (value) => a.test(value) || b.test(value),
+  expected: `${a.expected}, or ${b.expected}`
+})
+
+const ofType = (type: "string" | "boolean" | "object", expected: string): Check => ({
+  test: (value) => typeof value === type && value !== null,
+  expected
+})
+
+const nonEmptyString: Check = {
+  test: (value) => typeof value === "string" && value !== "",
+  expected: "a non-empty string"
+}
+const boolean = ofType("boolean", "true or false")
+const directoryOrFalse: Check = {
+  test: (value) => value === false || nonEmptyString.test(value),
+  expected: "a directory, or false"
+}
+
+const tasks: Check = {
+  test: (value) => Array.isArray(value) && value.every((task) => typeof task?._tag === "string"),
+  expected: "an array of tasks made with Task.make"
+}
+
+/** The checks of a pool's options: a key missing here is a type error. */
+const poolChecks: { readonly [K in keyof Options]-?: Check } = {
+  worker: {
+    test: (value) => value instanceof URL || (typeof value === "string" && value !== ""),
+    expected: "the path or URL of the worker module"
+  },
+  size: whole(1),
+  minSize: whole(0),
+  maxSize: whole(1),
+  idleTimeout: duration(true),
+  maxWorkerMemory: positive,
+  heartbeatInterval: duration(false),
+  hangTimeout: duration(false),
+  workerConcurrency: whole(1),
+  execArgv: {
+    test: (value) => Array.isArray(value) && value.every((arg) => typeof arg === "string"),
+    expected: "an array of strings"
+  },
+  env: ofType("object", "an object of environment variables"),
+  compileCache: directoryOrFalse,
+  bundle: directoryOrFalse,
+  prefetch: either(whole(0), literals("auto")),
+  maxQueue: wholeOrInfinity(1),
+  queuePolicy: literals("wait", "reject"),
+  interruptGrace: duration(true),
+  startTimeout: duration(false),
+  maxStartFailures: whole(1),
+  maxTasksPerWorker: whole(1),
+  shutdown: literals("drain", "interrupt"),
+  shutdownTimeout: duration(true),
+  maxFrameSize: {
+    test: (value) => whole(1024).test(value) && (value as number) <= maxFrameLimit,
+    expected: `a whole number from 1024 to ${maxFrameLimit}`
+  },
+  inheritStderr: boolean,
+  streamWindow: wholeOrInfinity(1),
+  processGroups: boolean,
+  name: nonEmptyString,
+  metrics: boolean
+}
+
+const mapChecks: { readonly [K in keyof MapOptions]-?: Check } = {
+  ordered: boolean,
+  concurrency: whole(1),
+  chunkSize: either(whole(1), literals("auto")),
+  bufferSize: whole(0),
+  key: nonEmptyString
+}
+
+const submitChecks: { readonly [K in keyof SubmitOptions]-?: Check } = {
+  timeout: duration(false),
+  window: wholeOrInfinity(1),
+  key: nonEmptyString
+}
+
+const runnerChecks: { readonly [K in keyof RunnerOptions]-?: Check } = {
+  ...poolChecks,
+  tasks,
+  entity: nonEmptyString,
+  persisted: boolean
+}
+
+const clusterChecks: { readonly [K in keyof ClusterOptions]-?: Check } = {
+  tasks,
+  entity: nonEmptyString,
+  persisted: boolean,
+  spread: whole(1),
+  concurrency: whole(1)
+}
+
+const invalidOption = (props: ConstructorParameters<typeof InvalidOption>[0]) =>
+  frameless(() => new InvalidOption(props))
+
+/** A value as an `InvalidOption` quotes it. */
+const show = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  if (typeof value === "bigint") return `${value}n`
+  if (value instanceof URL) return value.href
+  if (typeof value === "object" && value !== null) {
+    try {
+      return JSON.stringify(value) ?? String(value)
+    } catch {
+      return String(value)
+    }
+  }
+  return String(value)
+}
+
+const checkWith = (checks: Readonly<Record<string, Check>>, options: object | undefined): InvalidOption | undefined => {
+  if (options === undefined) return undefined
+  for (const option in options) {
+    const value = (options as Record<string, unknown>)[option]
+    const check = checks[option]
+    if (value !== undefined && check !== undefined && !check.test(value)) {
+      return invalidOption({ option, value: show(value), expected: check.expected })
+    }
+  }
+  return undefined
+}
+
+/**
+ * The first option of a pool that makes no sense, as an `InvalidOption`:
+ * each alone, then together (`minSize` above `maxSize`), then the worker
+ * module, which must exist when it is a file.
+ *
+ * @internal
+ */
+export const checkPool = (options: Options | RunnerOptions, checks = poolChecks): InvalidOption | undefined => {
+  if (typeof options !== "object" || options === null || options.worker === undefined) {
+    return invalidOption({ option: "worker", value: "nothing", expected: poolChecks.worker.expected })
+  }
+  const alone = checkWith(checks, options)
+  if (alone !== undefined) return alone
+  const minSize = options.minSize ?? options.size
+  const maxSize = options.maxSize ?? options.size
+  if (minSize !== undefined && maxSize !== undefined && minSize > maxSize) {
+    return invalidOption({
+      option: "minSize",
+      value: show(minSize),
+      expected: `a number no larger than maxSize (${maxSize})`
+    })
+  }
+  const url = moduleUrl(options.worker)
+  if (url.startsWith("file:")) {
+    const file = fileURLToPath(url)
+    if (!fs.existsSync(file)) {
+      return invalidOption({
+        option: "worker",
+        value: show(options.worker),
+        expected: `the path or URL of a module that exists: there is no file at ${file}`
+      })
+    }
+  }
+  return undefined
+}
+
+/** The first option of a runner that makes no sense: see `checkPool`. @internal */
+export const checkRunner = (options: RunnerOptions): InvalidOption | undefined => checkPool(options, runnerChecks)
+
+/** The first option of `layerCluster` that makes no sense. @internal */
+export const checkCluster = (options: ClusterOptions): InvalidOption | undefined => checkWith(clusterChecks, options)
+
+/** The first option of a `map`, `mapExits` or `stream` call that makes no sense. @internal */
+export const checkMap = (options: MapOptions | undefined): InvalidOption | undefined => checkWith(mapChecks, options)
+
+/** The first option of a `submit` call that makes no sense. @internal */
+export const checkSubmit = (options: SubmitOptions | undefined): InvalidOption | undefined =>
+  checkWith(submitChecks, options)
