@@ -289,6 +289,30 @@ describe("messages", () => {
       expect((yield* pool.stats).state).toBe("closed")
     }))
 
+  it.live("a program whose workers cannot start prints the error once, without the pool's frames", () =>
+    Effect.gen(function*() {
+      const result = yield* run([fixture("start-fails.ts").pathname, fixture("throws-on-import.ts").pathname])
+      expect(result.code).toBe(1)
+      const printed = result.stdout + result.stderr
+      // Each worker's own line is forwarded; the error that carries the worker's error prints once.
+      expect(printed).toContain("about to fail: missing configuration FOO_URL")
+      expect(printed.split("FOO_URL is not set").length - 1).toBe(1)
+      expect(printed).toContain("WorkerStartError: Error: FOO_URL is not set")
+      expect(printed).not.toMatch(/supervisor|workerProcess|workerMain|node:internal/)
+    }))
+
+  it.live("a program whose worker module does not exist says so in one line", () =>
+    Effect.gen(function*() {
+      const result = yield* run([fixture("start-fails.ts").pathname, "no/such/worker.ts"])
+      expect(result.code).toBe(1)
+      const lines = (result.stdout + result.stderr).trim().split("\n")
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toContain(
+        `InvalidOption: Invalid option worker: got "no/such/worker.ts"; it takes the path or URL of a module that ` +
+          `exists: there is no file at ${process.cwd()}/no/such/worker.ts.`
+      )
+    }))
+
   it.live("a WorkerStartError puts the worker's own error first", () =>
     Effect.gen(function*() {
       const exit = yield* Effect.exit(Layer.build(poolLayer({ worker: fixture("throws-on-import.ts"), size: 1 })))

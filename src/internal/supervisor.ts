@@ -12,6 +12,7 @@ import type { Stats } from "../ProcessPool.ts"
 import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
 import type { Dispatcher, Slot } from "./dispatcher.ts"
 import type { PoolEvents, WorkerExitReason } from "./events.ts"
+import { frameless } from "./frameless.ts"
 import { FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
 import type { Spawn, WorkerConnection } from "./workerProcess.ts"
 
@@ -218,15 +219,18 @@ export class Supervisor {
       : `it exited with code ${worker.exitCode}`)
     const module = this.options.moduleUrl
     // The worker's own words come first when it gave them: the user's error, not the pool's internals.
-    return new WorkerStartError({
-      message: worker.startFailure !== undefined
-        ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
-          `Its stderr is in this error's \`stderr\`.)`
-        : `Worker process ${worker.pid} failed to start: ${how}. ` +
-          `Its stderr is attached; the worker module (${module}) must import cleanly ` +
-          `and export Worker.handlers(...) as default.`,
-      stderr: worker.stderr
-    })
+    // No stack: its frames would be this callback's, never the caller's.
+    return frameless(() =>
+      new WorkerStartError({
+        message: worker.startFailure !== undefined
+          ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
+            `Its stderr is in this error's \`stderr\`.)`
+          : `Worker process ${worker.pid} failed to start: ${how}. ` +
+            `Its stderr is attached; the worker module (${module}) must import cleanly ` +
+            `and export Worker.handlers(...) as default.`,
+        stderr: worker.stderr
+      })
+    )
   }
 
   private onClose(worker: WorkerConnection): void {
@@ -264,11 +268,13 @@ export class Supervisor {
     for (const member of this.members.values()) if (member.worker.state === "ready") live = true
     if (this.startFailures >= this.options.maxStartFailures && !live && this.pendingSpawns === 0) {
       this.dispatcher.break(
-        new WorkerStartError({
-          message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
-            error.message,
-          stderr: error.stderr
-        })
+        frameless(() =>
+          new WorkerStartError({
+            message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
+              error.message,
+            stderr: error.stderr
+          })
+        )
       )
       return
     }

@@ -83,12 +83,15 @@ channel.on("error", () => process.exit(0))
 process.on("exit", () => writer.flush())
 
 const fail = (code: number, message: string, cause?: unknown): never => {
+  // Before Ready, the parent reads why, the user's own error first (see `summary`), and puts it in its
+  // WorkerStartError: written to stderr too, which the parent forwards, it would print twice.
+  if (!ready) writer.send(JSON.stringify(Message.startFailed(summary(message, cause))))
+  // A bundle's failure is no start error: the pool starts the next worker plain, and this log is all that says why.
+  if (!ready && code !== StartFailure.BundleFailed) return process.exit(code)
   process.stderr.write(`effect-process-pool worker ${process.pid}: ${message}\n`)
   if (cause !== undefined) {
     process.stderr.write(`${Cause.isCause(cause) ? Cause.pretty(cause) : formatThrown(cause)}\n`)
   }
-  // Before Ready, the parent reads why: the user's own error first (see `summary`).
-  if (!ready) writer.send(JSON.stringify(Message.startFailed(summary(message, cause))))
   return process.exit(code)
 }
 
