@@ -20,7 +20,7 @@
  *  workerProcess.ts › send ─▶ transport.ts › FrameWriter: the frames of one tick, one write
  *   │                          (≥ 64 KiB: sharedFile.ts, only a reference on the pipe;
  *   │                           binary tasks: binary.ts, byte arrays beside V8's head)
- *   ═════════════ fd 3 ═════▶ workerMain.ts › FrameReader, decodeToWorker
+ *   ═════════════ fd 3 ═════▶ worker/main.ts › FrameReader, decodeToWorker
  *                                            ▼
  *                             server.ts › receive ─▶ queue ─▶ pump (workerConcurrency at a time;
  *                                            │                 results so far written first)
@@ -32,7 +32,7 @@
  *                                            │ RunStream ─▶ handler's Stream ─▶ Items, at most
  *                                            │               `window` ahead until Ack; then Exit
  *                                            │ Effect.log ─▶ Log at once; Metric updates ─▶ Metrics,
- *                                            │               ahead of the next answer (workerTelemetry.ts)
+ *                                            │               ahead of the next answer (worker/telemetry.ts)
  *   ◀═════════ fd 3 ══════════════════════════┘
  *  workerProcess.ts › receive ─▶ decodeFromWorker ─▶ supervisor.ts › onMessage
  *   │  Pong, Recycle: the supervisor's; Log ─▶ logs.ts (the caller's loggers);
@@ -63,13 +63,13 @@
  * - encoding of payloads, results and defects: internal/codec.ts
  * - the queue, routing, windows, cancel, timeouts: internal/dispatcher.ts
  * - spawn, ready, back-off, pings, hangs, idle shrink, recycling, shutdown: internal/supervisor.ts
- * - one child process and its pipes: internal/workerProcess.ts; the child's entry: internal/workerMain.ts
- * - `effect` from a bundle in workers: internal/bundle.ts (built, cached), internal/workerBoot.ts (the hook)
+ * - one child process and its pipes: internal/workerProcess.ts; the child's entry: internal/worker/main.ts
+ * - `effect` from a bundle in workers: internal/bundle.ts (built, cached), internal/worker/boot.ts (the hook)
  * - the worker's serve loop: internal/server.ts
  * - chunk sizes and the map engines: internal/chunking.ts; a call's trip and retries: internal/client.ts
  * - timers and the test clock: internal/clock.ts; events for metrics and logs: internal/events.ts
  * - the pool's metrics, and the workers' merged: internal/metrics.ts; workers' log lines: internal/logs.ts;
- *   their sending side: internal/workerTelemetry.ts
+ *   their sending side: internal/worker/telemetry.ts
  * - the single-file guard: internal/entry.ts
  * - the cluster layers (layerRunner, layerCluster) and their entity: internal/cluster.ts, loaded only by them
  *
@@ -81,21 +81,12 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { prepare as prepareBundle } from "./internal/bundle.ts"
-import { makeMapping } from "./internal/chunking.ts"
-import { makeClient } from "./internal/client.ts"
-import { poolClockOf } from "./internal/clock.ts"
-import { Dispatcher } from "./internal/dispatcher.ts"
-import { explainSilentExit, poolBuilt, refusePoolOfItself } from "./internal/entry.ts"
-import { combine, type PoolEvents } from "./internal/events.ts"
-import { makeLogDelivery } from "./internal/logs.ts"
-import { makePoolMetrics, makeWorkerMetrics } from "./internal/metrics.ts"
-import { checkPool, checkSubmit, moduleUrl as toModuleUrl, resolve } from "./internal/options.ts"
-import { Supervisor } from "./internal/supervisor.ts"
-import { type Spawn, spawnProcess, workerMain } from "./internal/workerProcess.ts"
+import { moduleUrl as toModuleUrl } from "./internal/options.ts"
+import { type Hooks, makeLocal } from "./internal/processes/pool.ts"
+import { makeService } from "./internal/service/service.ts"
+import { explainSilentExit, refusePoolOfItself } from "./internal/wire/entry.ts"
 import type { InvalidOption, PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
 
@@ -536,115 +527,19 @@ export interface Service {
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Service, WorkerStartError | InvalidOption, Scope.Scope> =>
-  makeWith(options)
+  Effect.map(makeLocal(options), makeService)
 
 /**
- * Builds a pool whose workers come from `spawn` (child processes by default)
- * and whose events go to `events` (none by default).
+ * Builds a pool whose workers come from `hooks.spawn` (child processes by
+ * default) and whose events also go to `hooks.events`.
  *
  * @internal
  */
-export const makeWith = Effect.fnUntraced(function*(
+export const makeWith = (
   options: Options,
-  hooks: { readonly spawn?: Spawn | undefined; readonly events?: PoolEvents | undefined } = {}
-) {
-  const invalid = checkPool(options)
-  if (invalid !== undefined) return yield* invalid
-  const resolved = resolve(options)
-  refusePoolOfItself(resolved.supervisor.moduleUrl)
-  poolBuilt()
-  const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
-  const bundle = hooks.spawn === undefined && resolved.bundleDir !== undefined
-    ? yield* Effect.promise(() =>
-      prepareBundle({
-        moduleUrl: resolved.spawn.moduleUrl,
-        runtime: workerMain,
-        execArgv: resolved.spawn.execArgv,
-        cacheDir: resolved.bundleDir!
-      })
-    )
-    : undefined
-  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
-  const context = yield* Effect.context<never>()
-  // The gauges may be read (a scrape) before the dispatcher and the supervisor exist: they read 0 then.
-  let built: { readonly dispatcher: Dispatcher; readonly supervisor: Supervisor } | undefined
-  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
-    queued: () => built?.dispatcher.queuedItems() ?? 0,
-    inflight: () => built?.dispatcher.inflightItems() ?? 0,
-    busyTime: (now) => built?.dispatcher.busyTime(now) ?? 0,
-    liveWorkers: () => built?.supervisor.liveWorkers ?? 0
-  }, clock)
-  const events = combine(
-    metrics?.events ?? {},
-    makeWorkerMetrics(context),
-    makeLogDelivery(context),
-    hooks.events ?? {}
-  )
-  const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
-  // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
-  // caller with another minimum level has it applied to its own tasks.
-  const logLevel = yield* References.MinimumLogLevel
-  const spawnOptions = { ...resolved.spawn, worker: { ...resolved.spawn.worker, logLevel } }
-  const supervisor = new Supervisor(
-    resolved.supervisor,
-    dispatcher,
-    hooks.spawn ?? spawnProcess({ ...spawnOptions, bundle }),
-    clock,
-    events
-  )
-  built = { dispatcher, supervisor }
-  if (metrics !== undefined) yield* Effect.addFinalizer(() => Effect.sync(metrics.stop))
-  yield* Effect.addFinalizer(() =>
-    Effect.callback<void>((resume) => {
-      supervisor.shutdown(resolved.shutdown, resolved.shutdownTimeout, () => resume(Effect.void))
-    })
-  )
-  yield* Effect.callback<void, WorkerStartError>((resume) => {
-    supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
-  })
-
-  const client = makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events, logLevel)
-  const { map, mapExits, stream } = makeMapping(client, resolved.maxSize)
-  const submit = checkingSubmit(<T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>) =>
-    (task.stream
-      ? client.submitStream(task, payload as Task.Task.Payload<T>, options)
-      : client.submit(task, payload as Task.Task.Payload<T>, options)) as Submitted<T>
-  )
-
-  const stats = Effect.sync((): Stats => ({
-    ...dispatcher.stats(),
-    crashes: supervisor.crashes,
-    workers: supervisor.workerStats()
-  }))
-  return ProcessPool.of({ submit, map, mapExits, stream, stats, statsStream: statsEvery(stats) })
-})
-
-/**
- * `submit` that first checks the call's options: a bad one fails the call
- * (or its stream) with `InvalidOption`, and nothing is sent.
- *
- * @internal
- */
-export const checkingSubmit =
-  (submit: ProcessPool["Service"]["submit"]): ProcessPool["Service"]["submit"] =>
-  <T extends Task.Task.Any>(task: T, ...args: SubmitArgs<T>): Submitted<T> => {
-    const invalid = args[1] === undefined ? undefined : checkSubmit(args[1])
-    if (invalid === undefined) return submit(task, ...args)
-    const failed = task.stream ? Stream.fail(invalid) : Effect.fail(invalid)
-    return failed as unknown as Submitted<T>
-  }
-
-/**
- * `statsStream` over a service's `stats`: one snapshot at once, then one
- * every `interval`, up to the one that finds the pool closed.
- *
- * @internal
- */
-export const statsEvery = (stats: Effect.Effect<Stats>) => (interval: Duration.Input): Stream.Stream<Stats> =>
-  Stream.tick(interval).pipe(
-    Stream.mapEffect(() => stats),
-    Stream.takeUntil((snapshot) => snapshot.state === "closed")
-  )
+  hooks?: Hooks
+): Effect.Effect<Service, WorkerStartError | InvalidOption, Scope.Scope> =>
+  Effect.map(makeLocal(options, hooks), makeService)
 
 /**
  * A layer that provides a {@link ProcessPool}. Building it spawns the workers
@@ -920,7 +815,10 @@ export const layerRunner = (
  * @category layers
  */
 export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, InvalidOption, Sharding> =>
-  Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerCluster(options)))
+  Layer.effect(
+    ProcessPool,
+    Effect.flatMap(loadCluster, (cluster) => Effect.map(cluster.makeCluster(options), makeService))
+  )
 
 // The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.
-const loadCluster = Effect.promise(() => import("./internal/cluster.ts"))
+const loadCluster = Effect.promise(() => import("./internal/cluster/cluster.ts"))

@@ -4,16 +4,16 @@
  * and decoded as on the wire, and no process at all.
  */
 import * as Effect from "effect/Effect"
-import { Binary, decodeBinary } from "../src/internal/binary.ts"
+import type { Spawn, WorkerConnection, WorkerState } from "../src/internal/processes/workerProcess.ts"
+import { Binary, decodeBinary } from "../src/internal/wire/binary.ts"
 import {
   decodeFromWorker,
   decodeToWorker,
   type FromWorkerMessage,
   Message,
   MessageInvalid
-} from "../src/internal/protocol.ts"
-import { makeServer } from "../src/internal/server.ts"
-import type { Spawn, WorkerConnection, WorkerState } from "../src/internal/workerProcess.ts"
+} from "../src/internal/wire/protocol.ts"
+import { makeServer } from "../src/internal/worker/server.ts"
 import type * as Worker from "../src/Worker.ts"
 
 let nextPid = 0

@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
-import { Binary, decodeBinary } from "../src/internal/binary.ts"
+import { Binary, decodeBinary } from "../src/internal/wire/binary.ts"
 import {
   decodeFromWorker,
   decodeToWorker,
@@ -13,7 +13,7 @@ import {
   Message,
   MessageInvalid,
   ToWorker
-} from "../src/internal/protocol.ts"
+} from "../src/internal/wire/protocol.ts"
 import {
   encodeFrames,
   FrameInvalid,
@@ -21,7 +21,7 @@ import {
   FrameTooLarge,
   FrameWriter,
   Shared
-} from "../src/internal/transport.ts"
+} from "../src/internal/wire/transport.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { Garbage, Square } from "./fixtures/tasks.ts"
@@ -256,7 +256,7 @@ describe("framing", () => {
 const startWorker = (maxFrameSize: number) =>
   Effect.callback<{ child: ReturnType<typeof spawn>; channel: Socket; messages: Array<Array<unknown>> }, Error>(
     (resume) => {
-      const workerMain = new URL("../src/internal/workerMain.ts", import.meta.url).pathname
+      const workerMain = new URL("../src/internal/worker/main.ts", import.meta.url).pathname
       const options = JSON.stringify({ concurrency: 1, maxFrameSize, maxMemory: 0 })
       const child = spawn(process.execPath, [workerMain, fixture("worker.ts").href, options], {
         stdio: ["ignore", "ignore", "pipe", "pipe"]

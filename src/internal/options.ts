@@ -11,11 +11,11 @@ import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { InvalidOption } from "../PoolError.ts"
 import type { ClusterOptions, MapOptions, Options, RunnerOptions, SubmitOptions } from "../ProcessPool.ts"
-import type { DispatcherOptions } from "./dispatcher.ts"
 import { frameless } from "./frameless.ts"
-import type { SupervisorOptions } from "./supervisor.ts"
-import { defaultMaxFrameSize, maxFrameLimit } from "./transport.ts"
-import type { SpawnOptions } from "./workerProcess.ts"
+import type { DispatcherOptions } from "./processes/dispatcher.ts"
+import type { SupervisorOptions } from "./processes/supervisor.ts"
+import type { SpawnOptions } from "./processes/workerProcess.ts"
+import { defaultMaxFrameSize, maxFrameLimit } from "./wire/transport.ts"
 
 /**
  * A duration option in milliseconds: `fallback` when absent, `Infinity` for

@@ -10,9 +10,9 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
-import { decodeDefect } from "./codec.ts"
+import { decodeDefect } from "../wire/codec.ts"
+import type { LogMessage } from "../wire/protocol.ts"
 import type { PoolEvents } from "./events.ts"
-import type { LogMessage } from "./protocol.ts"
 
 /** The annotation with the pid of the worker that made a log line. @internal */
 export const workerPidAnnotation = "process_pool.worker_pid"

@@ -7,13 +7,13 @@
  *
  * @internal
  */
-import { WorkerStartError } from "../PoolError.ts"
-import type { Stats } from "../ProcessPool.ts"
-import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
+import { WorkerStartError } from "../../PoolError.ts"
+import type { Stats } from "../../ProcessPool.ts"
+import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
+import { frameless } from "../frameless.ts"
+import type { PoolEvents, WorkerExitReason } from "../telemetry/events.ts"
+import { FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import type { Dispatcher, Slot } from "./dispatcher.ts"
-import type { PoolEvents, WorkerExitReason } from "./events.ts"
-import { frameless } from "./frameless.ts"
-import { FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
 import type { Spawn, WorkerConnection } from "./workerProcess.ts"
 
 /**

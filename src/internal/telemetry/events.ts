@@ -6,8 +6,8 @@
  * @internal
  */
 import type * as Context from "effect/Context"
-import type { Entry, Reply } from "./dispatcher.ts"
-import type { LogMessage, MetricsMessage } from "./protocol.ts"
+import type { Entry, Reply } from "../processes/dispatcher.ts"
+import type { LogMessage, MetricsMessage } from "../wire/protocol.ts"
 
 /** Why a worker process ended. @internal */
 export type WorkerExitReason =

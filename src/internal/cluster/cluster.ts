@@ -46,12 +46,14 @@ import {
   TaskTimeout,
   WorkerCrashed,
   type WorkerStartError
-} from "../PoolError.ts"
-import type { ClusterOptions, Inputs, MapOptions, RunnerOptions, Stats, SubmitArgs, Submitted } from "../ProcessPool.ts"
-import { checkingSubmit, make as makePool, ProcessPool, statsEvery } from "../ProcessPool.ts"
-import type * as Task from "../Task.ts"
-import { codecFor, Invalid } from "./codec.ts"
-import { checkCluster, checkMap, checkRunner, millis } from "./options.ts"
+} from "../../PoolError.ts"
+import type { ClusterOptions, RunnerOptions, Stats, SubmitOptions } from "../../ProcessPool.ts"
+import type * as Task from "../../Task.ts"
+import { checkCluster, checkRunner, millis } from "../options.ts"
+import { makeLocal } from "../processes/pool.ts"
+import { type Backend, type ChunkResult, type ChunkTimer, Values } from "../service/backend.ts"
+import { makeService } from "../service/service.ts"
+import { codecFor, Invalid } from "../wire/codec.ts"
 
 const defect = Schema.Defect({ includeStack: true })
 
@@ -242,7 +244,7 @@ export const layerRunner = (
         "effect-process-pool: no SqlClient on this runner, so a task whose runner dies may run twice"
       )
     }
-    const pool = yield* makePool(poolOptions)
+    const pool = makeService(yield* makeLocal(poolOptions))
 
     // Built for each entity the runner hosts, where the engine provides the runner's own address.
     const buildHandlers = Effect.gen(function*() {
@@ -330,7 +332,7 @@ const encodeFirst = (task: Task.Task.Any, payload: unknown): SerializationError 
     : undefined
 }
 
-/** The service behind `ProcessPool.layerCluster`. */
+/** The backend behind `ProcessPool.layerCluster`. */
 export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) {
   const invalid = checkCluster(options)
   if (invalid !== undefined) return yield* invalid
@@ -339,7 +341,6 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
   yield* Effect.addFinalizer(() => Effect.sync(() => state = "closed"))
   const protocol = makeProtocol(options.tasks, options)
   const spread = options.spread ?? defaultSpread
-  const concurrencyDefault = options.concurrency ?? 16
   const makeClient = yield* (protocol.entity.client as Effect.Effect<any, never, Sharding>) as Effect.Effect<
     (id: string) => Record<string, (input: unknown, options?: unknown) => any>,
     never,
@@ -370,7 +371,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       )
     })
 
-  const submitOne = (task: Task.Task.Any, payload: unknown, submitOptions?: ClusterSubmitOptions) =>
+  const submitOne = (task: Task.Task.Any, payload: unknown, submitOptions: SubmitOptions | undefined) =>
     Effect.suspend(() => {
       const invalid = encodeFirst(task, payload)
       if (invalid !== undefined) return Effect.fail(invalid)
@@ -387,7 +388,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       return Effect.andThen(served(task), call)
     })
 
-  const submitStream = (task: Task.Task.Any, payload: unknown, submitOptions?: ClusterSubmitOptions) =>
+  const submitStream = (task: Task.Task.Any, payload: unknown, submitOptions: SubmitOptions | undefined) =>
     Stream.unwrap(
       Effect.as(served(task), undefined).pipe(Effect.map(() => {
         const invalid = encodeFirst(task, payload)
@@ -400,121 +401,48 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       }))
     )
 
-  const submit = checkingSubmit(<T extends Task.Task.Any>(task: T, ...[payload, submitOptions]: SubmitArgs<T>) =>
-    (task.stream ? submitStream(task, payload, submitOptions) : submitOne(task, payload, submitOptions)) as Submitted<T>
-  )
-
-  const chunkSizeFor = (count: number, mapOptions: ClusterMapOptions | undefined, concurrency: number) => {
-    const size = mapOptions?.chunkSize
-    if (typeof size === "number") return Math.max(1, Math.floor(size))
-    // Enough chunks to keep every slot busy a few times over, and not so small that the trip dominates.
-    return Math.max(1, Math.min(1024, Math.ceil(count / (concurrency * 4))))
-  }
-
-  /** The inputs of a `map` cut into chunks, and how many may be in flight at once. */
-  const chunked = (inputs: Iterable<unknown>, mapOptions: ClusterMapOptions | undefined) => {
-    const items = Array.from(inputs)
-    const concurrency = mapOptions?.concurrency ?? concurrencyDefault
-    const size = chunkSizeFor(items.length, mapOptions, concurrency)
-    const chunks: Array<Array<unknown>> = []
-    for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size))
-    return { chunks, concurrency }
-  }
-
-  /** One chunk on one runner: every item's `Exit`. A lost runner fails every item of the chunk. */
+  /** One chunk of good payloads on one runner. A lost runner fails every item of the chunk. */
   const runChunk = (task: Task.Task.Unary, items: ReadonlyArray<unknown>, key: string | undefined) =>
     withRetry(
       task,
       orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items)))
     ).pipe(
-      Effect.map((reply: any): Array<Exit.Exit<any, any>> => reply.exits ?? reply.values.map(Exit.succeed)),
-      Effect.catchCause((cause): Effect.Effect<Array<Exit.Exit<any, any>>> =>
+      Effect.map((reply: any): ChunkResult => reply.exits ?? new Values(reply.values)),
+      Effect.catchCause((cause): Effect.Effect<ChunkResult> =>
         Cause.hasInterruptsOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)
           : Effect.succeed(items.map(() => Exit.failCause(cause)))
       )
-    ) as Effect.Effect<Array<Exit.Exit<any, any>>>
+    ) as Effect.Effect<ChunkResult>
 
-  const mapExits = <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    mapOptions?: ClusterMapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, InvalidOption> =>
-    Effect.andThen(
-      failIfInvalid(mapOptions),
-      Effect.matchEffect(served(task), {
-        onFailure: (refused) => Effect.succeed(Array.from(inputs, () => Exit.fail(refused))),
-        onSuccess: () => {
-          const { chunks, concurrency } = chunked(inputs, mapOptions)
-          return Effect.map(
-            Effect.forEach(chunks, (chunk) => {
-              // Refuse bad payloads here, item by item, before anything is sent.
-              const exits: Array<Exit.Exit<any, any> | undefined> = chunk.map((item) => {
-                const invalid = encodeFirst(task, item)
-                return invalid === undefined ? undefined : Exit.fail(invalid)
-              })
-              const good = chunk.filter((_, i) => exits[i] === undefined)
-              if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
-              return Effect.map(runChunk(task, good, mapOptions?.key), (results) => {
-                let at = 0
-                return exits.map((exit) => exit ?? results[at++])
-              })
-            }, { concurrency }),
-            (parts) => parts.flat()
-          )
-        }
+  /**
+   * One chunk on one runner: every item's outcome. Bad payloads are refused
+   * here, item by item, before anything is sent; a lost runner fails every
+   * item it held.
+   */
+  const chunk = (
+    task: Task.Task.Unary,
+    payloads: ReadonlyArray<unknown>,
+    timer: ChunkTimer,
+    key: string | undefined
+  ): Effect.Effect<ChunkResult, PoolError> =>
+    Effect.andThen(served(task), () => {
+      const exits: Array<Exit.Exit<any, any> | undefined> = payloads.map((item) => {
+        const invalid = encodeFirst(task, item)
+        return invalid === undefined ? undefined : Exit.fail(invalid)
       })
-    )
-
-  const map = <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    mapOptions?: ClusterMapOptions
-  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =>
-    Effect.andThen(Effect.andThen(failIfInvalid(mapOptions), served(task)), () => {
-      const { chunks, concurrency } = chunked(inputs, mapOptions)
-      return Effect.map(
-        Effect.forEach(chunks, (chunk) => {
-          for (const item of chunk) {
-            const invalid = encodeFirst(task, item)
-            if (invalid !== undefined) return Effect.fail(invalid)
-          }
-          return Effect.flatMap(runChunk(task, chunk, mapOptions?.key), (exits) => {
-            const values = new Array(exits.length)
-            for (let i = 0; i < exits.length; i++) {
-              const exit = exits[i]
-              if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-              values[i] = exit.value
-            }
-            return Effect.succeed(values)
-          })
-        }, { concurrency }),
-        (parts) => parts.flat()
-      )
+      const good = payloads.filter((_, i) => exits[i] === undefined)
+      if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
+      const started = performance.now()
+      return Effect.map(runChunk(task, good, key), (results): ChunkResult => {
+        timer.record(good.length, performance.now() - started)
+        if (good.length === payloads.length) return results
+        let at = 0
+        return exits.map((exit) =>
+          exit ?? (results instanceof Values ? Exit.succeed(results.values[at++]) : results[at++])
+        )
+      })
     })
-
-  const stream = <T extends Task.Task.Unary, E = never, R = never>(
-    task: T,
-    inputs: Inputs<Task.Task.Payload<T>, E, R>,
-    mapOptions?: ClusterMapOptions
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
-    const invalid = checkMap(mapOptions)
-    if (invalid !== undefined) return Stream.fail(invalid)
-    const source: Stream.Stream<Task.Task.Payload<T>, E, R> = Stream.isStream(inputs)
-      ? inputs
-      : Stream.fromIterable(inputs)
-    const concurrency = mapOptions?.concurrency ?? concurrencyDefault
-    const size = typeof mapOptions?.chunkSize === "number" ? Math.max(1, Math.floor(mapOptions.chunkSize)) : 64
-    return Stream.unwrap(Effect.as(served(task), source)).pipe(
-      Stream.grouped(size),
-      Stream.mapEffect((chunk) => mapExits(task, chunk, mapOptions), {
-        concurrency,
-        unordered: mapOptions?.ordered === false
-      }),
-      Stream.flattenIterable,
-      Stream.mapEffect((exit) => exit)
-    )
-  }
 
   /** Asks every entity id that spread work goes to, and keeps one answer per runner. */
   const stats = Effect.gen(function*() {
@@ -545,25 +473,13 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     } satisfies Stats
   }).pipe(Effect.orDie)
 
-  return ProcessPool.of({ submit, map, mapExits, stream, stats, statsStream: statsEvery(stats) })
+  return {
+    call: submitOne as Backend["call"],
+    open: submitStream as Backend["open"],
+    chunk: chunk as Backend["chunk"],
+    stats,
+    concurrency: options.concurrency ?? 16,
+    // A chunk's trip through the cluster costs about a millisecond: chunks of about 50 ms keep it small.
+    chunking: { targetMillis: 50, maxItems: 1024 }
+  } satisfies Backend
 })
-
-/** The submit options a cluster call takes: the local ones, and a key. */
-interface ClusterSubmitOptions {
-  readonly timeout?: import("effect/Duration").Input | undefined
-  readonly window?: number | undefined
-  readonly key?: string | undefined
-}
-
-interface ClusterMapOptions extends MapOptions {
-  readonly key?: string | undefined
-}
-
-const failIfInvalid = (options: MapOptions | undefined): Effect.Effect<void, InvalidOption> => {
-  const invalid = checkMap(options)
-  return invalid === undefined ? Effect.void : Effect.fail(invalid)
-}
-
-/** The layer behind `ProcessPool.layerCluster`. */
-export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, InvalidOption, Sharding> =>
-  Layer.effect(ProcessPool, makeCluster(options))

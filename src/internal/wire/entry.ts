@@ -12,7 +12,7 @@
  * @internal
  */
 
-/** What the worker's entry (workerMain.ts) publishes about the process: the module it serves. @internal */
+/** What the worker's entry (worker/main.ts) publishes about the process: the module it serves. @internal */
 export interface WorkerOfModule {
   readonly moduleUrl: string
   /** Stops the worker at once: it cannot start, and says why. */
@@ -22,7 +22,7 @@ export interface WorkerOfModule {
 /** The global key, shared by every copy of this library loaded in a process. @internal */
 export const workerKey: unique symbol = Symbol.for("effect-process-pool/worker") as never
 
-/** The global key under which workerBoot.ts leaves the URL of the bundle's directory. @internal */
+/** The global key under which worker/boot.ts leaves the URL of the bundle's directory. @internal */
 export const bundleKey: unique symbol = Symbol.for("effect-process-pool/bundle") as never
 
 /** The exit code of a worker that could not load the bundle `effect` comes from (see bundle.ts). @internal */

@@ -9,7 +9,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaJITCompiler from "effect/schema/SchemaJITCompiler"
 import * as SchemaAST from "effect/SchemaAST"
-import type * as Task from "../Task.ts"
+import type * as Task from "../../Task.ts"
 
 /** @internal */
 export class Invalid {

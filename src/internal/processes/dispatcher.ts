@@ -12,12 +12,12 @@
  */
 import type * as Context from "effect/Context"
 import type * as LogLevel from "effect/LogLevel"
-import type { PoolError } from "../PoolError.ts"
-import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../PoolError.ts"
-import type { Binary } from "./binary.ts"
-import { afterReading, type Cancel, type PoolClock } from "./clock.ts"
-import type { PoolEvents } from "./events.ts"
-import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "./protocol.ts"
+import type { PoolError } from "../../PoolError.ts"
+import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
+import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
+import type { PoolEvents } from "../telemetry/events.ts"
+import type { Binary } from "../wire/binary.ts"
+import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import type { WorkerConnection } from "./workerProcess.ts"
 
 /**

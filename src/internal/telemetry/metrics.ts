@@ -17,11 +17,10 @@
  */
 import * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
-import type { PoolError } from "../PoolError.ts"
-import type { PoolClock } from "./clock.ts"
-import type { Entry } from "./dispatcher.ts"
-import { isPoolErrorReply } from "./dispatcher.ts"
-import type { PoolEvents, WorkerExitReason } from "./events.ts"
+import type { PoolError } from "../../PoolError.ts"
+import type { PoolClock } from "../clock.ts"
+import type { Entry } from "../processes/dispatcher.ts"
+import { isPoolErrorReply } from "../processes/dispatcher.ts"
 import {
   ExitKind,
   FromWorker,
@@ -29,8 +28,9 @@ import {
   type MetricType,
   type MetricUpdate,
   type MetricValue
-} from "./protocol.ts"
-import { workerPidAttribute } from "./workerTelemetry.ts"
+} from "../wire/protocol.ts"
+import { workerPidAttribute } from "../worker/telemetry.ts"
+import type { PoolEvents, WorkerExitReason } from "./events.ts"
 
 /** The outcomes of `process_pool_tasks_total`, in the order of their index. @internal */
 export const outcomes = [

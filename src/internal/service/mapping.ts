@@ -7,22 +7,25 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
-import type { InvalidOption, PoolError } from "../PoolError.ts"
-import type { Inputs, MapOptions, ProcessPool } from "../ProcessPool.ts"
-import type * as Task from "../Task.ts"
-import { type Client, Values } from "./client.ts"
-import { checkMap } from "./options.ts"
+import type { InvalidOption, PoolError } from "../../PoolError.ts"
+import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
+import type * as Task from "../../Task.ts"
+import { checkMap } from "../options.ts"
+import { type Backend, Values } from "./backend.ts"
 
 /**
  * Chooses items per message. A fixed size is used as given. `"auto"` starts at
- * one item and adapts to the measured time per item, aiming at chunks of about
- * 5 ms: long enough to amortise the round trip, short enough to keep workers
- * evenly loaded to the end. It grows at most 4x and shrinks at most 2x a step.
+ * one item and adapts to the measured time per item, aiming at chunks of the
+ * backend's `targetMillis` (about 5 ms for local workers): long enough to
+ * amortise the round trip, short enough to keep workers evenly loaded to the
+ * end. It grows at most 4x and shrinks at most 2x a step.
+ *
+ * @internal
  */
-/** @internal */
 export class Chunker {
   size: number
   private readonly fixed: boolean
+  private readonly aim: Backend["chunking"]
   /** Milliseconds per item, as last measured over a whole chunk; NaN until then. */
   private perItem = Number.NaN
   /**
@@ -31,14 +34,25 @@ export class Chunker {
    * 0 until a worker has said.
    */
   private part = 0
-  constructor(chunkSize: number | "auto" | undefined) {
+  /** The call's `key`: where its chunks go, through the cluster. */
+  readonly key: string | undefined
+  constructor(
+    chunkSize: number | "auto" | undefined,
+    aim: Backend["chunking"] = { targetMillis: 5, maxItems: 4096 },
+    key?: string | undefined
+  ) {
+    this.aim = aim
+    this.key = key
     this.fixed = typeof chunkSize === "number"
     this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
   }
   record(items: number, millis: number): void {
     this.perItem = millis / items
     if (this.fixed || items < this.size) return
-    const desired = Math.max(1, Math.min(4096, Math.floor(5 / Math.max(millis / items, 1e-4))))
+    const desired = Math.max(
+      1,
+      Math.min(this.aim.maxItems, Math.floor(this.aim.targetMillis / Math.max(millis / items, 1e-4)))
+    )
     this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
   }
   every(): number {
@@ -71,16 +85,17 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
 }
 
 /** `map`, `mapExits` and `stream`, as the service has them. @internal */
-export type Mapping = Pick<ProcessPool["Service"], "map" | "mapExits" | "stream">
+export type Mapping = Pick<Service, "map" | "mapExits" | "stream">
 
 /**
- * `map`, `mapExits` and `stream` over one client. `maxSize` sets the default
- * number of chunks in flight.
+ * `map`, `mapExits` and `stream` over one backend's `chunk`: the inputs read
+ * lazily, cut into chunks, `concurrency` of them in flight.
  *
  * @internal
  */
-export const makeMapping = (client: Client, maxSize: number): Mapping => {
-  const submitChunk = client.submitChunk
+export const makeMapping = (backend: Backend): Mapping => {
+  const submitChunk = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
+    backend.chunk(task, chunk, chunker, chunker.key)
   const chunkValues = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
     Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
       if (result instanceof Values) return Effect.succeed(result.values)
@@ -103,7 +118,7 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
     run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E2>
   ): Stream.Stream<B, E | E2, R> =>
     Stream.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize)
+      const chunker = new Chunker(options?.chunkSize, backend.chunking, options?.key)
       const chunks: Stream.Stream<ReadonlyArray<A>, E, R> = Stream.isStream(inputs)
         ? Stream.flatMap(
           Stream.chunks(inputs),
@@ -112,7 +127,7 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
         : Stream.fromIterable(chunksOf(inputs, chunker), { chunkSize: 1 })
       return chunks.pipe(
         Stream.mapEffect((chunk) => run(chunk, chunker), {
-          concurrency: options?.concurrency ?? maxSize * 2 + 2,
+          concurrency: options?.concurrency ?? backend.concurrency,
           unordered: options?.ordered === false
         }),
         Stream.flattenIterable
@@ -150,7 +165,7 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
     run: (chunk: ReadonlyArray<A>, chunker: Chunker) => Effect.Effect<ReadonlyArray<B>, E>
   ): Effect.Effect<Array<B>, E> =>
     Effect.suspend(() => {
-      const chunker = new Chunker(options?.chunkSize)
+      const chunker = new Chunker(options?.chunkSize, backend.chunking, options?.key)
       const chunks = chunksOf(inputs, chunker)
       const ordered = options?.ordered !== false
       // An array's results go straight to their place in the output; other inputs are collected by chunk.
@@ -172,7 +187,7 @@ export const makeMapping = (client: Client, maxSize: number): Mapping => {
           return loop
         })
       })
-      const fibers = Math.max(1, options?.concurrency ?? maxSize * 2 + 2)
+      const fibers = Math.max(1, options?.concurrency ?? backend.concurrency)
       return Effect.map(
         Effect.forEach(Array.from({ length: fibers }, () => loop), (fiber) => fiber, {
           concurrency: "unbounded",

@@ -3,7 +3,7 @@
  * the parent, and a metric registry that notes which series changed, so that
  * only what changed travels, as increases (see `MetricValue` in protocol.ts).
  *
- * workerMain.ts puts both in the context the handlers run in, with the
+ * worker/main.ts puts both in the context the handlers run in, with the
  * parent's minimum log level: lines below it are dropped here and never
  * cross the pipe.
  *
@@ -14,7 +14,7 @@ import * as Context from "effect/Context"
 import * as Logger from "effect/Logger"
 import type * as Metric from "effect/Metric"
 import * as References from "effect/References"
-import { encodeDefect } from "./codec.ts"
+import { encodeDefect } from "../wire/codec.ts"
 import {
   type LogLevelName,
   type LogMessage,
@@ -23,7 +23,7 @@ import {
   type MetricType,
   type MetricUpdate,
   type MetricValue
-} from "./protocol.ts"
+} from "../wire/protocol.ts"
 
 /**
  * The id of the task a fiber runs for, 0 outside any task: the server runs

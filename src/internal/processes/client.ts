@@ -18,16 +18,17 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type { PoolError } from "../PoolError.ts"
-import { SerializationError, TaskNotServed, WorkerCrashed } from "../PoolError.ts"
-import type { SubmitOptions } from "../ProcessPool.ts"
-import type * as Task from "../Task.ts"
-import { Binary } from "./binary.ts"
-import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "./codec.ts"
+import type { PoolError } from "../../PoolError.ts"
+import { SerializationError, TaskNotServed, WorkerCrashed } from "../../PoolError.ts"
+import type { SubmitOptions } from "../../ProcessPool.ts"
+import type * as Task from "../../Task.ts"
+import { millis } from "../options.ts"
+import { type Backend, type ChunkResult, type ChunkTimer, toExits, Values } from "../service/backend.ts"
+import type { PoolEvents } from "../telemetry/events.ts"
+import { Binary } from "../wire/binary.ts"
+import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
+import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
 import { type Decode, type Dispatcher, Entry, isPoolErrorReply } from "./dispatcher.ts"
-import type { PoolEvents } from "./events.ts"
-import { millis } from "./options.ts"
-import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "./protocol.ts"
 
 /** One task's or item's outcome, as the worker encoded it, decoded into the caller's `Exit`. */
 const decodeExit = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
@@ -60,21 +61,6 @@ const decodeExit = (codec: TaskCodec, tag: string, kind: number, value: unknown)
       return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
   }
 }
-
-/** A chunk's outcome when every item succeeded: their values alone. @internal */
-export class Values {
-  readonly values: ReadonlyArray<unknown>
-  constructor(values: ReadonlyArray<unknown>) {
-    this.values = values
-  }
-}
-
-/** @internal */
-export type ChunkResult = Array<Exit.Exit<any, any>> | Values
-
-/** Every item's `Exit` of a chunk's outcome. @internal */
-export const toExits = (result: ChunkResult): Array<Exit.Exit<any, any>> =>
-  result instanceof Values ? result.values.map(Exit.succeed) : result
 
 /** The outcomes of a chunk's parts, in order, as one; copied once, into an array of the right length. */
 const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
@@ -229,15 +215,6 @@ const tooLarge = (task: string, size: number, maxFrameSize: number) =>
       `send large data by reference (a file path) or raise maxFrameSize`
   })
 
-/** Learns how long items take, to size the next chunks: see chunking.ts. @internal */
-export interface ChunkTimer {
-  record(items: number, millis: number): void
-  /** How many items the first part of a chunk holds: about half a millisecond of work, 1 until measured. */
-  every(): number
-  /** What a worker said its next part would hold: its own measure of half a millisecond of work. */
-  partSize(items: number): void
-}
-
 /**
  * Retries a streaming task whose worker crashed before any item reached the
  * caller, on the task's schedule. Once an item has been delivered, a crash
@@ -287,26 +264,8 @@ const windowOf = (window: number | undefined, fallback: number): number => {
   return Number.isFinite(value) ? Math.max(1, Math.floor(value)) : Math.max(1, Math.floor(fallback) || 128)
 }
 
-/** @internal */
-export interface Client {
-  readonly submit: <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
-  /** Runs a streaming task: nothing is sent until the stream is pulled. */
-  readonly submitStream: <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
-  /** Runs one chunk; item outcomes are in the result, chunk-level pool errors fail the effect. */
-  readonly submitChunk: <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
-    timer: ChunkTimer
-  ) => Effect.Effect<ChunkResult, PoolError>
-}
+/** What the client gives the local backend: a call, a stream and a chunk, each through the dispatcher. @internal */
+export type Client = Pick<Backend, "call" | "open" | "chunk">
 
 /**
  * The client of one pool: every call goes through its dispatcher.
@@ -652,5 +611,9 @@ export const makeClient = (
       ? streamOnce(task, payload, options, () => {})
       : withStreamRetry(task, (delivered) => streamOnce(task, payload, options, delivered))
 
-  return { submit: submitPayload, submitStream, submitChunk }
+  return {
+    call: submitPayload,
+    open: submitStream,
+    chunk: (task, payloads, timer) => submitChunk(task, payloads, timer)
+  }
 }

@@ -2,7 +2,7 @@
  * The worker's serve loop, as a value: it takes the parent's messages, already
  * decoded, runs the tasks they ask for, and answers through `send`.
  *
- * It knows nothing of pipes, frames or processes: workerMain.ts wires fd 3 to
+ * It knows nothing of pipes, frames or processes: worker/main.ts wires fd 3 to
  * it, and a test (or an in-memory connection) can wire a client to it
  * directly, as Effect's `RpcTest` does.
  *
@@ -19,9 +19,9 @@ import type * as Fiber from "effect/Fiber"
 import type * as LogLevel from "effect/LogLevel"
 import type * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type * as Task from "../Task.ts"
-import { codecFor, encodeDefect, Invalid, type TaskCodec } from "./codec.ts"
-import { ExitKind, type FromWorkerMessage, Message, ToWorker, type ToWorkerMessage } from "./protocol.ts"
+import type * as Task from "../../Task.ts"
+import { codecFor, encodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
+import { ExitKind, type FromWorkerMessage, Message, ToWorker, type ToWorkerMessage } from "../wire/protocol.ts"
 
 /** @internal */
 export interface ServerOptions {

@@ -1,7 +1,7 @@
 /**
  * The entry point of every worker process.
  *
- * `node workerMain.ts <module url> <options json>`: imports the user's module,
+ * `node worker/main.ts <module url> <options json>`: imports the user's module,
  * builds the services its handlers need, says Ready on fd 3, and then serves
  * tasks until the parent asks it to exit or its pipe to the parent closes.
  * Serving itself is the server's (server.ts): this file wires fd 3, and the
@@ -24,14 +24,21 @@ import * as Scope from "effect/Scope"
 import type { ChildProcess } from "node:child_process"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
-import { isHandlers } from "../Worker.ts"
-import { Binary, decodeBinary } from "./binary.ts"
-import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "./entry.ts"
-import { decodeToWorker, ExitKind, FromWorker, type FromWorkerMessage, Message, MessageInvalid } from "./protocol.ts"
+import { isHandlers } from "../../Worker.ts"
+import { Binary, decodeBinary } from "../wire/binary.ts"
+import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "../wire/entry.ts"
+import {
+  decodeToWorker,
+  ExitKind,
+  FromWorker,
+  type FromWorkerMessage,
+  Message,
+  MessageInvalid
+} from "../wire/protocol.ts"
+import { SharedFile } from "../wire/sharedFile.ts"
+import { FrameReader, FrameWriter } from "../wire/transport.ts"
 import { makeServer } from "./server.ts"
-import { SharedFile } from "./sharedFile.ts"
-import { FrameReader, FrameWriter } from "./transport.ts"
-import { CurrentTask, ForwardingRegistry, makePipeLogger } from "./workerTelemetry.ts"
+import { CurrentTask, ForwardingRegistry, makePipeLogger } from "./telemetry.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -54,11 +61,11 @@ const StartFailure = {
   LayerFailed: 72,
   /** The module builds a pool of itself when imported: see `refuse` below. */
   PoolOfItself: 73,
-  /** A file of the bundle `effect` comes from could not be loaded: see workerBoot.ts. */
+  /** A file of the bundle `effect` comes from could not be loaded: see worker/boot.ts. */
   BundleFailed
 } as const
 
-/** Whether an import failed on a file of the bundle `effect` comes from (workerBoot.ts sets `bundleKey`). */
+/** Whether an import failed on a file of the bundle `effect` comes from (worker/boot.ts sets `bundleKey`). */
 const fromBundle = (cause: unknown): boolean => {
   const dir = (globalThis as { [bundleKey]?: string })[bundleKey]
   if (dir === undefined || !(cause instanceof Error)) return false
@@ -104,7 +111,7 @@ const formatThrown = (u: unknown): string => {
 }
 
 /** Where this library's own files are (src/ or dist/), as a URL and as a path. */
-const libraryUrl = new URL("..", import.meta.url)
+const libraryUrl = new URL("../..", import.meta.url)
 const libraryDirs = [libraryUrl.href, libraryUrl.pathname]
 
 /** A stack frame of Node's loader, of `effect`, or of this library: noise in front of the user's own. */

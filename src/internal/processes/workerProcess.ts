@@ -12,9 +12,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import { type Binary, decodeBinary } from "./binary.ts"
-import { discard, type PlanFile } from "./bundle.ts"
-import { BundleFailed } from "./entry.ts"
+import { type Binary, decodeBinary } from "../wire/binary.ts"
+import { BundleFailed } from "../wire/entry.ts"
 import {
   decodeFromWorker,
   FromWorker,
@@ -22,10 +21,11 @@ import {
   Message,
   MessageInvalid,
   type ToWorkerMessage
-} from "./protocol.ts"
-import { SharedFile } from "./sharedFile.ts"
-import { FrameReader, FrameWriter } from "./transport.ts"
-import type { WorkerOptions } from "./workerMain.ts"
+} from "../wire/protocol.ts"
+import { SharedFile } from "../wire/sharedFile.ts"
+import { FrameReader, FrameWriter } from "../wire/transport.ts"
+import type { WorkerOptions } from "../worker/main.ts"
+import { discard, type PlanFile } from "./bundle.ts"
 
 /** @internal */
 export interface SpawnOptions {
@@ -83,10 +83,10 @@ export interface WorkerConnection {
 export type Spawn = (events: WorkerEvents) => WorkerConnection
 
 const entry = (name: string): string =>
-  new URL(import.meta.url.endsWith(".ts") ? `./${name}.ts` : `./${name}.js`, import.meta.url).pathname
+  new URL(import.meta.url.endsWith(".ts") ? `../worker/${name}.ts` : `../worker/${name}.js`, import.meta.url).pathname
 /** The worker's entry point, on the plain path. @internal */
-export const workerMain = entry("workerMain")
-const workerBoot = entry("workerBoot")
+export const workerMain = entry("main")
+const workerBoot = entry("boot")
 
 const stderrLimit = 16 * 1024
 

@@ -6,7 +6,7 @@
  *
  * Only `effect` is bundled. The worker module and everything else it imports
  * load as they are, so `import.meta`, relative file reads and native addons
- * keep their meaning. A resolve hook in the worker (workerBoot.ts) sends each
+ * keep their meaning. A resolve hook in the worker (worker/boot.ts) sends each
  * import that Node resolves to a module of `effect` to that module's entry in
  * the bundle: every import of `effect` in the worker, the user's, a
  * library's and the pool's own, shares one copy.
@@ -43,7 +43,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
-/** The path of a worker's `Plan`, which its hooks read; see workerBoot.ts. @internal */
+/** The path of a worker's `Plan`, which its hooks read; see worker/boot.ts. @internal */
 export type PlanFile = string
 
 /** A file as [path, size, mtime]: a change to either makes what was made of it stale. */
@@ -56,7 +56,7 @@ interface Scan {
   readonly entries: ReadonlyArray<string>
 }
 
-/** What the worker's hook reads (workerBoot.ts). @internal */
+/** What the worker's hook reads (worker/boot.ts). @internal */
 export interface Plan {
   /** The bundle's directory. */
   readonly dir: string

@@ -1,6 +1,6 @@
 /**
  * The entry point of a worker that loads `effect` from a bundle (see
- * bundle.ts): `node workerBoot.ts <plan> <module url> <options json>`.
+ * bundle.ts): `node worker/boot.ts <plan> <module url> <options json>`.
  *
  * It installs a resolve hook, by which an import that Node resolves to a
  * module of `effect` goes to that module's entry in the bundle, then runs
@@ -22,8 +22,8 @@
 import * as fs from "node:fs"
 import { registerHooks } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import type { Plan } from "./bundle.ts"
-import { BundleFailed, bundleKey } from "./entry.ts"
+import type { Plan } from "../processes/bundle.ts"
+import { BundleFailed, bundleKey } from "../wire/entry.ts"
 
 const [planFile] = process.argv.splice(2, 1)
 
@@ -73,7 +73,7 @@ try {
 }
 
 try {
-  await import(import.meta.url.endsWith(".ts") ? "./workerMain.ts" : "./workerMain.js")
+  await import(import.meta.url.endsWith(".ts") ? "./main.ts" : "./main.js")
 } catch (error) {
   failed(error)
 }

@@ -1,0 +1,112 @@
+/**
+ * The local backend: a fleet of worker processes (or, for `layerTest`,
+ * workers served in this process) behind one dispatcher. It builds the
+ * supervisor, the dispatcher, the pool's telemetry and the caller's client,
+ * and gives them to the service as a `Backend`.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as References from "effect/References"
+import type * as Scope from "effect/Scope"
+import type { InvalidOption, WorkerStartError } from "../../PoolError.ts"
+import type { Options, Stats } from "../../ProcessPool.ts"
+import { poolClockOf } from "../clock.ts"
+import { checkPool, resolve } from "../options.ts"
+import type { Backend } from "../service/backend.ts"
+import { combine, type PoolEvents } from "../telemetry/events.ts"
+import { makeLogDelivery } from "../telemetry/logs.ts"
+import { makePoolMetrics, makeWorkerMetrics } from "../telemetry/metrics.ts"
+import { poolBuilt, refusePoolOfItself } from "../wire/entry.ts"
+import { prepare as prepareBundle } from "./bundle.ts"
+import { makeClient } from "./client.ts"
+import { Dispatcher } from "./dispatcher.ts"
+import { Supervisor } from "./supervisor.ts"
+import { type Spawn, spawnProcess, workerMain } from "./workerProcess.ts"
+
+/** How a local pool's workers are started, and who else hears its events. @internal */
+export interface Hooks {
+  /** Starts a worker: a child process unless said otherwise. */
+  readonly spawn?: Spawn | undefined
+  readonly events?: PoolEvents | undefined
+}
+
+/**
+ * Builds a local pool in the current scope: it completes once its workers
+ * are ready. Closing the scope stops it.
+ *
+ * @internal
+ */
+export const makeLocal: (
+  options: Options,
+  hooks?: Hooks
+) => Effect.Effect<Backend, WorkerStartError | InvalidOption, Scope.Scope> = Effect.fnUntraced(function*(
+  options: Options,
+  hooks: Hooks = {}
+) {
+  const invalid = checkPool(options)
+  if (invalid !== undefined) return yield* invalid
+  const resolved = resolve(options)
+  refusePoolOfItself(resolved.supervisor.moduleUrl)
+  poolBuilt()
+  const clock = poolClockOf(yield* Effect.clockWith(Effect.succeed))
+  const bundle = hooks.spawn === undefined && resolved.bundleDir !== undefined
+    ? yield* Effect.promise(() =>
+      prepareBundle({
+        moduleUrl: resolved.spawn.moduleUrl,
+        runtime: workerMain,
+        execArgv: resolved.spawn.execArgv,
+        cacheDir: resolved.bundleDir!
+      })
+    )
+    : undefined
+  // Metrics go to this context's registry; log lines made outside any task go to its loggers.
+  const context = yield* Effect.context<never>()
+  // The gauges may be read (a scrape) before the dispatcher and the supervisor exist: they read 0 then.
+  let built: { readonly dispatcher: Dispatcher; readonly supervisor: Supervisor } | undefined
+  const metrics = options.metrics === false ? undefined : makePoolMetrics(context, options.name ?? "default", {
+    queued: () => built?.dispatcher.queuedItems() ?? 0,
+    inflight: () => built?.dispatcher.inflightItems() ?? 0,
+    busyTime: (now) => built?.dispatcher.busyTime(now) ?? 0,
+    liveWorkers: () => built?.supervisor.liveWorkers ?? 0
+  }, clock)
+  const events = combine(
+    metrics?.events ?? {},
+    makeWorkerMetrics(context),
+    makeLogDelivery(context),
+    hooks.events ?? {}
+  )
+  const dispatcher = new Dispatcher(resolved.dispatcher, clock, events)
+  // The workers drop the log lines this context's loggers would not take: they never cross the pipe. A
+  // caller with another minimum level has it applied to its own tasks.
+  const logLevel = yield* References.MinimumLogLevel
+  const spawnOptions = { ...resolved.spawn, worker: { ...resolved.spawn.worker, logLevel } }
+  const supervisor = new Supervisor(
+    resolved.supervisor,
+    dispatcher,
+    hooks.spawn ?? spawnProcess({ ...spawnOptions, bundle }),
+    clock,
+    events
+  )
+  built = { dispatcher, supervisor }
+  if (metrics !== undefined) yield* Effect.addFinalizer(() => Effect.sync(metrics.stop))
+  yield* Effect.addFinalizer(() =>
+    Effect.callback<void>((resume) => {
+      supervisor.shutdown(resolved.shutdown, resolved.shutdownTimeout, () => resume(Effect.void))
+    })
+  )
+  yield* Effect.callback<void, WorkerStartError>((resume) => {
+    supervisor.start((error) => resume(error === undefined ? Effect.void : Effect.fail(error)))
+  })
+
+  return {
+    ...makeClient(dispatcher, resolved.maxFrameSize, resolved.streamWindow, events, logLevel),
+    stats: Effect.sync((): Stats => ({
+      ...dispatcher.stats(),
+      crashes: supervisor.crashes,
+      workers: supervisor.workerStats()
+    })),
+    concurrency: resolved.maxSize * 2 + 2,
+    chunking: { targetMillis: 5, maxItems: 4096 }
+  } satisfies Backend
+})
