@@ -9,7 +9,7 @@ export default defineConfig({
   // The cluster tests load examples/cluster.ts, which imports the package by its name: src/ there too.
   ssr: { resolve: { conditions: [source] } },
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     // The JSON report gives .ci/run the run's own counts.
     reporters: ["default", ["json", { outputFile: "test-results/results.json" }]],
     testTimeout: 60_000,

@@ -11,7 +11,9 @@ import * as os from "node:os"
 const [file, ...args] = process.argv.slice(2)
 
 if (file === undefined) {
-  const examples = fs.readdirSync(new URL("../examples/", import.meta.url)).filter((name) => name.endsWith(".ts"))
+  const examples = fs.readdirSync(new URL("../examples/", import.meta.url)).filter((name) =>
+    name.endsWith(".ts") && !name.endsWith(".test.ts")
+  )
   process.stderr.write(
     "usage: npm run example <file> [args...]\n" +
       examples.map((name) => `  npm run example examples/${name}\n`).join("")

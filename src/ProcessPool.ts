@@ -81,14 +81,17 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { moduleUrl as toModuleUrl } from "./internal/options.ts"
+import { checkPool, moduleUrl as toModuleUrl } from "./internal/options.ts"
 import { type Hooks, makeLocal } from "./internal/processes/pool.ts"
 import { makeService } from "./internal/service/service.ts"
 import { explainSilentExit, refusePoolOfItself } from "./internal/wire/entry.ts"
 import type { InvalidOption, PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
+import { isHandlers } from "./Worker.ts"
+import type * as Worker from "./Worker.ts"
 
 /**
  * Options of {@link layer}.
@@ -574,6 +577,86 @@ const refuseOwnPool = (options: Options): void => {
   if (worker instanceof URL || (typeof worker === "string" && worker !== "")) refusePoolOfItself(toModuleUrl(worker))
 }
 
+/**
+ * Options of {@link layerTest}: those of {@link layer}, with the worker
+ * module or its handlers themselves.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TestOptions extends Omit<Options, "worker"> {
+  /**
+   * The worker module, as {@link layer} takes it (its default export is
+   * imported in this process), or its `Worker.handlers(...)` value itself.
+   */
+  readonly worker: string | URL | Worker.Handlers<never>
+}
+
+/**
+ * Builds a {@link layerTest} pool in the current scope.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const pool = yield* ProcessPool.makeTest({ worker: new URL("./worker.ts", import.meta.url) })
+ *   return yield* pool.submit(Square, 4)
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTest = (
+  options: TestOptions
+): Effect.Effect<Service, WorkerStartError | InvalidOption, Scope.Scope> =>
+  Effect.gen(function*() {
+    const memory = yield* Effect.promise(() => import("./internal/memory/spawn.ts"))
+    const local: Options = { ...options, worker: isHandlers(options.worker) ? "memory:" : options.worker }
+    const invalid = checkPool(local)
+    if (invalid !== undefined) return yield* invalid
+    const served = yield* memory.loadHandlers(options.worker)
+    const spawn = yield* memory.makeMemorySpawn(served, {
+      workerConcurrency: options.workerConcurrency ?? 1,
+      logLevel: yield* References.MinimumLogLevel
+    }, yield* Effect.scope)
+    return makeService(yield* makeLocal(local, { spawn }))
+  })
+
+/**
+ * The {@link ProcessPool} service for your own tests: the worker module's
+ * handlers, with their `Worker.provide` services, run in this process. Every
+ * payload, result and error still goes through the same encoding as on the
+ * wire, so a Schema mistake fails in a unit test as it would in production;
+ * the service and its errors are the same. It starts no process, so a test of
+ * code that calls the pool runs in milliseconds, under `it.effect` too.
+ *
+ * What a process gives and memory cannot: a handler that blocks the event
+ * loop blocks the test; a crash, a hang or `process.exit` takes the test
+ * runner with it; `maxWorkerMemory`, `execArgv`, `env` and the other options
+ * of processes do nothing.
+ *
+ * @example
+ * ```ts
+ * import { it, expect } from "@effect/vitest"
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ * import { Square } from "./tasks.ts"
+ *
+ * it.effect("squares", () =>
+ *   Effect.gen(function*() {
+ *     expect(yield* ProcessPool.map(Square, [1, 2, 3])).toEqual([1, 4, 9])
+ *   }).pipe(Effect.provide(ProcessPool.layerTest({ worker: new URL("./worker.ts", import.meta.url) }))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = (options: TestOptions): Layer.Layer<ProcessPool, WorkerStartError | InvalidOption> =>
+  Layer.effect(ProcessPool, makeTest(options))
+
 // On a Node without import.meta.main, a single-file program guarded by it does nothing: say so at exit.
 explainSilentExit(process.versions.node)
 
@@ -753,6 +836,14 @@ export interface ClusterOptions {
   readonly spread?: number | undefined
   /** How many chunks of one `map` may be in flight at once. Defaults to 16. */
   readonly concurrency?: number | undefined
+  /** The `pool` attribute of the caller's metrics, as {@link Options} `name`. Defaults to `"default"`. */
+  readonly name?: string | undefined
+  /**
+   * Count the caller's `process_pool_tasks_total` by outcome, in the `Metric`
+   * registry of the context the layer is built in. Defaults to true. The
+   * runners' local pools record their own metrics as well.
+   */
+  readonly metrics?: boolean | undefined
 }
 
 /**
@@ -769,6 +860,7 @@ export interface ClusterOptions {
  * import { NodeClusterSocket, NodeRuntime } from "@effect/platform-node"
  * import { PgClient } from "@effect/sql-pg"
  * import * as Layer from "effect/Layer"
+import * as References from "effect/References"
  * import { ProcessPool } from "effect-process-pool"
  *
  * const Runner = ProcessPool.layerRunner({ tasks: [Square], worker: new URL("./worker.ts", import.meta.url) }).pipe(
@@ -802,6 +894,7 @@ export const layerRunner = (
  * import { NodeClusterSocket } from "@effect/platform-node"
  * import * as Effect from "effect/Effect"
  * import * as Layer from "effect/Layer"
+import * as References from "effect/References"
  * import { ProcessPool } from "effect-process-pool"
  *
  * const Pool = ProcessPool.layerCluster({ tasks: [Square] }).pipe(

@@ -17,13 +17,9 @@ import streams, { Count, FailAfter } from "./fixtures/streams.ts"
 import { BinaryEcho, Negative, Point, Sleep, Square } from "./fixtures/tasks.ts"
 import worker from "./fixtures/worker.ts"
 import { tempFile, waitUntil } from "./helpers.ts"
-import { memorySpawn } from "./memory.ts"
 
 const inMemory = (served: typeof worker | typeof streams, options: Partial<ProcessPool.Options> = {}) =>
-  ProcessPool.makeWith(
-    { worker: "memory:", size: 2, ...options },
-    { spawn: memorySpawn(served as never) }
-  )
+  ProcessPool.makeTest({ size: 2, ...options, worker: served as never })
 
 describe("client and server in memory", () => {
   it.live("tasks, typed failures, defects and batches", () =>

@@ -351,7 +351,9 @@ const clusterChecks: { readonly [K in keyof ClusterOptions]-?: Check } = {
   entity: nonEmptyString,
   persisted: boolean,
   spread: whole(1),
-  concurrency: whole(1)
+  concurrency: whole(1),
+  name: nonEmptyString,
+  metrics: boolean
 }
 
 const invalidOption = (props: ConstructorParameters<typeof InvalidOption>[0]) =>

@@ -53,6 +53,7 @@ import { checkCluster, checkRunner, millis } from "../options.ts"
 import { makeLocal } from "../processes/pool.ts"
 import { type Backend, type ChunkResult, type ChunkTimer, Values } from "../service/backend.ts"
 import { makeService } from "../service/service.ts"
+import { makeOutcomeCounter } from "../telemetry/metrics.ts"
 import { codecFor, Invalid } from "../wire/codec.ts"
 
 const defect = Schema.Defect({ includeStack: true })
@@ -473,10 +474,34 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     } satisfies Stats
   }).pipe(Effect.orDie)
 
+  // The caller's count of tasks by outcome, as a local pool's dispatcher keeps it.
+  const count = options.metrics === false
+    ? () => {}
+    : makeOutcomeCounter(yield* Effect.context<never>(), options.name ?? "default")
   return {
-    call: submitOne as Backend["call"],
-    open: submitStream as Backend["open"],
-    chunk: chunk as Backend["chunk"],
+    call: ((task, payload, submitOptions) =>
+      Effect.onExit(
+        submitOne(task, payload, submitOptions),
+        (exit) => Effect.sync(() => count(task._tag, exit))
+      )) as Backend["call"],
+    open: ((task, payload, submitOptions) =>
+      Stream.onExit(
+        submitStream(task, payload, submitOptions),
+        (exit) => Effect.sync(() => count(task._tag, exit))
+      )) as Backend["open"],
+    chunk: ((task, payloads, timer, key) =>
+      Effect.onExit(chunk(task, payloads, timer, key), (exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit)) {
+            return count(task._tag, exit, payloads.length)
+          }
+          if (exit.value instanceof Values) {
+            return count(task._tag, Exit.void, payloads.length)
+          }
+          for (const item of exit.value) {
+            count(task._tag, item)
+          }
+        }))) as Backend["chunk"],
     stats,
     concurrency: options.concurrency ?? 16,
     // A chunk's trip through the cluster costs about a millisecond: chunks of about 50 ms keep it small.

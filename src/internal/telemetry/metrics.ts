@@ -15,9 +15,11 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import type { PoolError } from "../../PoolError.ts"
+import { isPoolError, type PoolError } from "../../PoolError.ts"
 import type { PoolClock } from "../clock.ts"
 import type { Entry } from "../processes/dispatcher.ts"
 import { isPoolErrorReply } from "../processes/dispatcher.ts"
@@ -90,6 +92,39 @@ const errorOutcome = (error: PoolError): number => {
     default:
       // QueueFull, PoolClosed, and WorkerStartError for a pool that cannot start workers: the pool refused it.
       return Outcome.rejected
+  }
+}
+
+/** The outcome of a task's or item's `Exit`, as the caller sees it. */
+const exitOutcome = (exit: Exit.Exit<unknown, unknown>): number => {
+  if (Exit.isSuccess(exit)) return Outcome.success
+  if (Cause.hasInterruptsOnly(exit.cause)) return Outcome.interrupted
+  const failure = exit.cause.reasons.find(Cause.isFailReason)
+  if (failure === undefined) return Outcome.defect
+  return isPoolError(failure.error) ? errorOutcome(failure.error) : Outcome.failure
+}
+
+/**
+ * `process_pool_tasks_total` for a backend without a dispatcher to count it
+ * (the cluster): each task, or each item of a chunk, counted by the outcome
+ * of its `Exit` at the caller.
+ *
+ * @internal
+ */
+export const makeOutcomeCounter = (context: Context.Context<never>, pool: string) => {
+  const tasksTotal = Metric.counter("process_pool_tasks_total", {
+    description: "Tasks ended, by task and outcome; the items of a map count one by one"
+  })
+  const series = new Map<string, Array<Counter | undefined>>()
+  return (task: string, exit: Exit.Exit<unknown, unknown>, n = 1): void => {
+    let counters = series.get(task)
+    if (counters === undefined) series.set(task, counters = [])
+    const outcome = exitOutcome(exit)
+    const counter = counters[outcome] ??= Counter.install(
+      Metric.withAttributes(tasksTotal, { pool, task, outcome: outcomes[outcome] }),
+      context
+    )
+    counter.count += n
   }
 }
 

@@ -38,7 +38,7 @@ import {
 import { SharedFile } from "../wire/sharedFile.ts"
 import { FrameReader, FrameWriter } from "../wire/transport.ts"
 import { makeServer } from "./server.ts"
-import { CurrentTask, ForwardingRegistry, makePipeLogger } from "./telemetry.ts"
+import { forkTask, ForwardingRegistry, makePipeLogger } from "./telemetry.ts"
 
 /** @internal */
 export interface WorkerOptions {
@@ -238,13 +238,6 @@ if (served.layer !== undefined) {
     services = Context.merge(observed, built.value as Context.Context<never>)
   }
 }
-/** Forks a task's fiber, with its id for the log lines it makes, and its caller's minimum log level if not the pool's. */
-const runFork = <A, E>(effect: Effect.Effect<A, E>, task: number, logLevel: LogLevel.LogLevel | undefined) => {
-  const context = Context.add(services, CurrentTask, task)
-  return Effect.runForkWith(
-    logLevel === undefined ? context : Context.add(context, References.MinimumLogLevel, logLevel)
-  )(effect)
-}
 
 /**
  * Waits until everything written to the parent has left this process. Not by
@@ -321,7 +314,7 @@ const stopWatchdog = (done: () => void): void => {
 
 const server = makeServer({
   handlers,
-  runFork,
+  runFork: forkTask(services),
   workerConcurrency: options.workerConcurrency,
   maxMemory: options.maxMemory,
   send,

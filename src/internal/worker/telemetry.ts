@@ -11,7 +11,10 @@
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Metric from "effect/Metric"
 import * as References from "effect/References"
 import { encodeDefect } from "../wire/codec.ts"
@@ -235,3 +238,18 @@ export class ForwardingRegistry extends Map<string, Metric.Metric.Metadata<any, 
     }
   }
 }
+
+/**
+ * Forks the fiber of task `task` with a worker's `services`, its id for the
+ * log lines it makes, and its caller's minimum log level if not the pool's.
+ *
+ * @internal
+ */
+export const forkTask =
+  (services: Context.Context<never>) =>
+  <A, E>(effect: Effect.Effect<A, E>, task: number, logLevel: LogLevel.LogLevel | undefined): Fiber.Fiber<A, E> => {
+    const context = Context.add(services, CurrentTask, task)
+    return Effect.runForkWith(
+      logLevel === undefined ? context : Context.add(context, References.MinimumLogLevel, logLevel)
+    )(effect)
+  }
