@@ -807,7 +807,7 @@ export const layerRunner = (
   options: RunnerOptions
 ): Layer.Layer<never, WorkerStartError | InvalidOption, Sharding> => {
   refuseOwnPool(options)
-  return Layer.unwrap(Effect.map(loadCluster, (cluster) => cluster.layerRunner(options)))
+  return Layer.unwrap(Effect.map(loadRunner, (runner) => runner.layerRunner(options)))
 }
 
 /**
@@ -840,8 +840,9 @@ import * as References from "effect/References"
 export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, InvalidOption, Sharding> =>
   Layer.effect(
     ProcessPool,
-    Effect.flatMap(loadCluster, (cluster) => Effect.map(cluster.makeCluster(options), makeService))
+    Effect.flatMap(loadCaller, (caller) => Effect.map(caller.makeCluster(options), makeService))
   )
 
 // The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.
-const loadCluster = Effect.promise(() => import("./internal/cluster/cluster.ts"))
+const loadRunner = Effect.promise(() => import("./internal/cluster/runner.ts"))
+const loadCaller = Effect.promise(() => import("./internal/cluster/caller.ts"))

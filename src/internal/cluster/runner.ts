@@ -1,0 +1,100 @@
+/**
+ * The runner: the layer behind \`ProcessPool.layerRunner\`, which registers
+ * the entity and runs each message in the runner's own local pool.
+ *
+ * @internal
+ */
+import * as Entity from "effect/cluster/Entity"
+import { Sharding } from "effect/cluster/Sharding"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as SqlClient from "effect/sql/SqlClient"
+import * as Stream from "effect/Stream"
+import { type InvalidOption, WorkerCrashed, type WorkerStartError } from "../../PoolError.ts"
+import type { RunnerOptions } from "../../ProcessPool.ts"
+import type * as Task from "../../Task.ts"
+import { checkRunner } from "../options.ts"
+import { makeLocal } from "../processes/pool.ts"
+import { makeService } from "../service/service.ts"
+import { lostOn, makeLedger } from "./ledger.ts"
+import { chunkTag, makeProtocol, statsTag } from "./protocol.ts"
+
+/** The layer behind `ProcessPool.layerRunner`. */
+export const layerRunner = (
+  options: RunnerOptions
+): Layer.Layer<never, WorkerStartError | InvalidOption, Sharding> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const invalid = checkRunner(options)
+    if (invalid !== undefined) return yield* invalid
+    const { entity: entityName, persisted, tasks, ...poolOptions } = options
+    const protocol = makeProtocol(tasks, { entity: entityName, persisted })
+    const sharding = yield* Sharding
+    const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
+    // Persisted messages are at least once by the engine's design: they are not refused when delivered again.
+    const ledger = persisted === true || Option.isNone(sql) ? undefined : yield* makeLedger(sql.value)
+    if (ledger === undefined && persisted !== true) {
+      yield* Effect.logWarning(
+        "effect-process-pool: no SqlClient on this runner, so a task whose runner dies may run twice"
+      )
+    }
+    const pool = makeService(yield* makeLocal(poolOptions))
+
+    // Built for each entity the runner hosts, where the engine provides the runner's own address.
+    const buildHandlers = Effect.gen(function*() {
+      const address = yield* Entity.CurrentRunnerAddress
+      const self = `${address.host}:${address.port}`
+      const guard = <A, E, R>(
+        request: Entity.Request<any>,
+        task: Task.Task.Any,
+        run: Effect.Effect<A, E, R>
+      ): Effect.Effect<A, E | WorkerCrashed, R> =>
+        ledger === undefined ? run : Effect.flatMap(
+          ledger.start(String(request.requestId), self),
+          (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
+            lost === undefined ? run : Effect.fail(lostOn(task._tag, lost, self))
+        )
+
+      const handlers: Record<string, (request: Entity.Request<any>) => any> = {}
+      for (const task of protocol.tasks.values()) {
+        if (task.stream) {
+          handlers[task._tag] = (request) =>
+            Stream.unwrap(
+              guard(
+                request,
+                task,
+                Effect.sync(() => pool.submit(task, request.payload) as unknown as Stream.Stream<any>)
+              )
+            )
+        } else {
+          handlers[task._tag] = (request) => guard(request, task, pool.submit(task, request.payload) as any)
+          handlers[chunkTag(task._tag)] = (request) =>
+            guard(
+              request,
+              task,
+              Effect.map(
+                pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>),
+                (exits) => exits.every(Exit.isSuccess) ? { values: exits.map((exit) => exit.value) } : { exits }
+              )
+            )
+        }
+      }
+      handlers[statsTag] = () =>
+        Effect.map(pool.stats, (stats) => ({
+          runner: self,
+          pid: process.pid,
+          stats: JSON.stringify(stats),
+          served: Array.from(protocol.tasks.keys())
+        }))
+      return handlers as any
+    })
+
+    yield* sharding.registerEntity(protocol.entity, buildHandlers, {
+      concurrency: "unbounded",
+      mailboxCapacity: "unbounded",
+      // A task's defect is its caller's answer, not the entity's: a fatal one would restart the entity and
+      // replay every request it holds.
+      disableFatalDefects: true
+    })
+  }))
