@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Predicate from "effect/Predicate"
+import { workerPidKey } from "./internal/wire/protocol.ts"
 import type * as Task from "./Task.ts"
 
 /**
@@ -159,4 +160,4 @@ export const isHandlers = (u: unknown): u is Handlers<unknown> => Predicate.hasP
  */
 export const perWorker = <Input, State>(metric: Metric.Metric<Input, State>): Metric.Metric<Input, State> =>
   // The parent sets the pid of the worker that sent each update: the value here is only a placeholder.
-  Metric.withAttributes(metric, { "process_pool.worker_pid": String(process.pid) })
+  Metric.withAttributes(metric, { [workerPidKey]: String(process.pid) })

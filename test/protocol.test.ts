@@ -15,6 +15,7 @@ import {
   ToWorker
 } from "../src/internal/wire/protocol.ts"
 import {
+  decodeFrame,
   encodeFrames,
   FrameInvalid,
   FrameReader,
@@ -249,6 +250,34 @@ describe("framing", () => {
       new FrameReader(() => {}, () => {}, undefined, () => Buffer.alloc(16)).push(nowhere),
       FrameInvalid
     )
+  })
+
+  it("a frame's messages are read with the decoder of their direction, in order, up to the first bad one", () => {
+    const toWorker: Array<unknown> = []
+    const run = Message.run(1, "square", 3, 0)
+    expect(decodeFrame(JSON.stringify([run, Message.ping(2)]), "parent", (m) => void toWorker.push(m))).toBeUndefined()
+    expect(decodeFrame(Binary.encode(Message.ack(1, 4)).bytes, "parent", (m) => void toWorker.push(m)))
+      .toBeUndefined()
+    expect(toWorker).toEqual([run, Message.ping(2), Message.ack(1, 4)])
+
+    const fromWorker: Array<unknown> = []
+    const receive = (m: unknown) => void fromWorker.push(m)
+    // A worker's message is no message from the parent; a bad message ends the frame, after those before it.
+    expect(decodeFrame(JSON.stringify([Message.pong(1, 0)]), "parent", receive)?.reason).toContain("from the parent")
+    const invalid = decodeFrame(JSON.stringify([Message.exit(1, 0, 9), [99], Message.recycle]), "worker", receive)
+    assert.instanceOf(invalid, MessageInvalid)
+    expect(invalid.reason).toContain("from the worker")
+    expect(fromWorker).toEqual([Message.exit(1, 0, 9)])
+    expect(decodeFrame("[1,", "worker", receive)?.reason).toBe("a frame from the worker is not JSON")
+    expect(decodeFrame("{}", "parent", receive)?.reason).toBe("a frame from the parent is not an array")
+    expect(decodeFrame(Buffer.from([0, 0, 0, 9]), "worker", receive)?.reason)
+      .toBe("a binary frame from the worker does not deserialize")
+
+    // `receive` stops the frame by returning false.
+    const read: Array<unknown> = []
+    const packed = JSON.stringify([Message.recycle, Message.pong(1, 0), Message.pong(2, 0)])
+    expect(decodeFrame(packed, "worker", (m) => read.push(m) < 2)).toBeUndefined()
+    expect(read).toEqual([Message.recycle, Message.pong(1, 0)])
   })
 })
 

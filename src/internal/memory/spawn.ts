@@ -20,15 +20,9 @@ import { WorkerStartError } from "../../PoolError.ts"
 import * as Worker from "../../Worker.ts"
 import { moduleUrl } from "../options.ts"
 import type { Spawn, WorkerConnection, WorkerState } from "../processes/workerProcess.ts"
-import { Binary, decodeBinary } from "../wire/binary.ts"
-import {
-  decodeFromWorker,
-  decodeToWorker,
-  FromWorker,
-  type FromWorkerMessage,
-  Message,
-  MessageInvalid
-} from "../wire/protocol.ts"
+import { Binary } from "../wire/binary.ts"
+import { FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
+import { decodeFrame } from "../wire/transport.ts"
 import { makeServer } from "../worker/server.ts"
 import { forkTask, ForwardingRegistry, makePipeLogger } from "../worker/telemetry.ts"
 
@@ -60,7 +54,7 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
   const spawn: Spawn = (events) => {
     let state: WorkerState = "starting"
     let exitCode: number | null = null
-    let killReason: string | undefined
+    let killReason: WorkerConnection["killReason"]
     const pid = -(++nextPid)
 
     const close = (code: number | null) => {
@@ -70,25 +64,28 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
       events.onClose(connection)
     }
 
-    /** The parent's message, through the wire format, to the server. */
+    /** The parent's message, in a frame of its own, read as the worker reads one. */
     const deliver = (message: string | Binary) =>
       queueMicrotask(() => {
         if (state === "dead") return
-        const decoded = decodeToWorker(typeof message === "string" ? JSON.parse(message) : decodeBinary(message.bytes))
-        if (decoded instanceof MessageInvalid) throw new Error(decoded.reason)
-        server.receive(decoded)
+        const invalid = decodeFrame(
+          typeof message === "string" ? `[${message}]` : message.bytes,
+          "parent",
+          server.receive
+        )
+        if (invalid !== undefined) throw new Error(invalid.reason)
       })
 
-    /** The server's message, through the wire format, to the pool. */
+    /** The server's message, in a frame of its own, read as the parent reads one. */
     const sendNow = (message: FromWorkerMessage, binary: boolean) => {
-      const wire = binary ? decodeBinary(Binary.encode(message).bytes) : JSON.parse(JSON.stringify(message))
+      const frame = binary ? Binary.encode(message).bytes : `[${JSON.stringify(message)}]`
       queueMicrotask(() => {
         if (state === "dead") return
-        const decoded = decodeFromWorker(wire)
-        if (decoded instanceof MessageInvalid) throw new Error(decoded.reason)
-        events.onMessage(connection, decoded)
+        const invalid = decodeFrame(frame, "worker", receive)
+        if (invalid !== undefined) throw new Error(invalid.reason)
       })
     }
+    const receive = (message: FromWorkerMessage): void => events.onMessage(connection, message)
 
     const registry = new ForwardingRegistry()
     const context = Context.merge(

@@ -27,8 +27,9 @@ import { type Backend, type ChunkResult, type ChunkTimer, toExits, Values } from
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
 import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
-import { ExitKind, FromWorker, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
-import { type Decode, type Dispatcher, Entry, isPoolErrorReply } from "./dispatcher.ts"
+import { ExitKind, FromWorker, maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
+import type { Dispatcher } from "./dispatcher.ts"
+import { type Decode, Entry, isPoolErrorReply } from "./entry.ts"
 
 /** One task's or item's outcome, as the worker encoded it, decoded into the caller's `Exit`. */
 const decodeExit = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
@@ -83,9 +84,6 @@ const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
   }
   return values ? new Values(joined) : joined
 }
-
-/** The most parts a chunk is written in: see `BatchPart`. @internal */
-export const maxParts = 8
 
 /** A chunk's worker died: the results of its first `received` items came back before. */
 class Crashed {
@@ -182,6 +180,16 @@ const currentTrace = (): Trace => {
   return span === undefined ? 0 : [span.traceId, span.spanId, span.sampled]
 }
 
+/** The last crash of a task that crashed a worker on each of its `attempts` attempts, saying so. */
+const crashedEveryAttempt = (last: WorkerCrashed, attempts: number): WorkerCrashed =>
+  new WorkerCrashed({
+    pid: last.pid,
+    exitCode: last.exitCode,
+    signal: last.signal,
+    task: last.task,
+    reason: `${last.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
+  })
+
 /**
  * Retries an idempotent task whose worker crashed, on the task's schedule. A
  * typed failure is never retried. When the retries are spent, the last
@@ -194,15 +202,7 @@ const withRetry = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effe
       Effect.tapError((error) => Effect.sync(() => error instanceof WorkerCrashed && attempts++)),
       Effect.retry({ schedule: task.retry!, while: (error) => error instanceof WorkerCrashed }),
       Effect.mapError((error) =>
-        error instanceof WorkerCrashed && attempts > 1
-          ? new WorkerCrashed({
-            pid: error.pid,
-            exitCode: error.exitCode,
-            signal: error.signal,
-            task: error.task,
-            reason: `${error.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
-          }) as E
-          : error
+        error instanceof WorkerCrashed && attempts > 1 ? crashedEveryAttempt(error, attempts) as E : error
       )
     )
   })
@@ -239,18 +239,7 @@ const withStreamRetry = <A, E>(
         attempts++
         const crashed = error.value
         return Stream.unwrap(Effect.matchCause(step(crashed), {
-          onFailure: () =>
-            Stream.fail(
-              (attempts > 1
-                ? new WorkerCrashed({
-                  pid: crashed.pid,
-                  exitCode: crashed.exitCode,
-                  signal: crashed.signal,
-                  task: crashed.task,
-                  reason: `${crashed.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
-                })
-                : crashed) as E
-            ),
+          onFailure: () => Stream.fail((attempts > 1 ? crashedEveryAttempt(crashed, attempts) : crashed) as E),
           onSuccess: () => go()
         }))
       })
@@ -404,8 +393,8 @@ export const makeClient = (
       const started = performance.now()
       const parts: Array<ChunkResult> = []
       let entry: Entry | undefined
-      // At most 8 parts a chunk: while the workers' own measure is unknown (cold, or items of unknown length),
-      // a guess of one item a part would cost a write per item.
+      // At most `maxParts` parts a chunk: while the workers' own measure is unknown (cold, or items of unknown
+      // length), a guess of one item a part would cost a write per item.
       const every = Math.max(timer.every(), Math.ceil(payloads.length / maxParts))
       const ended = (last: ChunkResult): Exit.Exit<ChunkResult> => {
         timer.record(payloads.length, performance.now() - started)

@@ -1,145 +1,32 @@
 /**
  * The tasks' side of the pool, in plain callbacks so that the hot path
- * allocates no fibers: the FIFO queue with its bound, least-loaded routing,
- * the in-flight window of each worker, replies, interruption, timeouts, and
- * what becomes of a dead worker's tasks. The workers themselves (how many,
- * their start-up, pings, recycling, shutdown) belong to the supervisor,
- * which tells the dispatcher when a worker joins, leaves or stops taking work.
+ * allocates no fibers: sending entries to workers, the in-flight window of
+ * each worker, replies, interruption, timeouts, and what becomes of a dead
+ * worker's tasks. It asks the queue (`queue.ts`: the FIFO with its bound and
+ * the submitters waiting for room) for the next entry, and routing
+ * (`routing.ts`: least loaded) for the worker it goes to. The workers
+ * themselves (how many, their start-up, pings, recycling, shutdown) belong to
+ * the supervisor, which tells the dispatcher when a worker joins, leaves or
+ * stops taking work.
  *
- * Every entry ends exactly once, through `finish`.
+ * Every entry ends exactly once, through `finish`, or through `cancel` while
+ * no worker holds it.
  *
  * @internal
  */
-import type * as Context from "effect/Context"
-import type * as LogLevel from "effect/LogLevel"
 import type { PoolError } from "../../PoolError.ts"
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
 import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
-import type { Binary } from "../wire/binary.ts"
 import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
+import { type Entry, EntryState, isPoolErrorReply, type Reply, Slot } from "./entry.ts"
+import { KillReason } from "./killReason.ts"
+import { Offered, TaskQueue } from "./queue.ts"
+import { hasRoom, leastLoaded } from "./routing.ts"
 import type { WorkerConnection } from "./workerProcess.ts"
-
-/**
- * What a caller's entry ends with: the worker's answer (a task's `Exit`, a
- * batch's item exits or values), or a `PoolError` the pool decided on.
- *
- * @internal
- */
-export type Reply =
-  | Extract<FromWorkerMessage, readonly [typeof FromWorker.Exit, ...Array<any>]>
-  | Extract<FromWorkerMessage, readonly [typeof FromWorker.BatchExit, ...Array<any>]>
-  | Extract<FromWorkerMessage, readonly [typeof FromWorker.BatchValues, ...Array<any>]>
-  | PoolError
-
-/** Whether a reply is a `PoolError` rather than a worker's answer. @internal */
-export const isPoolErrorReply = (reply: Reply): reply is PoolError => !Array.isArray(reply)
 
 /** The reply of a task the worker stopped at the caller's request. */
 const interrupted: Reply = Message.exit(0, ExitKind.Interrupted) as Reply
-
-/**
- * Turns a reply into the caller's outcome. Shared by every entry of a task:
- * no closure is allocated per entry.
- *
- * @internal
- */
-export type Decode = (reply: Reply) => unknown
-
-const State = {
-  Waiting: 0,
-  Queued: 1,
-  Sent: 2,
-  Done: 3
-} as const
-
-/** One call's trip through the pool: a task, a batch of a `map`, or a streaming task. @internal */
-export class Entry {
-  state: number = State.Waiting
-  slot: Slot | undefined = undefined
-  started = false
-  interruptRequested = false
-  timedOut = false
-  /** Ended by a shutdown in `interrupt` mode. */
-  closed = false
-  /** Cancels the timeout, while one runs. */
-  timer: Cancel | undefined = undefined
-  /** When it was sent, in the clock's milliseconds. */
-  sentAt = 0
-  /** When it was submitted, and when it started in its worker: kept only for the `settled` event. */
-  submittedAt = 0
-  startedAt = 0
-  /** When its last part came back, or it started: for the `part` and `settled` events. */
-  partAt = 0
-  /** The caller's context, where the worker's log lines for this entry are delivered. */
-  caller: Context.Context<never> | undefined = undefined
-  /** The caller's minimum log level, when it is not the pool's: the worker applies it to this entry. */
-  logLevel: LogLevel.LogLevel | undefined = undefined
-  /** Called once the entry has ended: an interrupted caller waits for the stop. */
-  doneCallbacks: Array<() => void> | undefined = undefined
-  /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */
-  onItems: ((values: Array<unknown>) => void) | undefined = undefined
-  /** A batch's results that went ahead of its reply, part by part (still encoded): see `BatchPart`. */
-  onPart: ((exits: boolean, items: Array<unknown>) => void) | undefined = undefined
-  /** Items of a batch whose results came in parts so far. */
-  received = 0
-  /** Items of a batch the worker may run before its next part: the ones whose fate a crash leaves unknown. */
-  window = 0
-
-  readonly id: number
-  readonly tag: string
-  /** The encoded Run, RunBatch or RunStream message. */
-  readonly message: string | Binary
-  /** Milliseconds from start to TaskTimeout; 0 for none. */
-  readonly timeout: number
-  readonly decode: Decode
-  /** Resumes the caller with the decoded outcome. */
-  readonly resume: (outcome: any) => void
-  /** Items in a batch; 0 for a single task. */
-  readonly batchSize: number
-
-  constructor(
-    id: number,
-    tag: string,
-    message: string | Binary,
-    timeout: number,
-    decode: Decode,
-    resume: (outcome: any) => void,
-    batchSize: number
-  ) {
-    this.id = id
-    this.tag = tag
-    this.message = message
-    this.timeout = timeout
-    this.decode = decode
-    this.resume = resume
-    this.batchSize = batchSize
-  }
-}
-
-/** One ready worker, as the dispatcher sees it: what it holds and how busy it has been. @internal */
-export class Slot {
-  readonly worker: WorkerConnection
-  /** Entries sent to it and not yet answered, in the order they were sent. */
-  readonly inflight: Array<Entry> = []
-  /** Whether it takes new work: not once it is recycled, idle-stopped or stopping. */
-  open = true
-  /** Streaming tasks among `inflight`: a stream may hold its worker as long as its consumer waits. */
-  streams = 0
-  tasksDone = 0
-  /** When its last reply arrived, in the clock's milliseconds. */
-  lastReplyAt = 0
-  /** Since when it has had nothing in flight; 0 while busy. */
-  idleSince: number
-  /** Since when it has held work, while it does. */
-  busySince = 0
-  /** How long it held work, in the clock's milliseconds, up to `busySince`. */
-  busyTotal = 0
-  constructor(worker: WorkerConnection, now: number) {
-    this.worker = worker
-    this.idleSince = now
-  }
-}
 
 /** What the dispatcher asks of the fleet. @internal */
 export interface Fleet {
@@ -147,11 +34,11 @@ export interface Fleet {
   readonly grow: (queued: number, window: number) => void
   /** A task is about to go to an idle worker. */
   readonly sending: (slot: Slot) => void
-  /** A worker answered a task; `idle` when it holds nothing more. */
+  /** A worker answered a task. */
   readonly answered: (slot: Slot) => void
 }
 
-/** @internal */
+/** What a dispatcher is told of the pool's options. @internal */
 export interface DispatcherOptions {
   /** How many tasks one worker runs at once: `workerConcurrency`. */
   readonly workerConcurrency: number
@@ -164,22 +51,17 @@ export interface DispatcherOptions {
   readonly maxTasksPerWorker: number
 }
 
-/** @internal */
+/** The dispatcher of one pool: every entry goes through it. @internal */
 export class Dispatcher {
   private readonly slots = new Set<Slot>()
   /** Entries sent to a worker and not yet answered. */
   private inflightCount = 0
-  private queue: Array<Entry | undefined> = []
-  private head = 0
-  private queued = 0
-  private waiting: Array<Entry> = []
-  private waitingHead = 0
-  /** Live entries in `waiting`: cancelled ones stay in the array until they are passed over. */
-  private waitingCount = 0
+  /** Entries no worker has taken yet: the queue, and the submitters waiting for room in it. */
+  private readonly queue: TaskQueue
   private nextId = 0
-  /** No new work is accepted. */
+  /** No new work is accepted: the pool is closing (`PoolClosed` says "closing"). */
   private closing = false
-  /** The pool has stopped: its workers are gone. */
+  /** The pool has closed: its workers are gone (`PoolClosed` says "closed"). */
   private closed = false
   /** Every new or queued entry fails with this: the workers cannot start. */
   private broken: PoolError | undefined = undefined
@@ -204,6 +86,7 @@ export class Dispatcher {
     this.clock = clock
     this.events = events
     this.timed = events.settled !== undefined
+    this.queue = new TaskQueue(options.maxQueue, options.queuePolicy)
     this.window = options.workerConcurrency + (options.prefetch === "auto" ? 1 : options.prefetch)
   }
 
@@ -225,6 +108,7 @@ export class Dispatcher {
     this.fleet = fleet
   }
 
+  /** A new entry's id: unique in this pool. */
   id(): number {
     return ++this.nextId
   }
@@ -262,7 +146,7 @@ export class Dispatcher {
     slot.streams = 0
     for (const entry of inflight) {
       entry.slot = undefined
-      if ((entry.started && !startedNone) || entry.interruptRequested || entry.timedOut || entry.closed) {
+      if ((entry.started && !startedNone) || entry.interruptRequested || entry.timedOut || entry.endedByShutdown) {
         this.finish(
           entry,
           new WorkerCrashed({
@@ -270,7 +154,7 @@ export class Dispatcher {
             exitCode: worker.exitCode,
             signal: worker.signal,
             task: entry.tag,
-            ...(worker.killReason !== undefined ? { reason: worker.killReason } : {})
+            ...(worker.killReason !== undefined ? { reason: worker.killReason.message } : {})
           })
         )
       } else {
@@ -278,12 +162,11 @@ export class Dispatcher {
         entry.timer?.()
         entry.timer = undefined
         entry.started = false
-        entry.state = State.Queued
         requeue.push(entry)
       }
     }
     inflight.length = 0
-    for (let i = requeue.length - 1; i >= 0; i--) this.unshift(requeue[i])
+    for (let i = requeue.length - 1; i >= 0; i--) this.queue.putBack(requeue[i])
     this.dispatch()
     this.checkIdle()
   }
@@ -295,20 +178,10 @@ export class Dispatcher {
 
   /**
    * Tasks waiting for a worker, including those waiting for room in the
-   * queue, with a map's items one by one. Counted when asked, for a gauge:
-   * the queue keeps no such count as it moves.
+   * queue, with a map's items one by one; counted when asked.
    */
   queuedItems(): number {
-    let items = 0
-    for (let i = this.head; i < this.queue.length; i++) {
-      const entry = this.queue[i]
-      if (entry !== undefined && entry.state === State.Queued) items += entry.batchSize || 1
-    }
-    for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      const entry = this.waiting[i]
-      if (entry.state === State.Waiting) items += entry.batchSize || 1
-    }
-    return items
+    return this.queue.items()
   }
 
   /** Tasks sent to workers and not yet answered, with a map's items one by one; counted when asked. */
@@ -340,8 +213,8 @@ export class Dispatcher {
   submit(entry: Entry): void {
     if (this.broken !== undefined) return this.finish(entry, this.broken)
     if (this.closing) return this.finish(entry, this.poolClosed(entry))
-    if (this.queued === 0) {
-      const slot = this.leastLoaded()
+    if (this.queue.size === 0) {
+      const slot = leastLoaded(this.slots, this.window, this.options)
       if (slot !== undefined) {
         this.send(slot, entry)
         entry.submittedAt = entry.sentAt
@@ -349,45 +222,16 @@ export class Dispatcher {
       }
     }
     if (this.timed) entry.submittedAt = this.turnNow()
-    if (this.queued < this.options.maxQueue) {
-      entry.state = State.Queued
-      this.queued++
-      this.queue.push(entry)
-      this.events.queued?.(entry)
-      this.fleet?.grow(this.queued, this.window)
-    } else if (this.options.queuePolicy === "reject") {
-      this.finish(entry, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
-    } else {
-      entry.state = State.Waiting
-      this.waitingCount++
-      this.waiting.push(entry)
-      this.events.queued?.(entry)
+    const offered = this.queue.offer(entry)
+    if (offered === Offered.Refused) {
+      return this.finish(entry, new QueueFull({ task: entry.tag, maxQueue: this.options.maxQueue }))
     }
-  }
-
-  /**
-   * Whether a worker may take one more task: open, window not full, recycling
-   * budget not spent. Nothing is sent ahead to a worker that runs a stream: a
-   * stream ends when its consumer says so, and the task would wait behind it.
-   */
-  private hasRoom(slot: Slot): boolean {
-    return slot.open && slot.worker.state === "ready" &&
-      slot.inflight.length < (slot.streams > 0 ? this.options.workerConcurrency : this.window) &&
-      (this.options.maxTasksPerWorker === 0 ||
-        slot.tasksDone + slot.inflight.length < this.options.maxTasksPerWorker)
-  }
-
-  private leastLoaded(): Slot | undefined {
-    let best: Slot | undefined
-    for (const slot of this.slots) {
-      if (!this.hasRoom(slot)) continue
-      if (best === undefined || slot.inflight.length < best.inflight.length) best = slot
-    }
-    return best
+    this.events.queued?.(entry)
+    if (offered === Offered.Queued) this.fleet?.grow(this.queue.size, this.window)
   }
 
   private send(slot: Slot, entry: Entry): void {
-    entry.state = State.Sent
+    entry.state = EntryState.Sent
     entry.slot = slot
     const now = entry.sentAt = this.clock.now()
     if (slot.inflight.length === 0) {
@@ -416,7 +260,7 @@ export class Dispatcher {
         const slot = entry.slot
         // Judged after the pipes are read: an answer that came while the parent was blocked wins.
         afterReading(() => {
-          if (entry.state !== State.Sent || entry.slot !== slot) return
+          if (entry.state !== EntryState.Sent || entry.slot !== slot) return
           entry.timedOut = true
           this.stop(entry)
         })
@@ -424,57 +268,19 @@ export class Dispatcher {
     }
   }
 
-  private shift(): Entry | undefined {
-    while (this.head < this.queue.length) {
-      const entry = this.queue[this.head]
-      this.queue[this.head++] = undefined
-      if (entry !== undefined && entry.state === State.Queued) {
-        this.queued--
-        this.admitWaiting()
-        if (this.head > 1024 && this.head * 2 > this.queue.length) {
-          this.queue = this.queue.slice(this.head)
-          this.head = 0
-        }
-        return entry
-      }
-    }
-    return undefined
-  }
-
-  private unshift(entry: Entry): void {
-    this.queued++
-    if (this.head > 0) this.queue[--this.head] = entry
-    else this.queue.unshift(entry)
-  }
-
-  private admitWaiting(): void {
-    while (this.waitingHead < this.waiting.length && this.queued < this.options.maxQueue) {
-      const entry = this.waiting[this.waitingHead++]
-      if (entry.state !== State.Waiting) continue
-      this.waitingCount--
-      entry.state = State.Queued
-      this.queued++
-      this.queue.push(entry)
-    }
-    if (this.waitingHead === this.waiting.length) {
-      this.waiting = []
-      this.waitingHead = 0
-    }
-  }
-
   /** Sends queued entries to every worker with room. */
   private dispatch(): void {
-    while (this.queued > 0) {
-      const slot = this.leastLoaded()
+    while (this.queue.size > 0) {
+      const slot = leastLoaded(this.slots, this.window, this.options)
       if (slot === undefined) return
-      this.send(slot, this.shift()!)
+      this.send(slot, this.queue.take()!)
     }
   }
 
   /** Sends queued entries to one worker that has just made room. */
   private fill(slot: Slot): void {
-    while (this.queued > 0 && this.hasRoom(slot)) {
-      this.send(slot, this.shift()!)
+    while (this.queue.size > 0 && hasRoom(slot, this.window, this.options)) {
+      this.send(slot, this.queue.take()!)
     }
   }
 
@@ -488,7 +294,7 @@ export class Dispatcher {
   private refill(): void {
     const lowWater = this.window - ((this.window - this.options.workerConcurrency + 1) >> 1)
     for (const slot of this.slots) {
-      if (this.queued === 0) return
+      if (this.queue.size === 0) return
       if (slot.inflight.length <= lowWater) this.fill(slot)
     }
   }
@@ -504,19 +310,20 @@ export class Dispatcher {
   reply(slot: Slot, message: FromWorkerMessage): string | undefined {
     switch (message[0]) {
       case FromWorker.Items:
-        return this.onItems(slot, message[1], message[2])
+        return this.receiveItems(slot, message[1], message[2])
       case FromWorker.BatchPart:
-        return this.onPart(slot, message[1], message[2] === 1, message[3], message[4])
+        return this.receivePart(slot, message[1], message[2] === 1, message[3], message[4])
       case FromWorker.Exit:
       case FromWorker.BatchExit:
       case FromWorker.BatchValues:
-        return this.onAnswer(slot, message)
+        return this.receiveAnswer(slot, message)
       default:
         return `an unexpected message from the worker: kind ${message[0]}`
     }
   }
 
-  private onAnswer(slot: Slot, message: Reply & ReadonlyArray<unknown>): string | undefined {
+  /** A task's or a batch's answer: the entry ends with it. */
+  private receiveAnswer(slot: Slot, message: Reply & ReadonlyArray<unknown>): string | undefined {
     const inflight = slot.inflight
     const id = message[1]
     let index = 0
@@ -545,13 +352,13 @@ export class Dispatcher {
     // The caller resumes inside `finish` and may submit again at once: the worker's state is settled first.
     this.finish(entry, message, now)
     this.fleet?.answered(slot)
-    if (this.queued > 0) this.refill()
+    if (this.queue.size > 0) this.refill()
     this.checkIdle()
     return undefined
   }
 
   /** The next items of a streaming task: handed to its caller, who acknowledges them as they are taken. */
-  private onItems(slot: Slot, id: number, values: Array<unknown>): string | undefined {
+  private receiveItems(slot: Slot, id: number, values: Array<unknown>): string | undefined {
     const entry = sentEntry(slot, id)
     // Items of an entry the parent no longer holds (it was interrupted meanwhile) are dropped.
     if (entry === undefined) return undefined
@@ -566,7 +373,7 @@ export class Dispatcher {
    * Results of a batch that went ahead of its reply. They count from where
    * the last part ended; what the reply holds then starts after them.
    */
-  private onPart(slot: Slot, id: number, exits: boolean, items: Array<unknown>, next: number): string | undefined {
+  private receivePart(slot: Slot, id: number, exits: boolean, items: Array<unknown>, next: number): string | undefined {
     const entry = sentEntry(slot, id)
     if (entry === undefined) return undefined
     if (entry.onPart === undefined || entry.received + items.length >= entry.batchSize) {
@@ -582,7 +389,7 @@ export class Dispatcher {
 
   /** Lets a streaming task's worker produce `n` more items: the caller took that many. */
   ack(entry: Entry, n: number): void {
-    if (entry.state === State.Sent && entry.slot !== undefined) {
+    if (entry.state === EntryState.Sent && entry.slot !== undefined) {
       entry.slot.worker.sendMessage(Message.ack(entry.id, n))
     }
   }
@@ -604,12 +411,12 @@ export class Dispatcher {
 
   /** Ends an entry exactly once. */
   private finish(entry: Entry, reply: Reply, now?: number): void {
-    if (entry.state === State.Done) return
-    entry.state = State.Done
+    if (entry.state === EntryState.Done) return
+    entry.state = EntryState.Done
     if (entry.timer !== undefined) entry.timer()
     const outcome = entry.timedOut
       ? new TaskTimeout({ task: entry.tag, timeout: entry.timeout })
-      : entry.closed
+      : entry.endedByShutdown
       ? this.poolClosed(entry)
       : entry.interruptRequested && !isPoolErrorReply(reply)
       ? interrupted
@@ -633,7 +440,7 @@ export class Dispatcher {
 
   /** Calls `callback` once the entry has ended: now, if it has. */
   whenDone(entry: Entry, callback: () => void): void {
-    if (entry.state === State.Done) return callback()
+    if (entry.state === EntryState.Done) return callback()
     ;(entry.doneCallbacks ??= []).push(callback)
   }
 
@@ -642,25 +449,19 @@ export class Dispatcher {
   // -------------------------------------------------------------------------
 
   /**
-   * Cancels an entry whose caller was interrupted: a queued entry is dropped at
-   * once, a sent one is stopped in its worker. Use {@link whenDone} to wait
+   * Cancels an entry whose caller was interrupted: a queued or waiting entry
+   * is dropped at once, a sent one is stopped in its worker. Use {@link whenDone} to wait
    * for the stop.
    */
   cancel(entry: Entry): void {
     switch (entry.state) {
-      case State.Waiting:
-      case State.Queued: {
-        if (entry.state === State.Queued) {
-          this.queued--
-          this.admitWaiting()
-        } else {
-          this.waitingCount--
-        }
-        entry.state = State.Done
+      case EntryState.Waiting:
+      case EntryState.Queued: {
+        this.queue.remove(entry)
         if (this.timed) this.events.settled!(entry, interrupted, this.clock.now())
         return this.checkIdle()
       }
-      case State.Sent: {
+      case EntryState.Sent: {
         entry.interruptRequested = true
         return this.stop(entry)
       }
@@ -681,13 +482,11 @@ export class Dispatcher {
     worker.sendMessage(Message.interrupt(entry.id))
     let grace: Cancel | undefined
     queueMicrotask(() => {
-      if (entry.state === State.Done) return
+      if (entry.state === EntryState.Done) return
       grace = this.clock.after(this.options.interruptGrace, () =>
         afterReading(() => {
-          if (entry.state !== State.Done && entry.slot === slot) {
-            worker.kill(
-              `task "${entry.tag}" did not stop within ${this.options.interruptGrace} ms of being interrupted`
-            )
+          if (entry.state !== EntryState.Done && entry.slot === slot) {
+            worker.kill(KillReason.runaway(entry.tag, this.options.interruptGrace))
           }
         }))
     })
@@ -699,7 +498,7 @@ export class Dispatcher {
   // -------------------------------------------------------------------------
 
   private get pending(): number {
-    return this.queued + this.inflightCount + this.waitingCount
+    return this.queue.size + this.inflightCount + this.queue.waiting
   }
 
   private checkIdle(): void {
@@ -751,7 +550,7 @@ export class Dispatcher {
   /** Stops every sent entry in its worker; each ends with `PoolClosed` once stopped. */
   interruptSent(): void {
     for (const entry of this.sentEntries()) {
-      entry.closed = true
+      entry.endedByShutdown = true
       this.stop(entry)
     }
   }
@@ -759,22 +558,14 @@ export class Dispatcher {
   /** Ends every sent entry at once with `PoolClosed`: its worker is about to be killed. */
   endSent(): void {
     for (const entry of this.sentEntries()) {
-      entry.closed = true
+      entry.endedByShutdown = true
       this.finish(entry, this.poolClosed(entry))
     }
   }
 
+  /** Ends every waiting and queued entry with `error`. */
   private failQueued(error: (entry: Entry) => PoolError): void {
-    for (let i = this.waitingHead; i < this.waiting.length; i++) {
-      const entry = this.waiting[i]
-      if (entry.state === State.Waiting) this.finish(entry, error(entry))
-    }
-    this.waiting = []
-    this.waitingHead = 0
-    this.waitingCount = 0
-    for (let entry = this.shift(); entry !== undefined; entry = this.shift()) {
-      this.finish(entry, error(entry))
-    }
+    this.queue.clear((entry) => this.finish(entry, error(entry)))
   }
 
   /** The `PoolClosed` of an entry refused or ended by the pool's closing, saying how far the closing has gone. */
@@ -805,6 +596,7 @@ export class Dispatcher {
     }
   }
 
+  /** What the dispatcher knows of the pool: its state, and its tasks, each batch counted once. */
   stats(): {
     readonly state: "open" | "closing" | "closed"
     readonly queued: number
@@ -815,7 +607,7 @@ export class Dispatcher {
     for (const slot of this.slots) for (const entry of slot.inflight) if (entry.started) running++
     return {
       state: this.closed ? "closed" : this.closing ? "closing" : "open",
-      queued: this.queued + this.waitingCount,
+      queued: this.queue.size + this.queue.waiting,
       inflight: this.inflightCount,
       running
     }

@@ -3,17 +3,20 @@
  * life (pings) and hang detection, idle shrink, recycling, replacement after a
  * crash, and shutdown. Each worker that becomes ready joins the dispatcher,
  * which gives it tasks; the supervisor tells the dispatcher when a worker
- * leaves or stops taking work, and never touches a task itself.
+ * leaves or stops taking work, and never touches a task itself. What a failed
+ * start means (its error, the back-off, a broken pool) is in startFailures.ts.
  *
  * @internal
  */
-import { WorkerStartError } from "../../PoolError.ts"
+import type { WorkerStartError } from "../../PoolError.ts"
 import type { Stats } from "../../ProcessPool.ts"
 import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
-import { frameless } from "../frameless.ts"
-import type { PoolEvents, WorkerExitReason } from "../telemetry/events.ts"
+import type { PoolEvents } from "../telemetry/events.ts"
 import { FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
-import type { Dispatcher, Slot } from "./dispatcher.ts"
+import type { Dispatcher } from "./dispatcher.ts"
+import type { Slot } from "./entry.ts"
+import { KillReason, type WorkerExitReason } from "./killReason.ts"
+import { afterStartFailure, brokenError, startError } from "./startFailures.ts"
 import type { Spawn, WorkerConnection } from "./workerProcess.ts"
 
 /**
@@ -193,7 +196,7 @@ export class Supervisor {
     // the Ready that came meanwhile.
     member.cancelStart = this.clock.after(this.options.startTimeout, () =>
       afterReading(() => {
-        if (worker.state === "starting") worker.kill(`it did not become ready within ${this.options.startTimeout} ms`)
+        if (worker.state === "starting") worker.kill(KillReason.startTimeout(this.options.startTimeout))
       }), true)
   }
 
@@ -213,26 +216,6 @@ export class Supervisor {
     this.startWaiter?.(undefined)
   }
 
-  private startError(worker: WorkerConnection): WorkerStartError {
-    const how = worker.killReason ?? (worker.signal !== null
-      ? `it was killed by ${worker.signal}`
-      : `it exited with code ${worker.exitCode}`)
-    const module = this.options.moduleUrl
-    // The worker's own words come first when it gave them: the user's error, not the pool's internals.
-    // No stack: its frames would be this callback's, never the caller's.
-    return frameless(() =>
-      new WorkerStartError({
-        message: worker.startFailure !== undefined
-          ? `${worker.startFailure}\n(Worker process ${worker.pid} of ${module} could not start: ${how}. ` +
-            `Its stderr is in this error's \`stderr\`.)`
-          : `Worker process ${worker.pid} failed to start: ${how}. ` +
-            `Its stderr is attached; the worker module (${module}) must import cleanly ` +
-            `and export Worker.handlers(...) as default.`,
-        stderr: worker.stderr
-      })
-    )
-  }
-
   private onClose(worker: WorkerConnection): void {
     const member = this.members.get(worker)!
     this.members.delete(worker)
@@ -240,7 +223,7 @@ export class Supervisor {
     if (member.slot === undefined && member.planned === undefined) {
       this.pendingSpawns--
       this.events.workerExited?.(worker.pid, "start_failed")
-      const error = this.startError(worker)
+      const error = startError(worker, this.options.moduleUrl)
       if (worker.bundleFailed === true && !this.stopping) {
         // Not the worker module's fault: the next worker takes the plain path (see `spawnProcess`).
         this.spawnWorker()
@@ -251,8 +234,8 @@ export class Supervisor {
         this.scheduleRespawn(error)
       }
     } else {
-      const reason = member.planned ?? exitReason(worker)
-      this.events.workerExited?.(worker.pid, reason)
+      // Ended by the pool on purpose, killed by it for a reason, or else crashed.
+      this.events.workerExited?.(worker.pid, member.planned ?? worker.killReason?.kind ?? "crashed")
       if (member.planned === undefined) {
         this.crashes++
         if (!this.stopping) this.spawnWorker()
@@ -262,25 +245,19 @@ export class Supervisor {
     if (this.members.size === 0) this.onAllDead?.()
   }
 
-  /** Replaces a worker that failed to start, backing off, or declares the pool broken. */
+  /** Replaces a worker that failed to start, backing off, or declares the pool broken: see `afterStartFailure`. */
   private scheduleRespawn(error: WorkerStartError): void {
     let live = false
     for (const member of this.members.values()) if (member.worker.state === "ready") live = true
-    if (this.startFailures >= this.options.maxStartFailures && !live && this.pendingSpawns === 0) {
-      this.dispatcher.break(
-        frameless(() =>
-          new WorkerStartError({
-            message: `The pool is broken: workers failed to start ${this.startFailures} times in a row. ` +
-              error.message,
-            stderr: error.stderr
-          })
-        )
-      )
-      return
-    }
-    const delay = Math.min(100 * 2 ** (this.startFailures - 1), 5_000)
+    const next = afterStartFailure({
+      failures: this.startFailures,
+      maxStartFailures: this.options.maxStartFailures,
+      live,
+      pending: this.pendingSpawns
+    })
+    if (next._tag === "Break") return this.dispatcher.break(brokenError(this.startFailures, error))
     this.pendingSpawns++
-    this.respawnTimer = this.clock.after(delay, () => {
+    this.respawnTimer = this.clock.after(next.delay, () => {
       this.respawnTimer = undefined
       this.pendingSpawns--
       if (!this.stopping) this.spawnWorker()
@@ -350,13 +327,13 @@ export class Supervisor {
       }
       case FromWorker.Metrics: {
         const broken = this.events.metrics?.(worker.pid, message)
-        if (broken !== undefined) worker.kill(`protocol error: ${broken}`)
+        if (broken !== undefined) worker.kill(KillReason.protocol(broken))
         return
       }
     }
     if (member.slot === undefined) return
     const broken = this.dispatcher.reply(member.slot, message)
-    if (broken !== undefined) worker.kill(`protocol error: ${broken}`)
+    if (broken !== undefined) worker.kill(KillReason.protocol(broken))
   }
 
   /**
@@ -402,7 +379,7 @@ export class Supervisor {
         }
         if (this.silence(performance.now(), partialSince, member.partialBlocked) > this.options.hangTimeout) {
           worker.kill(
-            `protocol error: a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`
+            KillReason.protocol(`a frame from the worker stayed incomplete for over ${this.options.hangTimeout} ms`)
           )
           continue
         }
@@ -419,9 +396,7 @@ export class Supervisor {
       if (member.pingSentAt > 0 && member.pingIdle) {
         if (this.silence(now, member.pingSentAt, member.pingBlocked) > this.options.hangTimeout) {
           member.hungIdle = true
-          worker.kill(
-            `it stopped answering: its event loop was blocked for over ${this.options.hangTimeout} ms while it was idle`
-          )
+          worker.kill(KillReason.hung(this.options.hangTimeout))
         }
         continue
       }
@@ -465,12 +440,12 @@ export class Supervisor {
       for (const member of this.members.values()) {
         if (member.planned === undefined) member.planned = "shutdown"
         if (member.slot !== undefined && !dispatcher.isIdle(member.slot)) {
-          member.worker.kill("the pool closed before its tasks finished")
+          member.worker.kill(KillReason.closedBusy)
         } else member.worker.shutdown()
       }
       killTimer = this.clock.after(timeout, () => {
         for (const member of this.members.values()) {
-          member.worker.kill("the pool was closing and the worker did not exit in time")
+          member.worker.kill(KillReason.closeTimedOut)
         }
       })
     }
@@ -524,15 +499,4 @@ export class Supervisor {
       }
     })
   }
-}
-
-/** Why a worker that the pool did not mean to end ended, from what the pool did to it. */
-const exitReason = (worker: WorkerConnection): WorkerExitReason => {
-  const reason = worker.killReason
-  if (reason === undefined) return "crashed"
-  if (reason.startsWith("protocol error")) return "protocol"
-  if (reason.startsWith("it stopped answering")) return "hung"
-  if (reason.includes("did not stop within")) return "runaway"
-  if (reason.startsWith("the pool")) return "shutdown"
-  return "crashed"
 }

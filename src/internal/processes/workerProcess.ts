@@ -12,20 +12,14 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
-import { type Binary, decodeBinary } from "../wire/binary.ts"
+import type { Binary } from "../wire/binary.ts"
 import { BundleFailed } from "../wire/entry.ts"
-import {
-  decodeFromWorker,
-  FromWorker,
-  type FromWorkerMessage,
-  Message,
-  MessageInvalid,
-  type ToWorkerMessage
-} from "../wire/protocol.ts"
+import { FromWorker, type FromWorkerMessage, Message, type ToWorkerMessage } from "../wire/protocol.ts"
 import { SharedFile } from "../wire/sharedFile.ts"
-import { FrameReader, FrameWriter } from "../wire/transport.ts"
+import { decodeFrame, FrameReader, FrameWriter } from "../wire/transport.ts"
 import type { WorkerOptions } from "../worker/main.ts"
 import { discard, type PlanFile } from "./bundle.ts"
+import { KillReason } from "./killReason.ts"
 
 /** @internal */
 export interface SpawnOptions {
@@ -60,7 +54,7 @@ export interface WorkerConnection {
   readonly exitCode: number | null
   readonly signal: NodeJS.Signals | null
   /** Why the pool killed it, when it did. */
-  readonly killReason: string | undefined
+  readonly killReason: KillReason | undefined
   /** Why it could not start, in its own words, when it said so. */
   readonly startFailure: string | undefined
   /** Whether it was started on a bundle of `effect` and could not load it (see bundle.ts): the next takes the plain path. */
@@ -76,7 +70,7 @@ export interface WorkerConnection {
   /** Asks it to finish what it runs and exit. */
   shutdown(): void
   /** Ends it now; `reason` explains the crash to the tasks it was running. */
-  kill(reason?: string): void
+  kill(reason?: KillReason): void
 }
 
 /** Starts a worker: a process by default. @internal */
@@ -153,7 +147,7 @@ export class WorkerProcess implements WorkerConnection {
   exitCode: number | null = null
   signal: NodeJS.Signals | null = null
   /** Set when the pool ended this worker on purpose, to explain the crash. */
-  killReason: string | undefined = undefined
+  killReason: KillReason | undefined = undefined
   /** Set once the pool has decided to kill it: what it says after that is ignored. */
   killed = false
   /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
@@ -223,8 +217,8 @@ export class WorkerProcess implements WorkerConnection {
     // any fiber of the same scheduler batch, goes out in the same write, without waiting a loop phase.
     this.writer = new FrameWriter(channel, queueMicrotask)
     const reader = new FrameReader(
-      (json) => this.receiveJson(json),
-      (bytes) => this.receiveBinary(bytes),
+      (json) => this.receiveFrame(json),
+      (bytes) => this.receiveFrame(bytes),
       options.worker.maxFrameSize,
       sharedResults === undefined ? undefined : (offset, length) => {
         const bytes = SharedFile.read(sharedResults.fd, offset, length)
@@ -236,7 +230,7 @@ export class WorkerProcess implements WorkerConnection {
     this.reader = reader
     channel.on("data", (chunk: Buffer) => {
       const error = reader.push(chunk)
-      if (error !== undefined) this.kill(`protocol error: ${error.message}`)
+      if (error !== undefined) this.kill(KillReason.protocol(error.message))
     })
     channel.on("error", () => {})
     // The parent's end of the watchdog's pipe (see `processGroups`): held, never written, never read from.
@@ -302,51 +296,33 @@ export class WorkerProcess implements WorkerConnection {
     return this.shared?.sentBytes ?? 0
   }
 
-  private receiveJson(json: string): void {
+  /** A frame from the worker, JSON or binary: its messages, read until the worker is killed. */
+  private receiveFrame(frame: string | Buffer): void {
     if (this.killed) return
-    let messages: Array<unknown>
-    try {
-      messages = JSON.parse(json)
-    } catch {
-      return this.kill("protocol error: a frame from the worker is not JSON")
-    }
-    if (!Array.isArray(messages)) return this.kill("protocol error: a frame from the worker is not an array")
-    this.receive(messages)
+    const invalid = decodeFrame(frame, "worker", this.receive)
+    if (invalid !== undefined) this.kill(KillReason.protocol(invalid.reason))
   }
 
-  private receiveBinary(bytes: Buffer): void {
-    if (this.killed) return
-    let message: unknown
-    try {
-      message = decodeBinary(bytes)
-    } catch {
-      return this.kill("protocol error: a binary frame from the worker does not deserialize")
-    }
-    this.receive([message])
-  }
-
-  private receive(messages: Array<unknown>): void {
-    for (let i = 0; i < messages.length && !this.killed; i++) {
-      const message = decodeFromWorker(messages[i])
-      if (message instanceof MessageInvalid) return this.kill(`protocol error: ${message.reason}`)
-      if (message[0] === FromWorker.StartFailed && this.state === "starting") {
-        // It exits next: the reason is kept for the start error.
-        this.startFailure = message[1].slice(0, stderrLimit)
-      } else if (message[0] === FromWorker.Ready && this.state === "starting") {
-        this.state = "ready"
-        this.events.onReady(this)
-      } else if (this.state === "starting" && message[0] !== FromWorker.Log && message[0] !== FromWorker.Metrics) {
-        // Only what building its services logged or measured may come before Ready.
-        return this.kill("protocol error: the worker spoke before it was ready")
-      } else {
-        // A reply means the worker has read its payload: the payload's region of the shared file is free.
-        const kind = message[0]
-        if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
-          this.shared?.release(message[1])
-        }
-        this.events.onMessage(this, message)
+  /** One message from the worker; false once it is killed: what it says after that is ignored. */
+  private readonly receive = (message: FromWorkerMessage): boolean => {
+    if (message[0] === FromWorker.StartFailed && this.state === "starting") {
+      // It exits next: the reason is kept for the start error.
+      this.startFailure = message[1].slice(0, stderrLimit)
+    } else if (message[0] === FromWorker.Ready && this.state === "starting") {
+      this.state = "ready"
+      this.events.onReady(this)
+    } else if (this.state === "starting" && message[0] !== FromWorker.Log && message[0] !== FromWorker.Metrics) {
+      // Only what building its services logged or measured may come before Ready.
+      this.kill(KillReason.protocol("the worker spoke before it was ready"))
+    } else {
+      // A reply means the worker has read its payload: the payload's region of the shared file is free.
+      const kind = message[0]
+      if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
+        this.shared?.release(message[1])
       }
+      this.events.onMessage(this, message)
     }
+    return !this.killed
   }
 
   /**
@@ -377,7 +353,7 @@ export class WorkerProcess implements WorkerConnection {
    * running. From this moment it gets no work, and nothing more it says is
    * believed.
    */
-  kill(reason?: string): void {
+  kill(reason?: KillReason): void {
     if (this.state === "dead") return
     this.state = "stopping"
     this.killed = true

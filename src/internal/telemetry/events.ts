@@ -6,27 +6,9 @@
  * @internal
  */
 import type * as Context from "effect/Context"
-import type { Entry, Reply } from "../processes/dispatcher.ts"
+import type { Entry, Reply } from "../processes/entry.ts"
+import type { WorkerExitReason } from "../processes/killReason.ts"
 import type { LogMessage, MetricsMessage } from "../wire/protocol.ts"
-
-/** Why a worker process ended. @internal */
-export type WorkerExitReason =
-  /** It died by itself: killed from outside, exited, or crashed. */
-  | "crashed"
-  /** Killed because a task did not stop within `interruptGrace` of being interrupted. */
-  | "runaway"
-  /** Killed because its event loop stopped answering pings while it was idle. */
-  | "hung"
-  /** Killed because it broke the protocol. */
-  | "protocol"
-  /** Replaced after `maxTasksPerWorker` tasks or past `maxWorkerMemory`. */
-  | "recycled"
-  /** Stopped after `idleTimeout` without work, above `minSize`. */
-  | "idle"
-  /** Stopped because the pool closed. */
-  | "shutdown"
-  /** It never became ready. */
-  | "start_failed"
 
 /**
  * The hooks of a pool. Times are in the pool clock's milliseconds; an entry's

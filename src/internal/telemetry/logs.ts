@@ -11,11 +11,8 @@ import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
 import { decodeDefect } from "../wire/codec.ts"
-import type { LogMessage } from "../wire/protocol.ts"
+import { type LogMessage, workerPidKey } from "../wire/protocol.ts"
 import type { PoolEvents } from "./events.ts"
-
-/** The annotation with the pid of the worker that made a log line. @internal */
-export const workerPidAnnotation = "process_pool.worker_pid"
 
 /** The annotation with the task a log line was made in. @internal */
 export const taskAnnotation = "process_pool.task"
@@ -34,7 +31,7 @@ export const makeLogDelivery = (poolContext: Context.Context<never>): PoolEvents
     const [, , , parts, time, annotations, spans, cause] = message
     const merged: Record<string, unknown> = { ...Context.get(context, References.CurrentLogAnnotations) }
     if (annotations !== 0) Object.assign(merged, annotations)
-    merged[workerPidAnnotation] = pid
+    merged[workerPidKey] = pid
     if (entry !== undefined) merged[taskAnnotation] = entry.tag
     let logContext = Context.add(context, References.CurrentLogAnnotations, merged)
     if (spans !== 0) {

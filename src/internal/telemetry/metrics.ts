@@ -21,18 +21,18 @@ import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import { isPoolError, type PoolError } from "../../PoolError.ts"
 import type { PoolClock } from "../clock.ts"
-import type { Entry } from "../processes/dispatcher.ts"
-import { isPoolErrorReply } from "../processes/dispatcher.ts"
+import { type Entry, isPoolErrorReply } from "../processes/entry.ts"
+import type { WorkerExitReason } from "../processes/killReason.ts"
 import {
   ExitKind,
   FromWorker,
   type MetricsMessage,
   type MetricType,
   type MetricUpdate,
-  type MetricValue
+  type MetricValue,
+  workerPidKey
 } from "../wire/protocol.ts"
-import { workerPidAttribute } from "../worker/telemetry.ts"
-import type { PoolEvents, WorkerExitReason } from "./events.ts"
+import type { PoolEvents } from "./events.ts"
 
 /** The outcomes of `process_pool_tasks_total`, in the order of their index. @internal */
 export const outcomes = [
@@ -548,7 +548,7 @@ export const makePoolMetrics = (
     settled: (entry, reply, now) => {
       const series = seriesOf(entry.tag, entry.caller)
       // A task its caller interrupted ends interrupted, even when its worker had to be killed for it.
-      const interrupted = entry.interruptRequested && !entry.timedOut && !entry.closed
+      const interrupted = entry.interruptRequested && !entry.timedOut && !entry.endedByShutdown
       if (entry.batchSize === 0) {
         const outcome = interrupted
           ? Outcome.interrupted
@@ -630,7 +630,7 @@ class Merged {
     boundaries: ReadonlyArray<number>
   ) {
     this.type = type
-    this.perWorker = workerPidAttribute in attributes
+    this.perWorker = workerPidKey in attributes
     const options = { description, attributes }
     switch (type) {
       case "Counter": {
@@ -735,8 +735,8 @@ export const makeWorkerMetrics = (context: Context.Context<never>): PoolEvents =
 
   const define = (pid: number, update: MetricUpdate): Merged | string => {
     const [, value, type, name, description, wireAttributes] = update as Extract<MetricUpdate, { length: 6 }>
-    const attributes = workerPidAttribute in wireAttributes
-      ? { ...wireAttributes, [workerPidAttribute]: String(pid) }
+    const attributes = workerPidKey in wireAttributes
+      ? { ...wireAttributes, [workerPidKey]: String(pid) }
       : wireAttributes
     const key = JSON.stringify([
       "worker",

@@ -109,6 +109,25 @@ export type ExitKind = typeof ExitKind[keyof typeof ExitKind]
 export const isExitKind = (u: unknown): u is ExitKind =>
   typeof u === "number" && Number.isInteger(u) && u >= ExitKind.Success && u <= ExitKind.NotServed
 
+/**
+ * The most parts a batch is written in (see `BatchPart`), whatever its items
+ * take: a part costs a write on each side. So `every`, the parent's guess and
+ * the worker's measure alike, is never below a batch's length over this.
+ *
+ * @internal
+ */
+export const maxParts = 8
+
+/**
+ * The key that holds a worker's pid: the attribute of a worker's own series of
+ * a metric (`Worker.perWorker`), whose value the parent sets to the pid of the
+ * worker that sent each update, and the annotation of a worker's log lines in
+ * the parent.
+ *
+ * @internal
+ */
+export const workerPidKey = "process_pool.worker_pid"
+
 // ---------------------------------------------------------------------------
 // Messages, as the tuples that travel: one type and one constructor each
 // ---------------------------------------------------------------------------

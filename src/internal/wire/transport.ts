@@ -6,11 +6,19 @@
  * A frame is a 4-byte big-endian length and that many bytes: UTF-8 JSON (an
  * array of messages); with the high bit set, one binary message (see
  * binary.ts); with the next bit set, a 13-byte reference to a frame written
- * to the sender's shared file (see `Shared` and sharedFile.ts).
+ * to the sender's shared file (see `Shared` and sharedFile.ts). Every side
+ * reads the messages of a frame through `decodeFrame`.
  *
  * @internal
  */
-import { Binary } from "./binary.ts"
+import { Binary, decodeBinary } from "./binary.ts"
+import {
+  decodeFromWorker,
+  decodeToWorker,
+  type FromWorkerMessage,
+  MessageInvalid,
+  type ToWorkerMessage
+} from "./protocol.ts"
 
 /** @internal */
 export const defaultMaxFrameSize = 256 * 1024 * 1024
@@ -340,4 +348,59 @@ export class FrameReader {
     }
     return undefined
   }
+}
+
+/** The messages each side sends: the parent's to a worker, a worker's to the parent. @internal */
+export interface MessageFrom {
+  readonly parent: ToWorkerMessage
+  readonly worker: FromWorkerMessage
+}
+
+/**
+ * Reads the messages of one frame, as {@link FrameReader} hands it on: a JSON
+ * frame's text (an array of messages) or a binary frame's bytes (one
+ * message). Each message is read with the decoder of its direction,
+ * `decodeToWorker` for a frame from the parent, `decodeFromWorker` for one
+ * from a worker, and handed to `receive` in order; `receive` returns false to
+ * stop at that message. Every side reads frames here: the worker, the parent,
+ * and the workers served in memory.
+ *
+ * Returns why the frame, or a message in it, is refused; the messages before
+ * that one have been received. The stream cannot be trusted after it.
+ *
+ * @internal
+ */
+export const decodeFrame = <From extends keyof MessageFrom>(
+  frame: string | Buffer,
+  from: From,
+  receive: (message: MessageFrom[From]) => boolean | void
+): MessageInvalid | undefined => {
+  const decode = (from === "parent" ? decodeToWorker : decodeFromWorker) as (
+    message: unknown
+  ) => MessageFrom[From] | MessageInvalid
+  if (typeof frame !== "string") {
+    let message: unknown
+    try {
+      message = decodeBinary(frame)
+    } catch {
+      return new MessageInvalid(`a binary frame from the ${from} does not deserialize`)
+    }
+    const decoded = decode(message)
+    if (decoded instanceof MessageInvalid) return decoded
+    receive(decoded)
+    return undefined
+  }
+  let messages: unknown
+  try {
+    messages = JSON.parse(frame)
+  } catch {
+    return new MessageInvalid(`a frame from the ${from} is not JSON`)
+  }
+  if (!Array.isArray(messages)) return new MessageInvalid(`a frame from the ${from} is not an array`)
+  for (let i = 0; i < messages.length; i++) {
+    const decoded = decode(messages[i])
+    if (decoded instanceof MessageInvalid) return decoded
+    if (receive(decoded) === false) return undefined
+  }
+  return undefined
 }

@@ -25,18 +25,11 @@ import type { ChildProcess } from "node:child_process"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 import { isHandlers } from "../../Worker.ts"
-import { Binary, decodeBinary } from "../wire/binary.ts"
+import { Binary } from "../wire/binary.ts"
 import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "../wire/entry.ts"
-import {
-  decodeToWorker,
-  ExitKind,
-  FromWorker,
-  type FromWorkerMessage,
-  Message,
-  MessageInvalid
-} from "../wire/protocol.ts"
+import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import { SharedFile } from "../wire/sharedFile.ts"
-import { FrameReader, FrameWriter } from "../wire/transport.ts"
+import { decodeFrame, FrameReader, FrameWriter } from "../wire/transport.ts"
 import { makeServer } from "./server.ts"
 import { forkTask, ForwardingRegistry, makePipeLogger } from "./telemetry.ts"
 
@@ -325,39 +318,15 @@ const server = makeServer({
   rss: () => process.memoryUsage.rss()
 })
 
-/** Hands one message from the parent to the server, once it is known to be one. */
-const receive = (message: unknown): void => {
-  const decoded = decodeToWorker(message)
-  if (decoded instanceof MessageInvalid) return fail(1, `protocol error: ${decoded.reason}`)
-  server.receive(decoded)
-}
-
-/** A JSON frame: an array of messages. */
-const onFrame = (json: string): void => {
-  let messages: unknown
-  try {
-    messages = JSON.parse(json)
-  } catch {
-    return fail(1, "protocol error: a frame from the parent is not JSON")
-  }
-  if (!Array.isArray(messages)) return fail(1, "protocol error: a frame from the parent is not an array")
-  for (let i = 0; i < messages.length; i++) receive(messages[i])
-}
-
-/** A binary frame: one message. */
-const onBinary = (bytes: Buffer): void => {
-  let message: unknown
-  try {
-    message = decodeBinary(bytes)
-  } catch {
-    return fail(1, "protocol error: a binary frame from the parent does not deserialize")
-  }
-  receive(message)
+/** A frame from the parent, JSON or binary: its messages go to the server, once they are known to be messages. */
+const onFrame = (frame: string | Buffer): void => {
+  const invalid = decodeFrame(frame, "parent", server.receive)
+  if (invalid !== undefined) fail(1, `protocol error: ${invalid.reason}`)
 }
 
 const reader = new FrameReader(
   onFrame,
-  onBinary,
+  onFrame,
   options.maxFrameSize,
   // Payloads the parent wrote to the shared file, fd 4.
   options.shared === true ? (offset, length) => SharedFile.read(4, offset, length) : undefined

@@ -7,8 +7,9 @@
  * directly, as Effect's `RpcTest` does.
  *
  * What it owns: the jobs received and not yet answered, the queue of those
- * waiting for a free slot, batch parts, stream credits, interruption, the
- * memory ceiling, and the moment to stop after Shutdown.
+ * waiting for a free slot, single runs, interruption, the memory ceiling, and
+ * the moment to stop after Shutdown. Batches run in batch.ts and streams in
+ * stream.ts, on the output it gives them.
  *
  * @internal
  */
@@ -17,14 +18,16 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as LogLevel from "effect/LogLevel"
-import type * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type * as Task from "../../Task.ts"
-import { codecFor, encodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
-import { ExitKind, type FromWorkerMessage, Message, ToWorker, type ToWorkerMessage } from "../wire/protocol.ts"
+import { codecFor } from "../wire/codec.ts"
+import { ExitKind, Message, ToWorker, type ToWorkerMessage } from "../wire/protocol.ts"
+import { type BatchJob, type BatchOutcome, runBatch, sendOutcome } from "./batch.ts"
+import { encodeExit, type Output, payloadAwareExit, runHandler } from "./run.ts"
+import { ack, runStream, sendEnd, type StreamJob } from "./stream.ts"
 
 /** @internal */
-export interface ServerOptions {
+export interface ServerOptions extends Output {
   readonly handlers: ReadonlyMap<string, Task.Handler.Any>
   /**
    * Forks the effect of task `task` with the worker module's services
@@ -40,12 +43,6 @@ export interface ServerOptions {
   readonly workerConcurrency: number
   /** Resident set size in bytes past which the server asks to be recycled (Message.recycle); 0 for no ceiling. */
   readonly maxMemory: number
-  /** Queues one message for the parent; `binary` for the results of tasks declared with serialization "binary". */
-  readonly send: (message: FromWorkerMessage, binary: boolean) => void
-  /** Writes what is queued now. */
-  readonly flush: () => void
-  /** Waits until everything written has left the process (used between batch parts). */
-  readonly drained: Effect.Effect<void>
   /** The parent has read the result region at `offset` of the results shared file: it may be reused. */
   readonly release: (offset: number) => void
   /** Called once, after Shutdown, when no task runs any more: the entry then closes the services and exits. */
@@ -60,22 +57,12 @@ export interface Server {
   readonly receive: (message: ToWorkerMessage) => void
 }
 
-/** A task received from the parent and not yet answered. */
-interface Entry {
-  readonly id: number
-  readonly tag: string
-  readonly payload: unknown
+/**
+ * A task received from the parent and not yet answered. A batch's part sizes
+ * (`every`) are batch.ts's, a stream's credits stream.ts's.
+ */
+interface Entry extends BatchJob, StreamJob {
   readonly batch: boolean
-  /**
-   * For a batch: after this many items, their results are written before the
-   * next item starts (0 for never). Each part then says how many items the
-   * next one holds at most, sized to about `partBudget` ms of work.
-   */
-  every: number
-  /** For a streaming task: how many more items it may send before the parent acknowledges some; -1 otherwise. */
-  credits: number
-  /** Resumes a stream waiting for credits. */
-  wake: (() => void) | undefined
   /** The caller's span, when it had one: the task's span joins its trace. */
   readonly parent: Tracer.ExternalSpan | undefined
   /** Its caller's minimum log level, when it is not the pool's. */
@@ -84,105 +71,11 @@ interface Entry {
   interruptRequested: boolean
 }
 
-/** An outcome as it travels: `[kind, value]`. */
-type EncodedExit = [kind: ExitKind, value?: unknown]
-
-/** The outcome of a batch: every item's `[kind, value]`, or, when all succeeded, their encoded values alone. */
-type BatchOutcome = Array<EncodedExit> | { readonly values: Array<unknown> }
-
-/**
- * About how many milliseconds of work a batch part holds. A part costs a write
- * and a read; should the worker die, the items of its current part are the
- * ones whose fate is unknown.
- */
-const partBudget = 0.5
-
-/** The most parts a batch is written in, whatever its items take: a part costs a write on each side. */
-const maxParts = 8
-
 /** The caller's span from a Run message's `[traceId, spanId, sampled]`; anything else is no span. */
 const parentSpan = (trace: unknown): Tracer.ExternalSpan | undefined =>
   Array.isArray(trace) && typeof trace[0] === "string" && typeof trace[1] === "string"
     ? Tracer.externalSpan({ traceId: trace[0], spanId: trace[1], sampled: trace[2] !== false })
     : undefined
-
-const encodeExit = (
-  codec: TaskCodec | undefined,
-  exit: Exit.Exit<unknown, unknown>,
-  interruptRequested: boolean
-): EncodedExit => {
-  if (Exit.isSuccess(exit)) {
-    const value = codec!.encodeSuccess(exit.value)
-    return value instanceof Invalid ? [ExitKind.ResultInvalid, value.issue] : [ExitKind.Success, value]
-  }
-  const cause = exit.cause
-  for (const reason of cause.reasons) {
-    if (reason._tag === "Fail") {
-      const value = codec!.encodeFailure(reason.error)
-      return value instanceof Invalid ? [ExitKind.ResultInvalid, value.issue] : [ExitKind.Failure, value]
-    }
-  }
-  for (const reason of cause.reasons) {
-    if (reason._tag === "Die") return [ExitKind.Defect, encodeDefect(reason.defect)]
-  }
-  if (interruptRequested) return [ExitKind.Interrupted]
-  return [ExitKind.Defect, encodeDefect(new Error("The task interrupted itself inside the worker"))]
-}
-
-/** Like {@link encodeExit}, but a payload that did not decode is reported as such. */
-const payloadAwareExit = (codec: TaskCodec, exit: Exit.Exit<unknown, unknown>): EncodedExit => {
-  if (Exit.isFailure(exit)) {
-    const invalid = Cause.findErrorOption(exit.cause)
-    if (invalid._tag === "Some" && invalid.value instanceof Invalid) {
-      return [ExitKind.PayloadInvalid, invalid.value.issue]
-    }
-  }
-  return encodeExit(codec, exit, false)
-}
-
-/** Runs one decoded payload. */
-const runDecoded = (handler: Task.Handler.Any, payload: unknown): Effect.Effect<unknown, unknown> => {
-  try {
-    return handler.run(payload) as Effect.Effect<unknown, unknown>
-  } catch (defect) {
-    return Effect.die(defect)
-  }
-}
-
-/** Runs one payload: decode, handle. Never fails: the outcome is in the Exit. */
-const runHandler = (handler: Task.Handler.Any, codec: TaskCodec, payload: unknown): Effect.Effect<unknown, unknown> => {
-  const decoded = codec.decodePayload(payload)
-  if (decoded instanceof Invalid) return Effect.fail(decoded)
-  return runDecoded(handler, decoded)
-}
-
-/** An item of a streaming task's output did not fit its success Schema. */
-class ItemInvalid {
-  readonly issue: string
-  constructor(issue: string) {
-    this.issue = issue
-  }
-}
-
-/** The issue of a stream item that did not encode, if that is how the stream ended. */
-const itemInvalid = (exit: Exit.Exit<unknown, unknown>): string | undefined => {
-  if (Exit.isSuccess(exit)) return undefined
-  const error = Cause.findErrorOption(exit.cause)
-  return error._tag === "Some" && error.value instanceof ItemInvalid ? error.value.issue : undefined
-}
-
-/** Waits until the parent has acknowledged enough items for the stream to send more. */
-const credit = (job: Entry): Effect.Effect<void> =>
-  job.credits > 0 ? Effect.void : Effect.callback<void>((resume) => {
-    job.wake = () => resume(Effect.void)
-    return Effect.sync(() => {
-      job.wake = undefined
-    })
-  })
-
-/** `effect/Stream`, loaded by the first streaming task: workers that serve none never pay for it. */
-let streamModulePromise: Promise<typeof Stream> | undefined
-const streamModule = Effect.promise(() => (streamModulePromise ??= import("effect/Stream")))
 
 /**
  * Makes the serve loop of one worker. Each message from the parent goes to
@@ -195,7 +88,7 @@ const streamModule = Effect.promise(() => (streamModulePromise ??= import("effec
  * @internal
  */
 export const makeServer = (options: ServerOptions): Server => {
-  const { drained, flush, handlers, maxMemory, runFork, send, workerConcurrency } = options
+  const { flush, handlers, maxMemory, runFork, send, workerConcurrency } = options
 
   const jobs = new Map<number, Entry>()
   const queue: Array<Entry> = []
@@ -207,154 +100,6 @@ export const makeServer = (options: ServerOptions): Server => {
   let recycleRequested = false
   /** The minimum log level the parent asked for the task it sends next (a LogLevel message precedes its Run). */
   let nextLevel: readonly [id: number, level: LogLevel.LogLevel] | undefined
-
-  /**
-   * Runs the items of a batch one after another in one fiber. Payloads are
-   * decoded, and successes encoded, a whole chunk per codec call; the item by
-   * item path is taken only to report which items failed.
-   */
-  const runBatch = (
-    job: Entry,
-    handler: Task.Handler.Any,
-    codec: TaskCodec,
-    payloads: ReadonlyArray<unknown>
-  ): Effect.Effect<BatchOutcome> =>
-    Effect.suspend(() => {
-      const decoded = codec.decodePayloads(payloads)
-      const valid = !(decoded instanceof Invalid)
-      const binary = handler.task.serialization === "binary"
-      // The values while every item of the current part succeeds; every item's Exit from the first one that does not.
-      let values: Array<unknown> = []
-      let exits: Array<Exit.Exit<unknown, unknown>> | undefined
-      let i = 0
-      // Where the current part began: its items' results have not been written yet.
-      let partFrom = 0
-      let partStarted = performance.now()
-      const record = (exit: Exit.Exit<unknown, unknown>): void => {
-        if (exits === undefined) {
-          if (Exit.isSuccess(exit)) return void values.push(exit.value)
-          exits = values.map((value) => Exit.succeed(value))
-        }
-        exits.push(exit)
-      }
-      /** The outcome of the current part, encoded; the next part starts empty. */
-      const takePart = (): BatchOutcome => {
-        let outcome: BatchOutcome | undefined
-        if (exits === undefined) {
-          const encoded = codec.encodeSuccesses(values)
-          if (!(encoded instanceof Invalid)) outcome = { values: encoded as Array<unknown> }
-        }
-        outcome ??= (exits ?? values.map((value) => Exit.succeed(value))).map((exit) => payloadAwareExit(codec, exit))
-        values = []
-        exits = undefined
-        partFrom = i
-        partStarted = performance.now()
-        return outcome
-      }
-      const step: Effect.Effect<BatchOutcome> = Effect.suspend(() => {
-        while (i < payloads.length) {
-          if (job.every > 0 && i - partFrom >= job.every) {
-            // The results so far reach the pipe before the next item starts: should this process die during
-            // the next part, the parent knows which items finished, which may have run, and which never started.
-            const perItem = (performance.now() - partStarted) / (i - partFrom)
-            job.every = Math.max(
-              1,
-              Math.ceil(payloads.length / maxParts),
-              Math.min(65_536, Math.floor(partBudget / Math.max(perItem, 1e-5)))
-            )
-            const part = takePart()
-            send(
-              Array.isArray(part)
-                ? Message.batchPart(job.id, 1, part, job.every)
-                : Message.batchPart(job.id, 0, part.values, job.every),
-              binary
-            )
-            flush()
-            return Effect.flatMap(drained, () => step)
-          }
-          const index = i++
-          const run = valid
-            ? runDecoded(handler, (decoded as Array<unknown>)[index])
-            : runHandler(handler, codec, payloads[index])
-          // A handler that answers with a ready value (`Effect.succeed`, `Effect.fail`) needs no fiber step.
-          if (Exit.isExit(run)) {
-            record(run)
-            continue
-          }
-          return Effect.flatMap(Effect.exit(run), (exit) => {
-            record(exit)
-            return step
-          })
-        }
-        return Effect.succeed(takePart())
-      })
-      return step
-    })
-
-  /**
-   * Runs a streaming task: decodes the payload, runs the handler's stream, and
-   * sends its items as they come, chunk by chunk, encoded with the success
-   * Schema. The stream is paused, not buffered, while `window` items are
-   * waiting for the consumer: it pulls no more until the parent acknowledges
-   * some. Its end is the job's Exit.
-   */
-  const runStream = (job: Entry, handler: Task.Handler.Any, codec: TaskCodec): Effect.Effect<void, unknown> =>
-    Effect.flatMap(streamModule, (Stream) => runStreamWith(Stream, job, handler, codec))
-
-  const runStreamWith = (
-    Stream: typeof import("effect/Stream"),
-    job: Entry,
-    handler: Task.Handler.Any,
-    codec: TaskCodec
-  ): Effect.Effect<void, unknown> => {
-    const decoded = codec.decodePayload(job.payload)
-    if (decoded instanceof Invalid) return Effect.fail(decoded)
-    let stream: Stream.Stream<unknown, unknown>
-    try {
-      stream = handler.run(decoded) as Stream.Stream<unknown, unknown>
-    } catch (defect) {
-      return Effect.die(defect)
-    }
-    if (!Stream.isStream(stream)) {
-      return Effect.die(new Error(`the handler of streaming task "${job.tag}" did not return a Stream`))
-    }
-    const binary = handler.task.serialization === "binary"
-    /** Encodes a chunk; should one item not fit, the items before it, and why. */
-    const encode = (items: ReadonlyArray<unknown>): [Array<unknown>, ItemInvalid | undefined] => {
-      const encoded = codec.encodeSuccesses(items)
-      if (!(encoded instanceof Invalid)) return [encoded as Array<unknown>, undefined]
-      const good: Array<unknown> = []
-      for (const item of items) {
-        const value = codec.encodeSuccess(item)
-        if (value instanceof Invalid) return [good, new ItemInvalid(value.issue)]
-        good.push(value)
-      }
-      return [good, new ItemInvalid(encoded.issue)]
-    }
-    const sendAll = (items: ReadonlyArray<unknown>): Effect.Effect<void, ItemInvalid> => {
-      const [values, invalid] = encode(items)
-      let at = 0
-      const loop: Effect.Effect<void, ItemInvalid> = Effect.suspend(() => {
-        while (at < values.length && job.credits > 0) {
-          const n = Math.min(job.credits, values.length - at)
-          job.credits -= n
-          send(Message.items(job.id, at === 0 && n === values.length ? values : values.slice(at, at + n)), binary)
-          at += n
-        }
-        // Written now: the stream may go on computing without yielding to the event loop.
-        flush()
-        if (at < values.length) return Effect.flatMap(credit(job), () => loop)
-        return invalid === undefined ? Effect.void : Effect.fail(invalid)
-      })
-      return loop
-    }
-    // After each chunk the event loop runs: an Interrupt or Ack from the parent is read even while the
-    // stream is made of CPU-bound steps that never wait.
-    return Stream.runForEachArray(
-      stream,
-      (items) => Effect.flatMap(credit(job), () => Effect.andThen(sendAll(items), Effect.yieldNow))
-    )
-  }
 
   /** Past the memory ceiling, asks the parent for a replacement; the parent stops sending work here. */
   const checkMemory = (): void => {
@@ -375,17 +120,11 @@ export const makeServer = (options: ServerOptions): Server => {
     jobs.delete(job.id)
     const binary = handler?.task.serialization === "binary"
     if (job.batch && Exit.isSuccess(exit)) {
-      const outcome = exit.value as BatchOutcome
-      if (Array.isArray(outcome)) send(Message.batchExit(job.id, outcome), binary)
-      else send(Message.batchValues(job.id, outcome.values), binary)
+      sendOutcome(options, job.id, exit.value as BatchOutcome, binary)
     } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {
       send(Message.exit(job.id, ExitKind.Interrupted), false)
-    } else if (job.credits >= 0 && Exit.isSuccess(exit)) {
-      // A stream's end: its items went before.
-      send(Message.exit(job.id, ExitKind.Success, null), false)
-    } else if (job.credits >= 0 && itemInvalid(exit) !== undefined) {
-      send(Message.exit(job.id, ExitKind.ResultInvalid, itemInvalid(exit)), false)
-    } else {
+    } else if (job.credits < 0 || !sendEnd(options, job.id, exit)) {
+      // A stream that ended by itself has had its Exit sent; any other end is encoded as a task's.
       const codec = handler === undefined ? undefined : codecFor(handler.task)
       const [kind, value] = job.batch
         ? encodeExit(undefined, exit, job.interruptRequested)
@@ -417,9 +156,9 @@ export const makeServer = (options: ServerOptions): Server => {
       return
     }
     const run = job.batch
-      ? runBatch(job, handler, codec, job.payload as ReadonlyArray<unknown>)
+      ? runBatch(job, handler, codec, job.payload as ReadonlyArray<unknown>, options)
       : job.credits >= 0
-      ? runStream(job, handler, codec)
+      ? runStream(job, handler, codec, options)
       : runHandler(handler, codec, job.payload)
     // Called from inside a span, the task runs in a span of its own, in the caller's trace.
     const effect = job.parent === undefined ? run : run.pipe(
@@ -516,10 +255,7 @@ export const makeServer = (options: ServerOptions): Server => {
       case ToWorker.Ack: {
         const job = jobs.get(message[1])
         if (job === undefined || job.credits < 0) return
-        job.credits += message[2]
-        const wake = job.wake
-        job.wake = undefined
-        return wake?.()
+        return ack(job, message[2])
       }
       case ToWorker.LogLevel:
         nextLevel = [message[1], message[2]]

@@ -36,9 +36,6 @@ import {
  */
 export const CurrentTask = Context.Reference<number>("effect-process-pool/CurrentTask", { defaultValue: () => 0 })
 
-/** The attribute that keeps a worker's series apart from the other workers'. @internal */
-export const workerPidAttribute = "process_pool.worker_pid"
-
 /** Any value as JSON data, never throwing: what a log line's parts and annotations become on the wire. */
 const toWire = (u: unknown): unknown => {
   switch (typeof u) {
