@@ -7,7 +7,6 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
-import type { InvalidOption, PoolError } from "../../PoolError.ts"
 import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkMap } from "../options.ts"
@@ -96,7 +95,12 @@ export type Mapping = Pick<Service, "map" | "mapExits" | "stream">
 export const makeMapping = (backend: Backend): Mapping => {
   const submitChunk = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
     backend.chunk(task, chunk, chunker, chunker.key)
-  const chunkValues = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
+  /** A chunk's values; the first item that failed fails it. Typed by the service's signatures, which use it. */
+  const chunkValues = <T extends Task.Task.Unary>(
+    task: T,
+    chunk: ReadonlyArray<any>,
+    chunker: Chunker
+  ): Effect.Effect<ReadonlyArray<any>, any> =>
     Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
       if (result instanceof Values) return Effect.succeed(result.values)
       const values = new Array(result.length)
@@ -134,22 +138,10 @@ export const makeMapping = (backend: Backend): Mapping => {
       )
     })
 
-  const stream = <T extends Task.Task.Unary, E = never, R = never>(
-    task: T,
-    inputs: Inputs<Task.Task.Payload<T>, E, R>,
-    options?: MapOptions
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError | E, R> => {
+  const stream: Service["stream"] = (task, inputs, options) => {
     const invalid = checkMap(options)
     if (invalid !== undefined) return Stream.fail(invalid)
-    const results = runChunks(
-      inputs,
-      options,
-      (chunk, chunker) =>
-        chunkValues(task, chunk, chunker) as Effect.Effect<
-          Array<Task.Task.Success<T>>,
-          Task.Task.Failure<T> | PoolError
-        >
-    )
+    const results = runChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
     return options?.bufferSize === undefined ? results : Stream.buffer(results, { capacity: options.bufferSize })
   }
 
@@ -197,21 +189,13 @@ export const makeMapping = (backend: Backend): Mapping => {
       )
     })
 
-  const map = <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> => {
+  const map: Service["map"] = (task, inputs, options) => {
     const invalid = checkMap(options)
     if (invalid !== undefined) return Effect.fail(invalid)
     return collectChunks(inputs, options, (chunk, chunker) => chunkValues(task, chunk, chunker))
   }
 
-  const mapExits = <T extends Task.Task.Unary>(
-    task: T,
-    inputs: Iterable<Task.Task.Payload<T>>,
-    options?: MapOptions
-  ): Effect.Effect<Array<Exit.Exit<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>>, InvalidOption> => {
+  const mapExits: Service["mapExits"] = (task, inputs, options) => {
     const invalid = checkMap(options)
     if (invalid !== undefined) return Effect.fail(invalid)
     return collectChunks(inputs, options, (chunk, chunker) =>

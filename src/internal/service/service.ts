@@ -21,7 +21,7 @@ import { makeMapping } from "./mapping.ts"
  * @internal
  */
 export const makeService = (backend: Backend): Service => {
-  const submit = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>): Submitted<T> => {
+  const submit: Service["submit"] = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>) => {
     const invalid = options === undefined ? undefined : checkSubmit(options)
     if (task.stream) {
       return (invalid === undefined
