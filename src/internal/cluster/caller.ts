@@ -32,7 +32,7 @@ import type { ClusterOptions, Stats, SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkCluster, millis } from "../options.ts"
 import { type Backend, type ChunkResult, type ChunkTimer, Values } from "../service/backend.ts"
-import { makeOutcomeCounter } from "../telemetry/metrics.ts"
+import { makeOutcomeCounter } from "../telemetry/poolMetrics.ts"
 import { codecFor, Invalid } from "../wire/codec.ts"
 import { chunkTag, defaultSpread, makeProtocol, RunnerStats, statsTag } from "./protocol.ts"
 

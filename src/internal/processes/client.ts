@@ -1,138 +1,35 @@
 /**
  * The caller's side of a task's trip: encode the payload, build the message,
- * hand it to the dispatcher as an `Entry`, and decode the reply into the
- * caller's `Exit`. Retries of idempotent tasks wrap this.
+ * hand it to the dispatcher as an `Entry`, and resume the caller with the
+ * reply, decoded into the caller's `Exit` (replies.ts). A stream's items are
+ * received in stream.ts; retries of idempotent tasks (retry.ts) wrap this.
  *
  * @internal
  */
-import type * as Arr from "effect/Array"
-import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as LogLevel from "effect/LogLevel"
-import type * as Pull from "effect/Pull"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type { PoolError } from "../../PoolError.ts"
-import { SerializationError, TaskNotServed, WorkerCrashed } from "../../PoolError.ts"
+import { SerializationError } from "../../PoolError.ts"
 import type { SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { millis } from "../options.ts"
-import { type Backend, type ChunkResult, type ChunkTimer, toExits, Values } from "../service/backend.ts"
+import { type Backend, type ChunkResult, type ChunkTimer, toExits } from "../service/backend.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
-import { codecFor, type Convert, decodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
-import { ExitKind, FromWorker, maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
+import { codecFor, type Convert, Invalid } from "../wire/codec.ts"
+import { maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
 import type { Dispatcher } from "./dispatcher.ts"
-import { type Decode, Entry, isPoolErrorReply } from "./entry.ts"
-
-/** One task's or item's outcome, as the worker encoded it, decoded into the caller's `Exit`. */
-const decodeExit = (codec: TaskCodec, tag: string, kind: number, value: unknown): Exit.Exit<any, any> => {
-  switch (kind) {
-    case ExitKind.Success: {
-      const decoded = codec.decodeSuccess(value)
-      return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
-        : Exit.succeed(decoded)
-    }
-    case ExitKind.Failure: {
-      const decoded = codec.decodeFailure(value)
-      return decoded instanceof Invalid
-        ? Exit.fail(new SerializationError({ task: tag, direction: "result", issue: decoded.issue, side: "caller" }))
-        : Exit.fail(decoded)
-    }
-    case ExitKind.Defect:
-      return Exit.die(decodeDefect(value))
-    case ExitKind.Interrupted:
-      return Exit.interrupt()
-    case ExitKind.PayloadInvalid:
-      return Exit.fail(
-        new SerializationError({ task: tag, direction: "payload", issue: String(value), side: "worker" })
-      )
-    case ExitKind.ResultInvalid:
-      return Exit.fail(new SerializationError({ task: tag, direction: "result", issue: String(value), side: "worker" }))
-    case ExitKind.NotServed:
-      return Exit.fail(new TaskNotServed({ task: tag }))
-    default:
-      return Exit.die(new Error(`effect-process-pool: unknown reply kind ${kind} for task "${tag}"`))
-  }
-}
-
-/** The outcomes of a chunk's parts, in order, as one; copied once, into an array of the right length. */
-const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
-  if (parts.length === 1) return parts[0]
-  let total = 0
-  let values = true
-  for (const part of parts) {
-    total += part instanceof Values ? part.values.length : part.length
-    if (!(part instanceof Values)) values = false
-  }
-  const joined = new Array(total)
-  let at = 0
-  for (const part of parts) {
-    if (part instanceof Values) {
-      const items = part.values
-      for (let i = 0; i < items.length; i++) joined[at++] = values ? items[i] : Exit.succeed(items[i])
-    } else {
-      for (let i = 0; i < part.length; i++) joined[at++] = part[i]
-    }
-  }
-  return values ? new Values(joined) : joined
-}
-
-/** A chunk's worker died: the results of its first `received` items came back before. */
-class Crashed {
-  readonly results: ChunkResult
-  readonly received: number
-  /** How many items after those the worker may have run. */
-  readonly window: number
-  readonly error: WorkerCrashed
-  constructor(results: ChunkResult, received: number, window: number, error: WorkerCrashed) {
-    this.results = results
-    this.received = received
-    this.window = window
-    this.error = error
-  }
-}
-
-/** Decodes one item's outcome of a batch. */
-type DecodeItem = (kind: number, value: unknown) => Exit.Exit<unknown, unknown>
-
-const itemDecoders = new WeakMap<Task.Task.Any, DecodeItem>()
-const replyDecoders = new WeakMap<Task.Task.Any, Decode>()
-
-/** The decoder of one item's outcome of a task, built once. */
-const itemDecoder = (task: Task.Task.Any): DecodeItem => {
-  let decode = itemDecoders.get(task)
-  if (decode === undefined) {
-    const codec = codecFor(task)
-    const tag = task._tag
-    decode = (kind, value) => decodeExit(codec, tag, kind, value)
-    itemDecoders.set(task, decode)
-  }
-  return decode
-}
-
-/** The reply decoder of a task, built once: every entry of the task shares it. */
-const replyDecoder = (task: Task.Task.Any): Decode => {
-  let decode = replyDecoders.get(task)
-  if (decode === undefined) {
-    const item = itemDecoder(task)
-    decode = (reply) =>
-      isPoolErrorReply(reply)
-        ? Exit.fail(reply)
-        : reply[0] === FromWorker.Exit
-        ? item(reply[2], reply[3])
-        : Exit.die(new Error(`effect-process-pool: a batch's answer to the single task "${task._tag}"`))
-    replyDecoders.set(task, decode)
-  }
-  return decode
-}
+import { type Decode, Entry } from "./entry.ts"
+import { ChunkReplies, Crashed, replyDecoder, streamEndDecoder } from "./replies.ts"
+import { withRetry, withStreamRetry } from "./retry.ts"
+import { StreamReceiver, windowOf } from "./stream.ts"
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
 const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
@@ -157,21 +54,6 @@ const runMessage = (
     : wire(task, build(id, encoded, trace))
 }
 
-/** The reply decoder of a streaming task's end: its success carries no value, its items came before. */
-const streamEndDecoders = new WeakMap<Task.Task.Any, Decode>()
-const streamEndDecoder = (task: Task.Task.Any): Decode => {
-  let decode = streamEndDecoders.get(task)
-  if (decode === undefined) {
-    const decodeReply = replyDecoder(task)
-    decode = (reply) =>
-      !isPoolErrorReply(reply) && reply[0] === FromWorker.Exit && reply[2] === ExitKind.Success
-        ? Exit.void
-        : decodeReply(reply)
-    streamEndDecoders.set(task, decode)
-  }
-  return decode
-}
-
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
 const currentTrace = (): Trace => {
   const fiber = Fiber.getCurrent()
@@ -180,33 +62,6 @@ const currentTrace = (): Trace => {
   return span === undefined ? 0 : [span.traceId, span.spanId, span.sampled]
 }
 
-/** The last crash of a task that crashed a worker on each of its `attempts` attempts, saying so. */
-const crashedEveryAttempt = (last: WorkerCrashed, attempts: number): WorkerCrashed =>
-  new WorkerCrashed({
-    pid: last.pid,
-    exitCode: last.exitCode,
-    signal: last.signal,
-    task: last.task,
-    reason: `${last.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
-  })
-
-/**
- * Retries an idempotent task whose worker crashed, on the task's schedule. A
- * typed failure is never retried. When the retries are spent, the last
- * `WorkerCrashed` says how many attempts crashed.
- */
-const withRetry = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    let attempts = 0
-    return effect.pipe(
-      Effect.tapError((error) => Effect.sync(() => error instanceof WorkerCrashed && attempts++)),
-      Effect.retry({ schedule: task.retry!, while: (error) => error instanceof WorkerCrashed }),
-      Effect.mapError((error) =>
-        error instanceof WorkerCrashed && attempts > 1 ? crashedEveryAttempt(error, attempts) as E : error
-      )
-    )
-  })
-
 const tooLarge = (task: string, size: number, maxFrameSize: number) =>
   new SerializationError({
     task,
@@ -214,44 +69,6 @@ const tooLarge = (task: string, size: number, maxFrameSize: number) =>
     issue: `the encoded payload is ${size} bytes, more than maxFrameSize (${maxFrameSize} bytes); ` +
       `send large data by reference (a file path) or raise maxFrameSize`
   })
-
-/**
- * Retries a streaming task whose worker crashed before any item reached the
- * caller, on the task's schedule. Once an item has been delivered, a crash
- * ends the stream: running it again would deliver items twice.
- */
-const withStreamRetry = <A, E>(
-  task: Task.Task.Any,
-  attempt: (delivered: () => void) => Stream.Stream<A, E>
-): Stream.Stream<A, E> =>
-  Stream.unwrap(Effect.map(Schedule.toStepWithSleep(task.retry!), (step) => {
-    let delivered = false
-    let attempts = 0
-    const markDelivered = () => {
-      delivered = true
-    }
-    const go = (): Stream.Stream<A, E> =>
-      Stream.catchCause(attempt(markDelivered), (cause): Stream.Stream<A, E> => {
-        const error = Cause.findErrorOption(cause)
-        if (delivered || error._tag === "None" || !(error.value instanceof WorkerCrashed)) {
-          return Stream.failCause(cause)
-        }
-        attempts++
-        const crashed = error.value
-        return Stream.unwrap(Effect.matchCause(step(crashed), {
-          onFailure: () => Stream.fail((attempts > 1 ? crashedEveryAttempt(crashed, attempts) : crashed) as E),
-          onSuccess: () => go()
-        }))
-      })
-    return go()
-  }))
-
-/** A stream's window as a whole number of items: at least 1, and `Infinity` as the most the wire can say. */
-const windowOf = (window: number | undefined, fallback: number): number => {
-  const value = window ?? fallback
-  if (value === Infinity) return 2 ** 31 - 1
-  return Number.isFinite(value) ? Math.max(1, Math.floor(value)) : Math.max(1, Math.floor(fallback) || 128)
-}
 
 /** What the client gives the local backend: a call, a stream and a chunk, each through the dispatcher. @internal */
 export type Client = Pick<Backend, "call" | "open" | "chunk">
@@ -299,6 +116,13 @@ export const makeClient = (
     return size > maxFrameSize ? tooLarge(tag, size, maxFrameSize) : encoded
   }
 
+  /** Cancels an entry, and completes once the worker has stopped it (or it ended anyway). */
+  const stop = (entry: Entry): Effect.Effect<void> =>
+    Effect.callback<void>((resume) => {
+      dispatcher.cancel(entry)
+      dispatcher.whenDone(entry, () => resume(Effect.void))
+    })
+
   /**
    * Sends one message built by `message(id, trace)` and resumes with its reply,
    * decoded by `decode`. Interrupting the caller cancels the entry and waits
@@ -323,10 +147,7 @@ export const makeClient = (
       fromCaller(entry)
       setup?.(entry)
       dispatcher.submit(entry)
-      return Effect.callback<void>((resumeCancel) => {
-        dispatcher.cancel(entry)
-        dispatcher.whenDone(entry, () => resumeCancel(Effect.void))
-      })
+      return stop(entry)
     })
 
   const submitPayload = <T extends Task.Task.Any>(
@@ -379,28 +200,11 @@ export const makeClient = (
     }
     const tag = task._tag
     const codec = codecFor(task)
-    const decodeItem = itemDecoder(task)
-    /** Encoded values, decoded in one codec call; should one not decode, each alone, so that only it fails. */
-    const decodeValues = (value: unknown): ChunkResult => {
-      const values = codec.decodeSuccesses(value)
-      return values instanceof Invalid
-        ? (value as Array<unknown>).map((v) => decodeItem(ExitKind.Success, v))
-        : new Values(values as ReadonlyArray<unknown>)
-    }
-    const decodeExits = (items: ReadonlyArray<readonly [number, unknown?]>): ChunkResult =>
-      items.map(([k, v]) => decodeItem(k, v))
     return Effect.suspend(() => {
-      const started = performance.now()
-      const parts: Array<ChunkResult> = []
-      let entry: Entry | undefined
       // At most `maxParts` parts a chunk: while the workers' own measure is unknown (cold, or items of unknown
       // length), a guess of one item a part would cost a write per item.
       const every = Math.max(timer.every(), Math.ceil(payloads.length / maxParts))
-      const ended = (last: ChunkResult): Exit.Exit<ChunkResult> => {
-        timer.record(payloads.length, performance.now() - started)
-        parts.push(last)
-        return Exit.succeed(joinResults(parts))
-      }
+      const replies = new ChunkReplies(task, payloads.length, every, timer)
       // One codec call for the chunk; the item that does not fit is named in the issue's path.
       const attempt = run<ChunkResult | Crashed, PoolError>(
         tag,
@@ -411,33 +215,9 @@ export const makeClient = (
           (id, encoded, trace) => Message.runBatch(id, tag, encoded, trace, every)
         ),
         0,
-        (reply) => {
-          if (isPoolErrorReply(reply)) {
-            // The worker died while it ran this chunk: what finished is kept, and what never started runs again.
-            return reply instanceof WorkerCrashed && entry !== undefined
-              ? Exit.succeed(new Crashed(joinResults(parts), entry.received, entry.window || every, reply))
-              : Exit.fail(reply)
-          }
-          switch (reply[0]) {
-            case FromWorker.BatchValues:
-              return ended(decodeValues(reply[2]))
-            case FromWorker.BatchExit:
-              return ended(decodeExits(reply[2]))
-            default:
-              // The chunk as a whole: not served, interrupted.
-              return decodeItem(reply[2], reply[3])
-          }
-        },
+        replies.decode,
         payloads.length,
-        (created) => {
-          entry = created
-          // Until a part says otherwise, the items a crash would leave in doubt: see `recover`.
-          created.window = every
-          created.onPart = (exits, items) => {
-            timer.partSize(created.window)
-            parts.push(exits ? decodeExits(items as Array<[number, unknown]>) : decodeValues(items))
-          }
-        }
+        replies.attach
       )
       return Effect.flatMap(
         attempt,
@@ -479,12 +259,10 @@ export const makeClient = (
 
   /**
    * One attempt at a streaming task. The entry is submitted on the first
-   * pull. Items arrive pushed by the worker, at most `window` ahead of what
-   * the consumer has taken: each pull takes every item that has arrived and
-   * acknowledges them, which lets the worker produce as many more. When the
-   * stream's scope closes before the end (the consumer stopped early, failed
-   * or was interrupted), the worker's stream is interrupted and its
-   * finalizers run before the scope finishes closing.
+   * pull; its items are received, pulled and acknowledged as stream.ts says.
+   * When the stream's scope closes before the end (the consumer stopped
+   * early, failed or was interrupted), the worker's stream is interrupted and
+   * its finalizers run before the scope finishes closing.
    */
   const streamOnce = <T extends Task.Task.Any>(
     task: T,
@@ -498,16 +276,6 @@ export const makeClient = (
         const codec = codecFor(task)
         const window = windowOf(options?.window, streamWindow)
         const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
-        let buffer: Array<unknown> = []
-        // Items handed to the consumer and not yet acknowledged: the consumer is done with them at its next pull.
-        let taken = 0
-        let end: Exit.Exit<unknown, unknown> | undefined
-        let wake: (() => void) | undefined
-        const notify = () => {
-          const waiting = wake
-          wake = undefined
-          waiting?.()
-        }
         const id = dispatcher.id()
         const encoded = prepare(
           tag,
@@ -523,71 +291,17 @@ export const makeClient = (
           events.unsent?.(tag, 1, Fiber.getCurrent()?.context)
           return Effect.fail(encoded)
         }
-        const entry = new Entry(
-          id,
+        const receiver = new StreamReceiver<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>(
+          dispatcher,
+          codec,
           tag,
-          encoded,
-          timeout,
-          streamEndDecoder(task),
-          (exit: Exit.Exit<unknown, unknown>) => {
-            if (end === undefined) end = exit
-            notify()
-          },
-          0
+          delivered
         )
+        const entry = new Entry(id, tag, encoded, timeout, streamEndDecoder(task), receiver.end, 0)
         fromCaller(entry)
-        entry.onItems = (values) => {
-          if (end !== undefined) return
-          const decoded = codec.decodeSuccesses(values)
-          if (decoded instanceof Invalid) {
-            // The stream cannot go on: the items that did decode are still delivered, one by one.
-            for (const value of values) {
-              const item = codec.decodeSuccess(value)
-              if (item instanceof Invalid) {
-                end = Exit.fail(
-                  new SerializationError({ task: tag, direction: "result", issue: item.issue, side: "caller" })
-                )
-                dispatcher.cancel(entry)
-                break
-              }
-              buffer.push(item)
-            }
-          } else {
-            for (const item of decoded as Array<unknown>) buffer.push(item)
-          }
-          notify()
-        }
+        receiver.attach(entry)
         dispatcher.submit(entry)
-        const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Task.Task.Success<T>>, Task.Task.Failure<T> | PoolError> =
-          Effect.suspend(() => {
-            // Pulling again means the consumer is done with what it took: the worker may produce as many more.
-            if (taken > 0 && end === undefined) dispatcher.ack(entry, taken)
-            taken = 0
-            if (buffer.length > 0) {
-              const items = buffer
-              buffer = []
-              taken = items.length
-              delivered()
-              return Effect.succeed(items as unknown as Arr.NonEmptyReadonlyArray<Task.Task.Success<T>>)
-            }
-            if (end !== undefined) return Exit.isSuccess(end) ? Cause.done() : (end as Exit.Exit<never, any>)
-            return Effect.callback<void>((resume) => {
-              wake = () => resume(Effect.void)
-              return Effect.sync(() => {
-                wake = undefined
-              })
-            }).pipe(Effect.flatMap(() => pull))
-          })
-        return Effect.as(
-          Scope.addFinalizer(
-            scope,
-            Effect.callback<void>((resume) => {
-              dispatcher.cancel(entry)
-              dispatcher.whenDone(entry, () => resume(Effect.void))
-            })
-          ),
-          pull
-        )
+        return Effect.as(Scope.addFinalizer(scope, stop(entry)), receiver.pull)
       })
     ))
 
