@@ -27,7 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { type PoolError, SerializationError, TaskNotServed, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
+import { type PoolError, SerializationError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
 import type { ClusterOptions, Stats, SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkCluster, millis } from "../options.ts"
@@ -44,14 +44,6 @@ const orDieEngine = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     (e: any) => typeof e === "object" && e !== null && engineErrors.includes(e._tag),
     (e) => Effect.die(e)
   ) as Effect.Effect<A, E, R>
-
-const isRunnerLost = (e: unknown): boolean => e instanceof WorkerCrashed && e.runner !== undefined
-
-/** Follows an idempotent task's retry schedule when its runner was lost. */
-const withRetry = <A, E, R>(task: Task.Task.Any, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  task.idempotent && task.retry !== undefined
-    ? Effect.retry(effect, { schedule: task.retry, while: isRunnerLost })
-    : effect
 
 const encodeFirst = (task: Task.Task.Any, payload: unknown): SerializationError | undefined => {
   const encoded = codecFor(task).encodePayload(payload)
@@ -104,7 +96,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       const invalid = encodeFirst(task, payload)
       if (invalid !== undefined) return Effect.fail(invalid)
       const key = submitOptions?.key
-      let call = withRetry(task, orDieEngine(Effect.suspend(() => clientFor(entityId(key))[task._tag](payload))))
+      let call = orDieEngine(Effect.suspend(() => clientFor(entityId(key))[task._tag](payload)))
       const timeout = submitOptions?.timeout
       if (timeout !== undefined) {
         const ms = millis(timeout, 0)
@@ -129,19 +121,20 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       }))
     )
 
-  /** One chunk of good payloads on one runner. A lost runner fails every item of the chunk. */
+  /**
+   * One chunk of good payloads on one runner. A pool error, such as a lost
+   * runner, fails the chunk (the service retries an idempotent task's chunk);
+   * a defect is every item's.
+   */
   const runChunk = (task: Task.Task.Unary, items: ReadonlyArray<unknown>, key: string | undefined) =>
-    withRetry(
-      task,
-      orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items)))
-    ).pipe(
+    orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items))).pipe(
       Effect.map((reply: any): ChunkResult => reply.exits ?? new Values(reply.values)),
-      Effect.catchCause((cause): Effect.Effect<ChunkResult> =>
-        Cause.hasInterruptsOnly(cause)
-          ? Effect.failCause(cause as Cause.Cause<never>)
+      Effect.catchCause((cause): Effect.Effect<ChunkResult, PoolError> =>
+        Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)
+          ? Effect.failCause(cause as Cause.Cause<PoolError>)
           : Effect.succeed(items.map(() => Exit.failCause(cause)))
       )
-    ) as Effect.Effect<ChunkResult>
+    ) as Effect.Effect<ChunkResult, PoolError>
 
   /**
    * One chunk on one runner: every item's outcome. Bad payloads are refused

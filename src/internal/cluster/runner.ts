@@ -17,7 +17,7 @@ import type { RunnerOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkRunner } from "../options.ts"
 import { makeLocal } from "../processes/pool.ts"
-import { makeService } from "../service/service.ts"
+import { makeMapping } from "../service/mapping.ts"
 import { lostOn, makeLedger } from "./ledger.ts"
 import { chunkTag, makeProtocol, statsTag } from "./protocol.ts"
 
@@ -39,7 +39,9 @@ export const layerRunner = (
         "effect-process-pool: no SqlClient on this runner, so a task whose runner dies may run twice"
       )
     }
-    const pool = makeService(yield* makeLocal(poolOptions))
+    // One attempt each: the caller's service retries idempotent tasks, wherever their worker was lost.
+    const local = yield* makeLocal(poolOptions)
+    const { mapExits } = makeMapping(local)
 
     // Built for each entity the runner hosts, where the engine provides the runner's own address.
     const buildHandlers = Effect.gen(function*() {
@@ -64,24 +66,24 @@ export const layerRunner = (
               guard(
                 request,
                 task,
-                Effect.sync(() => pool.submit(task, request.payload) as unknown as Stream.Stream<any>)
+                Effect.sync(() => local.open(task, request.payload, undefined) as Stream.Stream<any>)
               )
             )
         } else {
-          handlers[task._tag] = (request) => guard(request, task, pool.submit(task, request.payload) as any)
+          handlers[task._tag] = (request) => guard(request, task, local.call(task, request.payload, undefined))
           handlers[chunkTag(task._tag)] = (request) =>
             guard(
               request,
               task,
               Effect.map(
-                pool.mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>),
+                mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>),
                 (exits) => exits.every(Exit.isSuccess) ? { values: exits.map((exit) => exit.value) } : { exits }
               )
             )
         }
       }
       handlers[statsTag] = () =>
-        Effect.map(pool.stats, (stats) => ({
+        Effect.map(local.stats, (stats) => ({
           runner: self,
           pid: process.pid,
           stats: JSON.stringify(stats),

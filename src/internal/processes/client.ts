@@ -21,6 +21,7 @@ import type { SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { millis } from "../options.ts"
 import { type Backend, type ChunkResult, type ChunkTimer, toExits } from "../service/backend.ts"
+import { withRetry } from "../service/retry.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
 import { codecFor, type Convert, Invalid } from "../wire/codec.ts"
@@ -28,7 +29,6 @@ import { maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/pro
 import type { Dispatcher } from "./dispatcher.ts"
 import { type Decode, Entry } from "./entry.ts"
 import { ChunkReplies, Crashed, replyDecoder, streamEndDecoder } from "./replies.ts"
-import { withRetry, withStreamRetry } from "./retry.ts"
 import { StreamReceiver, windowOf } from "./stream.ts"
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
@@ -150,13 +150,6 @@ export const makeClient = (
       return stop(entry)
     })
 
-  const submitPayload = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
-    task.retry === undefined ? submitOnce(task, payload, options) : withRetry(task, submitOnce(task, payload, options))
-
   const submitOnce = <T extends Task.Task.Any>(
     task: T,
     payload: Task.Task.Payload<T>,
@@ -173,16 +166,6 @@ export const makeClient = (
       replyDecoder(task)
     )
   }
-
-  /** Runs one chunk; item outcomes are in the array, chunk-level pool errors fail the effect. */
-  const submitChunk = <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
-    timer: ChunkTimer
-  ): Effect.Effect<ChunkResult, PoolError> =>
-    task.retry === undefined
-      ? submitChunkOnce(task, payloads, timer)
-      : withRetry(task, submitChunkOnce(task, payloads, timer))
 
   const submitChunkOnce = <T extends Task.Task.Any>(
     task: T,
@@ -244,10 +227,10 @@ export const makeClient = (
     const rest = payloads.slice(unknownEnd)
     const failed: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = task.retry === undefined
       ? Effect.succeed(unknown.map(() => Exit.fail(crashed.error)))
-      : Effect.forEach(unknown, (payload) => Effect.exit(submitPayload(task, payload, undefined)))
+      : Effect.forEach(unknown, (payload) => Effect.exit(withRetry(task, submitOnce(task, payload, undefined))))
     const again: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = rest.length === 0
       ? Effect.succeed([])
-      : Effect.match(submitChunk(task, rest, timer), {
+      : Effect.match(retried(task, submitChunkOnce(task, rest, timer)), {
         onFailure: (error) => rest.map(() => Exit.fail(error)),
         onSuccess: toExits
       })
@@ -305,18 +288,16 @@ export const makeClient = (
       })
     ))
 
-  const submitStream = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
-    task.retry === undefined
-      ? streamOnce(task, payload, options, () => {})
-      : withStreamRetry(task, (delivered) => streamOnce(task, payload, options, delivered))
-
+  // One attempt each: the service retries idempotent tasks (service/retry.ts).
   return {
-    call: submitPayload,
-    open: submitStream,
-    chunk: (task, payloads, timer) => submitChunk(task, payloads, timer)
+    call: (task, payload, options) => submitOnce(task, payload, options),
+    open: (task, payload, options) => streamOnce(task, payload, options, noDelivery),
+    chunk: (task, payloads, timer) => submitChunkOnce(task, payloads, timer)
   }
 }
+
+const noDelivery = (): void => {}
+
+/** `effect`, retried on the task's schedule when it has one (see service/retry.ts). */
+const retried = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  task.retry === undefined ? effect : withRetry(task, effect)

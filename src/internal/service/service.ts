@@ -1,8 +1,9 @@
 /**
  * The `ProcessPool` service, built once over any backend: the checks of a
- * call's options, `submit` for unary and streaming tasks, the map engines,
- * `stats` and `statsStream`. A backend gives only the primitives in
- * backend.ts.
+ * call's options, `submit` for unary and streaming tasks, the retries of
+ * idempotent tasks (retry.ts), the map engines (mapping.ts), `stats` and
+ * `statsStream`. A backend gives only the primitives in backend.ts, each
+ * making one attempt.
  *
  * @internal
  */
@@ -14,13 +15,15 @@ import type * as Task from "../../Task.ts"
 import { checkSubmit } from "../options.ts"
 import type { Backend } from "./backend.ts"
 import { makeMapping } from "./mapping.ts"
+import { withRetries } from "./retry.ts"
 
 /**
- * The service over `backend`.
+ * The service over a backend whose primitives make one attempt each.
  *
  * @internal
  */
-export const makeService = (backend: Backend): Service => {
+export const makeService = (once: Backend): Service => {
+  const backend = withRetries(once)
   const submit: Service["submit"] = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>) => {
     const invalid = options === undefined ? undefined : checkSubmit(options)
     if (task.stream) {

@@ -12,6 +12,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { WorkerCrashed } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
+import type { Backend } from "./backend.ts"
 
 /** The last crash of a task that crashed a worker on each of its `attempts` attempts, saying so. */
 const crashedEveryAttempt = (last: WorkerCrashed, attempts: number): WorkerCrashed =>
@@ -20,7 +21,8 @@ const crashedEveryAttempt = (last: WorkerCrashed, attempts: number): WorkerCrash
     exitCode: last.exitCode,
     signal: last.signal,
     task: last.task,
-    reason: `${last.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`
+    reason: `${last.reason ?? "crashed"}; every one of ${attempts} attempts crashed a worker`,
+    ...(last.runner === undefined ? {} : { runner: last.runner })
   })
 
 /**
@@ -74,3 +76,27 @@ export const withStreamRetry = <A, E>(
       })
     return go()
   }))
+
+/**
+ * The backend with the calls, streams and chunks of idempotent tasks (those
+ * with a `retry` schedule) retried when their worker, or their runner, was
+ * lost: one policy for every backend, which itself makes one attempt.
+ *
+ * @internal
+ */
+export const withRetries = (backend: Backend): Backend => ({
+  ...backend,
+  call: (task, payload, options) =>
+    task.retry === undefined
+      ? backend.call(task, payload, options)
+      : withRetry(task, backend.call(task, payload, options)),
+  open: (task, payload, options) =>
+    task.retry === undefined
+      ? backend.open(task, payload, options)
+      : withStreamRetry(task, (delivered) =>
+        Stream.tap(backend.open(task, payload, options), () => Effect.sync(delivered))),
+  chunk: (task, payloads, timer, key) =>
+    task.retry === undefined
+      ? backend.chunk(task, payloads, timer, key)
+      : withRetry(task, backend.chunk(task, payloads, timer, key))
+})
