@@ -70,7 +70,7 @@ describe("single-file programs", () => {
 
   it.live("on a Node without import.meta.main, a program that built no pool says why at exit", () =>
     Effect.gen(function*() {
-      const entry = new URL("../src/internal/wire/entry.ts", import.meta.url).href
+      const entry = new URL("../src/internal/wire/guard.ts", import.meta.url).href
       const script = (version: string) => [
         "--input-type=module",
         "-e",

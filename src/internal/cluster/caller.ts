@@ -31,7 +31,7 @@ import { type PoolError, SerializationError, TaskNotServed, TaskTimeout } from "
 import type { ClusterOptions, Stats, SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkCluster, millis } from "../options.ts"
-import { type Backend, type ChunkResult, type ChunkTimer, Values } from "../service/backend.ts"
+import { AllSucceeded, type Backend, type ChunkResult, type ChunkTimer } from "../service/backend.ts"
 import { makeOutcomeCounter } from "../telemetry/poolMetrics.ts"
 import { codecFor, Invalid } from "../wire/codec.ts"
 import { chunkTag, defaultSpread, makeProtocol, RunnerStats, statsTag } from "./protocol.ts"
@@ -128,7 +128,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
    */
   const runChunk = (task: Task.Task.Unary, items: ReadonlyArray<unknown>, key: string | undefined) =>
     orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items))).pipe(
-      Effect.map((reply: any): ChunkResult => reply.exits ?? new Values(reply.values)),
+      Effect.map((reply: any): ChunkResult => reply.exits ?? new AllSucceeded(reply.values)),
       Effect.catchCause((cause): Effect.Effect<ChunkResult, PoolError> =>
         Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)
           ? Effect.failCause(cause as Cause.Cause<PoolError>)
@@ -160,7 +160,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
         if (good.length === payloads.length) return results
         let at = 0
         return exits.map((exit) =>
-          exit ?? (results instanceof Values ? Exit.succeed(results.values[at++]) : results[at++])
+          exit ?? (results instanceof AllSucceeded ? Exit.succeed(results.values[at++]) : results[at++])
         )
       })
     })
@@ -215,7 +215,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
           if (Exit.isFailure(exit)) {
             return count(task._tag, exit, payloads.length)
           }
-          if (exit.value instanceof Values) {
+          if (exit.value instanceof AllSucceeded) {
             return count(task._tag, Exit.void, payloads.length)
           }
           for (const item of exit.value) {

@@ -419,7 +419,7 @@ const touch = (entries: ReadonlyArray<string>): void => {
 /**
  * Removes what older versions of the worker's graph left in the cache. A
  * pool still running on a removed bundle loses nothing: its next worker
- * fails to load it and takes the plain path (see `BundleFailed` in entry.ts).
+ * fails to load it and takes the plain path (see `BundleFailed` in wire/guard.ts).
  */
 const prune = (cacheDir: string): void => {
   const now = Date.now()

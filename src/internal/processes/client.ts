@@ -186,8 +186,8 @@ export const makeClient = (
     return Effect.suspend(() => {
       // At most `maxParts` parts a chunk: while the workers' own measure is unknown (cold, or items of unknown
       // length), a guess of one item a part would cost a write per item.
-      const every = Math.max(timer.every(), Math.ceil(payloads.length / maxParts))
-      const replies = new ChunkReplies(task, payloads.length, every, timer)
+      const partItems = Math.max(timer.firstPartItems(), Math.ceil(payloads.length / maxParts))
+      const replies = new ChunkReplies(task, payloads.length, partItems, timer)
       // One codec call for the chunk; the item that does not fit is named in the issue's path.
       const attempt = run<ChunkResult | Crashed, PoolError>(
         tag,
@@ -195,7 +195,7 @@ export const makeClient = (
           task,
           codec.encodePayloads,
           payloads,
-          (id, encoded, trace) => Message.runBatch(id, tag, encoded, trace, every)
+          (id, encoded, trace) => Message.runBatch(id, tag, encoded, trace, partItems)
         ),
         0,
         replies.decode,

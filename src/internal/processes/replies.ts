@@ -9,7 +9,7 @@
 import * as Exit from "effect/Exit"
 import { SerializationError, TaskNotServed, WorkerCrashed } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
-import { type ChunkResult, type ChunkTimer, Values } from "../service/backend.ts"
+import { AllSucceeded, type ChunkResult, type ChunkTimer } from "../service/backend.ts"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
 import { ExitKind, FromWorker } from "../wire/protocol.ts"
 import { type Decode, type Entry, isPoolErrorReply, type Reply } from "./entry.ts"
@@ -118,20 +118,20 @@ const joinResults = (parts: ReadonlyArray<ChunkResult>): ChunkResult => {
   let total = 0
   let values = true
   for (const part of parts) {
-    total += part instanceof Values ? part.values.length : part.length
-    if (!(part instanceof Values)) values = false
+    total += part instanceof AllSucceeded ? part.values.length : part.length
+    if (!(part instanceof AllSucceeded)) values = false
   }
   const joined = new Array(total)
   let at = 0
   for (const part of parts) {
-    if (part instanceof Values) {
+    if (part instanceof AllSucceeded) {
       const items = part.values
       for (let i = 0; i < items.length; i++) joined[at++] = values ? items[i] : Exit.succeed(items[i])
     } else {
       for (let i = 0; i < part.length; i++) joined[at++] = part[i]
     }
   }
-  return values ? new Values(joined) : joined
+  return values ? new AllSucceeded(joined) : joined
 }
 
 /**
@@ -223,7 +223,7 @@ export class ChunkReplies {
     const values = this.codec.decodeSuccesses(value)
     return values instanceof Invalid
       ? (value as Array<unknown>).map((v) => this.decodeItem(ExitKind.Success, v))
-      : new Values(values as ReadonlyArray<unknown>)
+      : new AllSucceeded(values as ReadonlyArray<unknown>)
   }
 
   private decodeExits(items: ReadonlyArray<readonly [number, unknown?]>): ChunkResult {

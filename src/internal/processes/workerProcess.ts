@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
 import type { Binary } from "../wire/binary.ts"
-import { BundleFailed } from "../wire/entry.ts"
+import { BundleFailed } from "../wire/guard.ts"
 import { FromWorker, type FromWorkerMessage, Message, type ToWorkerMessage } from "../wire/protocol.ts"
 import { SharedFile } from "../wire/sharedFile.ts"
 import { decodeFrame, FrameReader, FrameWriter } from "../wire/transport.ts"
@@ -76,11 +76,11 @@ export interface WorkerConnection {
 /** Starts a worker: a process by default. @internal */
 export type Spawn = (events: WorkerEvents) => WorkerConnection
 
-const entry = (name: string): string =>
+const workerScript = (name: string): string =>
   new URL(import.meta.url.endsWith(".ts") ? `../worker/${name}.ts` : `../worker/${name}.js`, import.meta.url).pathname
 /** The worker's entry point, on the plain path. @internal */
-export const workerMain = entry("main")
-const workerBoot = entry("boot")
+export const workerMain = workerScript("main")
+const workerBoot = workerScript("boot")
 
 const stderrLimit = 16 * 1024
 

@@ -15,7 +15,7 @@ import type { Stats, SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 
 /** A chunk's outcome when every item succeeded: their values alone. @internal */
-export class Values {
+export class AllSucceeded {
   readonly values: ReadonlyArray<unknown>
   constructor(values: ReadonlyArray<unknown>) {
     this.values = values
@@ -23,17 +23,17 @@ export class Values {
 }
 
 /** A chunk's outcome: every item's `Exit`, or, when all succeeded, their values. @internal */
-export type ChunkResult = Array<Exit.Exit<any, any>> | Values
+export type ChunkResult = Array<Exit.Exit<any, any>> | AllSucceeded
 
 /** Every item's `Exit` of a chunk's outcome. @internal */
 export const toExits = (result: ChunkResult): Array<Exit.Exit<any, any>> =>
-  result instanceof Values ? result.values.map(Exit.succeed) : result
+  result instanceof AllSucceeded ? result.values.map(Exit.succeed) : result
 
 /** Learns how long items take, to size the next chunks: see `Chunker` in mapping.ts. @internal */
 export interface ChunkTimer {
   record(items: number, millis: number): void
   /** How many items the first part of a chunk holds: about half a millisecond of work, 1 until measured. */
-  every(): number
+  firstPartItems(): number
   /** What a worker said its next part would hold: its own measure of half a millisecond of work. */
   partSize(items: number): void
 }

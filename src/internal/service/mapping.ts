@@ -10,7 +10,7 @@ import * as Stream from "effect/Stream"
 import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkMap } from "../options.ts"
-import { type Backend, Values } from "./backend.ts"
+import { AllSucceeded, type Backend } from "./backend.ts"
 
 /**
  * Chooses items per message. A fixed size is used as given. `"auto"` starts at
@@ -54,7 +54,7 @@ export class Chunker {
     )
     this.size = Math.max(this.size >> 1, Math.min(this.size * 4, desired), 1)
   }
-  every(): number {
+  firstPartItems(): number {
     if (this.part > 0) return this.part
     return Number.isNaN(this.perItem) ? 1 : Math.max(1, Math.floor(0.5 / Math.max(this.perItem, 1e-5)))
   }
@@ -102,7 +102,7 @@ export const makeMapping = (backend: Backend): Mapping => {
     chunker: Chunker
   ): Effect.Effect<ReadonlyArray<any>, any> =>
     Effect.flatMap(submitChunk(task, chunk, chunker), (result) => {
-      if (result instanceof Values) return Effect.succeed(result.values)
+      if (result instanceof AllSucceeded) return Effect.succeed(result.values)
       const values = new Array(result.length)
       for (let i = 0; i < result.length; i++) {
         const exit = result[i]
@@ -201,7 +201,7 @@ export const makeMapping = (backend: Backend): Mapping => {
     return collectChunks(inputs, options, (chunk, chunker) =>
       Effect.match(submitChunk(task, chunk, chunker), {
         onFailure: (error) => chunk.map(() => Exit.fail(error)),
-        onSuccess: (result) => result instanceof Values ? result.values.map(Exit.succeed) : result
+        onSuccess: (result) => result instanceof AllSucceeded ? result.values.map(Exit.succeed) : result
       }))
   }
 

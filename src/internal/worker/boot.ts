@@ -23,7 +23,7 @@ import * as fs from "node:fs"
 import { registerHooks } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import type { Plan } from "../processes/bundle.ts"
-import { BundleFailed, bundleKey } from "../wire/entry.ts"
+import { BundleFailed, bundleKey } from "../wire/guard.ts"
 
 const [planFile] = process.argv.splice(2, 1)
 
