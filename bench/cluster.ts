@@ -26,7 +26,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Rpc from "effect/rpc/Rpc"
 import * as Schema from "effect/Schema"
-import { database, recommended, runnerLayer, startRunner, Where } from "../examples/cluster.ts"
+import { database, recommended, runnerLayer, runnersDatabase, startRunner, Where } from "../examples/cluster.ts"
 import { freePort, postgres } from "../examples/postgres.ts"
 import { ProcessPool } from "../src/index.ts"
 
@@ -36,7 +36,9 @@ const worker = new URL("../examples/cluster.ts", import.meta.url).href
 
 const runner = Effect.fnUntraced(function*(pgPort: number, port: number) {
   const bare = Bare.toLayer({ Echo: (request) => Effect.succeed(request.payload) })
-  yield* Layer.build(bare.pipe(Layer.provideMerge(runnerLayer(pgPort, port, { tasks: [Where], worker, size: 1 }))))
+  yield* Layer.build(
+    bare.pipe(Layer.provideMerge(runnerLayer(runnersDatabase(pgPort), port, { tasks: [Where], worker, size: 1 })))
+  )
   process.stdout.write("ready\n")
   return yield* Effect.never
 })
@@ -88,7 +90,7 @@ const main = Effect.gen(function*() {
   const script = new URL(import.meta.url).pathname
   const runners = yield* Effect.forEach(
     ports,
-    (port) => startRunner([script, "runner", String(pg.port), String(port)]),
+    (port) => startRunner([script, "runner", String(pg.port), String(port)], pg),
     { concurrency: "unbounded" }
   )
 
@@ -96,7 +98,7 @@ const main = Effect.gen(function*() {
 
   const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
   const sharding = NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended }).pipe(
-    Layer.provide(yield* database(pg.port))
+    Layer.provide(yield* database(pg))
   )
   const result = yield* Effect.gen(function*() {
     const pool = yield* ProcessPool.ProcessPool

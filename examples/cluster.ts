@@ -20,7 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { spawn } from "node:child_process"
-import { freePort, postgres } from "./postgres.ts"
+import { type Connection, freePort, postgres } from "./postgres.ts"
 
 // The contract: a square, and where it was computed.
 export const Where = Task.make("Where", {
@@ -42,21 +42,21 @@ export const recommended = {
 } as const
 
 /** The cluster's storage: the PostgreSQL client. */
-export const database = Effect.fnUntraced(function*(port: number) {
+export const database = Effect.fnUntraced(function*(pg: Connection) {
   const { PgClient } = yield* Effect.promise(() => import("@effect/sql-pg"))
   const Redacted = yield* Effect.promise(() => import("effect/Redacted"))
   return PgClient.layer({
     host: "127.0.0.1",
-    port,
+    port: pg.port,
     username: "postgres",
-    password: Redacted.make("password"), // as examples/postgres.ts sets it
+    password: Redacted.make(pg.password),
     database: "postgres"
   })
 })
 
 /** A runner: the cluster's socket layer, on `port`, over its PostgreSQL storage, serving the tasks in a local pool. */
 export const runnerLayer = (
-  pgPort: number,
+  pg: Connection,
   port: number,
   pool: ProcessPool.RunnerOptions = { tasks: [Where], worker: import.meta.url, size: 2 }
 ) =>
@@ -72,29 +72,34 @@ export const runnerLayer = (
           ...recommended
         }
       })),
-      Layer.provideMerge(yield* database(pgPort))
+      Layer.provideMerge(yield* database(pg))
     )
   }))
 
 /** The client: the `ProcessPool` service, backed by the cluster. */
-export const clientLayer = (pgPort: number, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
+export const clientLayer = (pg: Connection, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
   Layer.unwrap(Effect.gen(function*() {
     const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
     return ProcessPool.layerCluster(options).pipe(
       Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
-      Layer.provide(yield* database(pgPort))
+      Layer.provide(yield* database(pg))
     )
   }))
 
 /**
  * Starts a runner process, `node <args>`, and waits until it prints "ready".
  * It exits when its standard input closes, so it never outlives this
- * process, and it is stopped with the scope.
+ * process, and it is stopped with the scope. The database's password goes
+ * in its environment (PGPASSWORD), not on its command line, which any local
+ * user can read.
  */
-export const startRunner = (args: ReadonlyArray<string>) =>
+export const startRunner = (args: ReadonlyArray<string>, pg: Connection) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
-      const child = spawn(process.execPath, [...process.execArgv, ...args], { stdio: ["pipe", "pipe", "inherit"] })
+      const child = spawn(process.execPath, [...process.execArgv, ...args], {
+        stdio: ["pipe", "pipe", "inherit"],
+        env: { ...process.env, PGPASSWORD: pg.password }
+      })
       yield* Effect.callback<void, Error>((resume) => {
         child.stdout.on("data", (chunk: Buffer) => {
           if (chunk.toString().includes("ready")) resume(Effect.void)
@@ -111,24 +116,27 @@ export const startRunner = (args: ReadonlyArray<string>) =>
       })
   )
 
+/** In a runner process: the database on `port`, with the password its parent gave (see `startRunner`). */
+export const runnersDatabase = (port: number): Connection => ({ port, password: process.env.PGPASSWORD ?? "" })
+
 /** This file as a runner on a free port, with a pool of `size` workers. */
-const runner = (pgPort: number, size = 2) =>
+const runner = (pg: Connection, size = 2) =>
   Effect.gen(function*() {
     const port = yield* freePort
     const script = new URL(import.meta.url).pathname
-    const { pid } = yield* startRunner([script, "runner", String(pgPort), String(port), String(size)])
+    const { pid } = yield* startRunner([script, "runner", String(pg.port), String(port), String(size)], pg)
     return { pid, port }
   })
 
 const main = Effect.gen(function*() {
   const pg = yield* postgres
   console.log(`PostgreSQL ${pg.port} in ${pg.dir}`)
-  const runners = yield* Effect.all([runner(pg.port), runner(pg.port)], { concurrency: "unbounded" })
+  const runners = yield* Effect.all([runner(pg), runner(pg)], { concurrency: "unbounded" })
   console.log(`runners ${runners.map((r) => `${r.pid} on 127.0.0.1:${r.port}`).join(", ")}`)
 
   const inputs = Array.from({ length: 10_000 }, (_, i) => i)
   const started = performance.now()
-  const results = yield* ProcessPool.map(Where, inputs).pipe(Effect.provide(clientLayer(pg.port)))
+  const results = yield* ProcessPool.map(Where, inputs).pipe(Effect.provide(clientLayer(pg)))
   const seconds = (performance.now() - started) / 1000
   const wrong = results.filter((r, i) => r.square !== i * i).length
   console.log(`${results.length} tasks in ${seconds.toFixed(2)} s, ${wrong} wrong`)
@@ -148,7 +156,11 @@ if (import.meta.main) {
     process.stdin.on("end", () => process.exit(0)).resume()
     Effect.gen(function*() {
       yield* Layer.build(
-        runnerLayer(Number(pgPort), Number(port), { tasks: [Where], worker: import.meta.url, size: Number(size) })
+        runnerLayer(runnersDatabase(Number(pgPort)), Number(port), {
+          tasks: [Where],
+          worker: import.meta.url,
+          size: Number(size)
+        })
       )
       process.stdout.write("ready\n")
       return yield* Effect.never

@@ -20,6 +20,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -37,12 +38,16 @@ export class PostgresError extends Data.TaggedError("PostgresError")<{
   }
 }
 
-/** A running server: its port on 127.0.0.1, its directory, and the `postgres` user's password. */
-export interface Postgres {
+/** How to reach a server: its port on 127.0.0.1, and the password of its `postgres` user. */
+export interface Connection {
   readonly port: number
+  readonly password: string
+}
+
+/** A running server: how to reach it, and its directory. */
+export interface Postgres extends Connection {
   readonly dir: string
   readonly user: "postgres"
-  readonly password: string
 }
 
 /** A port that was free a moment ago. */
@@ -54,7 +59,6 @@ export const freePort = Effect.callback<number>((resume) => {
   })
 })
 
-const password = "password"
 const asRoot = process.getuid?.() === 0
 
 /** Whether every directory from `/` down to `dir` lets others through (the x bit for others). */
@@ -141,9 +145,25 @@ const binaries = Effect.tryPromise({
     // Made under a private name, then renamed into place: a copy is never seen half made.
     const staging = fs.mkdtempSync(`${copy}.tmp-`)
     fs.cpSync(native, staging, { recursive: true, verbatimSymlinks: true })
+    for (const name of fs.readdirSync(staging, { recursive: true })) {
+      const file = path.join(staging, String(name))
+      const stat = fs.lstatSync(file)
+      if (!stat.isSymbolicLink()) fs.chmodSync(file, stat.mode & ~0o022)
+    }
     fs.chmodSync(staging, 0o755)
-    fs.rmSync(copy, { recursive: true, force: true })
-    fs.renameSync(staging, copy)
+    try {
+      fs.renameSync(staging, copy)
+    } catch {
+      // Another process made one meanwhile (it is used), or a bad one is in the way (it is set aside first).
+      if (goodCopy(copy, native)) {
+        fs.rmSync(staging, { recursive: true, force: true })
+        return copy
+      }
+      const aside = `${copy}.bad-${process.pid}`
+      fs.renameSync(copy, aside)
+      fs.rmSync(aside, { recursive: true, force: true })
+      fs.renameSync(staging, copy)
+    }
     if (!goodCopy(copy, native)) throw new Error(`the copy in ${copy} does not match ${native}`)
     return copy
   },
@@ -194,6 +214,8 @@ const startFailed = (step: string, output: string) =>
  * with the scope, or at once if it fails to start.
  */
 export const postgresWith = Effect.fnUntraced(function*(settings: Record<string, string> = {}) {
+  // A password of its own: any local user can reach 127.0.0.1, and a superuser can run programs.
+  const password = crypto.randomBytes(18).toString("base64url")
   const user = yield* postgresUser
   const native = yield* binaries
   const dir = yield* Effect.acquireRelease(

@@ -27,7 +27,7 @@ describe("cluster", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* startRunners(pg.port, 3)
+        const runners = yield* startRunners(pg, 3)
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
           const inputs = Array.from({ length: 2_000 }, (_, i) => i - 10)
@@ -85,7 +85,7 @@ describe("cluster", () => {
           for (const each of stats.runners ?? []) {
             expect(each.stats.workers.reduce((n, w) => n + w.tasksDone, 0)).toBeGreaterThan(0)
           }
-        }).pipe(Effect.provide(clusterPool(pg.port)))
+        }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
     120_000
   )
@@ -97,7 +97,7 @@ describe("cluster: a runner dies", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* startRunners(pg.port, 3)
+        const runners = yield* startRunners(pg, 3)
         const [victim] = runners
         const onceFile = tempFile("once")
         const againFile = tempFile("again")
@@ -158,7 +158,7 @@ describe("cluster: a runner dies", () => {
           const stall = firstLoss - killedAt
           yield* Effect.log(`stall after kill -9: ${stall} ms until the first lost task was reported`)
           expect(stall).toBeLessThan(5_000)
-        }).pipe(Effect.provide(clusterPool(pg.port)))
+        }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
     120_000
   )
@@ -189,7 +189,7 @@ describe("cluster: calls", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        const runners = yield* startRunners(pg.port, 2)
+        const runners = yield* startRunners(pg, 2)
         const file = tempFile("interrupted")
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
@@ -210,7 +210,7 @@ describe("cluster: calls", () => {
           const error = yield* Effect.flip(pool.submit(Sleep, { ms: 60_000, file: timedOut }, { timeout: "1 second" }))
           assert.instanceOf(error, PoolError.TaskTimeout)
           yield* waitUntil("the timed-out task's finalizer", () => fs.existsSync(timedOut), 10_000)
-        }).pipe(Effect.provide(clusterPool(pg.port)))
+        }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
     120_000
   )
@@ -220,7 +220,7 @@ describe("cluster: calls", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        yield* runner(pg.port)
+        yield* runner(pg)
         const file = tempFile("endless")
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
@@ -238,7 +238,7 @@ describe("cluster: calls", () => {
           const produced = Number(fs.readFileSync(file, "utf8"))
           yield* Effect.log(`produced ${produced} for 50 consumed`)
           expect(produced).toBeLessThan(50 + 128 + 200)
-        }).pipe(Effect.provide(clusterPool(pg.port)))
+        }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
     120_000
   )
@@ -246,7 +246,7 @@ describe("cluster: calls", () => {
   it.live("a runner added while work is flowing takes a share of it", () =>
     Effect.gen(function*() {
       const pg = yield* postgres
-      const first = yield* runner(pg.port)
+      const first = yield* runner(pg)
       yield* Effect.gen(function*() {
         const pool = yield* ProcessPool.ProcessPool
         const servedBy: Array<number> = []
@@ -259,14 +259,14 @@ describe("cluster: calls", () => {
             ), { concurrency: 8, discard: true })
         )
         yield* waitUntil("work to flow", () => servedBy.length > 50, 30_000)
-        const added = yield* runner(pg.port)
+        const added = yield* runner(pg)
         second = childrenOf(added.pid)
         expect(second.length).toBeGreaterThan(0)
         yield* Fiber.join(flow).pipe(Effect.timeout("60 seconds"))
         const firstWorkers = childrenOf(first.pid)
         expect(servedBy.filter((pid) => second.includes(pid)).length).toBeGreaterThan(0)
         expect(servedBy.every((pid) => second.includes(pid) || firstWorkers.includes(pid))).toBe(true)
-      }).pipe(Effect.provide(clusterPool(pg.port)))
+      }).pipe(Effect.provide(clusterPool(pg)))
     }).pipe(Effect.scoped), 120_000)
 })
 
@@ -276,7 +276,7 @@ describe("cluster: the same service", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        yield* startRunners(pg.port, 1)
+        yield* startRunners(pg, 1)
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
           expect(yield* pool.map(Square, [1, 2, 3])).toStrictEqual([1, 4, 9])
@@ -293,10 +293,10 @@ describe("cluster: the same service", () => {
             "chunkSize",
             "timeout"
           ])
-        }).pipe(Effect.provide(clusterPool(pg.port)))
+        }).pipe(Effect.provide(clusterPool(pg)))
         // Followed while the layer is open, and to its end once it closes.
         const scope = yield* Scope.make()
-        const context = yield* Layer.buildWithScope(clusterPool(pg.port), scope)
+        const context = yield* Layer.buildWithScope(clusterPool(pg), scope)
         const following = yield* ProcessPool.statsStream("100 millis").pipe(
           Stream.runCollect,
           Effect.provideContext(context),
@@ -313,7 +313,7 @@ describe("cluster: the same service", () => {
         }
         expect(snapshots.at(-1)!.state).toBe("closed")
         // The layer refuses its own bad options before it reaches the cluster.
-        const badClient = yield* Effect.flip(Layer.build(clientLayer(pg.port, { tasks: [Square], spread: 0 })))
+        const badClient = yield* Effect.flip(Layer.build(clientLayer(pg, { tasks: [Square], spread: 0 })))
         assert.instanceOf(badClient, PoolError.InvalidOption)
         expect(badClient.message).toContain("Invalid option spread: got 0")
       }).pipe(Effect.scoped),
@@ -366,7 +366,7 @@ describe("cluster: persisted mode", () => {
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
-        yield* Effect.all([runner(pg.port, 1, "persisted"), runner(pg.port, 1, "persisted")], {
+        yield* Effect.all([runner(pg, 1, "persisted"), runner(pg, 1, "persisted")], {
           concurrency: "unbounded"
         })
         yield* Effect.gen(function*() {
@@ -374,13 +374,13 @@ describe("cluster: persisted mode", () => {
           expect(yield* pool.submit(Square, 9)).toBe(81)
           assert.instanceOf(yield* Effect.flip(pool.submit(Square, -1)), Negative)
           expect(yield* pool.map(Square, [1, 2, 3, 4])).toStrictEqual([1, 4, 9, 16])
-        }).pipe(Effect.provide(clusterPool(pg.port, "persisted")))
+        }).pipe(Effect.provide(clusterPool(pg, "persisted")))
         // They went through the engine's message table.
         const stored = yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const rows = yield* sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM cluster_messages`
           return rows[0].n
-        }).pipe(Effect.provide(Layer.unwrap(database(pg.port))), Effect.orDie)
+        }).pipe(Effect.provide(Layer.unwrap(database(pg))), Effect.orDie)
         expect(stored).toBeGreaterThanOrEqual(3)
       }).pipe(Effect.scoped),
     120_000

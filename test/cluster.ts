@@ -7,7 +7,7 @@
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import { clientLayer, startRunner } from "../examples/cluster.ts"
-import { freePort } from "../examples/postgres.ts"
+import { type Connection, freePort } from "../examples/postgres.ts"
 import { clusterTasks } from "./fixtures/cluster-tasks.ts"
 import { Unserved } from "./fixtures/tasks.ts"
 import { fixture, isAlive, waitUntil } from "./helpers.ts"
@@ -19,15 +19,15 @@ export interface Runner {
 }
 
 /** `count` runner processes on one PostgreSQL, started at once. */
-export const startRunners = (pgPort: number, count: number) =>
-  Effect.all(Array.from({ length: count }, () => runner(pgPort)), { concurrency: "unbounded" })
+export const startRunners = (pg: Connection, count: number) =>
+  Effect.all(Array.from({ length: count }, () => runner(pg)), { concurrency: "unbounded" })
 
 /**
  * Starts a runner process with a local pool of `size` workers, as the example
  * does, and waits until it is ready. Closing the scope ends it and checks
  * that its workers are gone too.
  */
-export const runner = (pgPort: number, size = 2, mode: "volatile" | "persisted" = "volatile") =>
+export const runner = (pg: Connection, size = 2, mode: "volatile" | "persisted" = "volatile") =>
   Effect.gen(function*() {
     const port = yield* freePort
     let workers: Array<number> = []
@@ -36,11 +36,11 @@ export const runner = (pgPort: number, size = 2, mode: "volatile" | "persisted" 
     )
     const { pid } = yield* startRunner([
       fixture("cluster-runner.ts").pathname,
-      String(pgPort),
+      String(pg.port),
       String(port),
       String(size),
       mode
-    ])
+    ], pg)
     // Runs before the runner is stopped: who its workers were.
     yield* Effect.addFinalizer(() => Effect.sync(() => workers = childrenOf(pid)))
     return { pid, port } satisfies Runner
@@ -64,8 +64,8 @@ export const kill9 = (runner: Runner) => Effect.sync(() => process.kill(runner.p
  * The `ProcessPool` service of the test process, through the cluster, as the
  * example builds it. It knows one task more than the runners serve.
  */
-export const clusterPool = (pgPort: number, mode: "volatile" | "persisted" = "volatile") =>
-  clientLayer(pgPort, { tasks: [...clusterTasks, Unserved], persisted: mode === "persisted" })
+export const clusterPool = (pg: Connection, mode: "volatile" | "persisted" = "volatile") =>
+  clientLayer(pg, { tasks: [...clusterTasks, Unserved], persisted: mode === "persisted" })
 
 /** The example's PostgreSQL: a real server in a temporary directory, stopped and removed with the scope. */
 export { postgres } from "../examples/postgres.ts"

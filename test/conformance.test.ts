@@ -55,8 +55,8 @@ const backends: ReadonlyArray<Backend> = [
     pool: "conformance-cluster",
     layer: Layer.unwrap(Effect.gen(function*() {
       const pg = yield* postgres
-      yield* startRunners(pg.port, 2)
-      return clientLayer(pg.port, { tasks: [...clusterTasks, Unserved], name: "conformance-cluster" })
+      yield* startRunners(pg, 2)
+      return clientLayer(pg, { tasks: [...clusterTasks, Unserved], name: "conformance-cluster" })
     })),
     timeout: 120_000
   }
