@@ -140,8 +140,9 @@ export interface Options {
 export interface SubmitOptions {
   /**
    * Fail with `TaskTimeout`, and stop the work, if the task runs longer than
-   * this. Counted from when it starts; for a streaming task it bounds the
-   * whole stream.
+   * this. Counted from when it starts (through the cluster: from when it is
+   * sent); for a streaming task it bounds the whole stream. Each attempt of
+   * an idempotent task that is retried has the whole timeout.
    */
   readonly timeout?: Duration.Input | undefined
   /**
@@ -529,6 +530,7 @@ export interface TestOptions extends Omit<Options, "worker"> {
  * ```ts
  * import * as Effect from "effect/Effect"
  * import { ProcessPool } from "effect-process-pool"
+ * import { Square } from "./tasks.ts"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const pool = yield* ProcessPool.makeTest({ worker: new URL("./worker.ts", import.meta.url) })
@@ -790,7 +792,6 @@ export interface ClusterOptions {
  * import { NodeClusterSocket, NodeRuntime } from "@effect/platform-node"
  * import { PgClient } from "@effect/sql-pg"
  * import * as Layer from "effect/Layer"
-import * as References from "effect/References"
  * import { ProcessPool } from "effect-process-pool"
  *
  * const Runner = ProcessPool.layerRunner({ tasks: [Square], worker: new URL("./worker.ts", import.meta.url) }).pipe(
@@ -824,7 +825,6 @@ export const layerRunner = (
  * import { NodeClusterSocket } from "@effect/platform-node"
  * import * as Effect from "effect/Effect"
  * import * as Layer from "effect/Layer"
-import * as References from "effect/References"
  * import { ProcessPool } from "effect-process-pool"
  *
  * const Pool = ProcessPool.layerCluster({ tasks: [Square] }).pipe(

@@ -66,7 +66,7 @@ const capturingStderr = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<reado
     )
   })
 
-/** How many workers said they could not load their bundle (see workerBoot.ts). */
+/** How many workers said they could not load their bundle (see src/internal/worker/boot.ts). */
 const bundleFailures = (stderr: string): number => stderr.match(/the bundle of .* failed to load/g)?.length ?? 0
 
 /** One pool on the fixture, with its bundle in `cacheDir`: what its worker saw, and what the workers said. */

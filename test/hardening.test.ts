@@ -121,6 +121,18 @@ describe("retries", () => {
       expect((yield* stats).crashes).toBe(1)
     }).pipe(Effect.provide(poolLayer({ size: 1 }))))
 
+  it.live("an idempotent item of a map whose worker crashed is retried too, in a chunk of one as in a larger one", () =>
+    Effect.gen(function*() {
+      const pool = yield* ProcessPool.ProcessPool
+      const alone = tempFile("crashed-once")
+      expect(yield* pool.map(CrashOnce, [alone], { chunkSize: 1 })).toHaveLength(1)
+      const inChunk = [tempFile("crashed-once"), tempFile("crashed-once"), tempFile("crashed-once")]
+      const pids = yield* pool.map(CrashOnce, inChunk, { chunkSize: 3 })
+      expect(pids.every((pid) => pid > 0)).toBe(true)
+      // Every item crashed its worker once, and none failed.
+      expect((yield* stats).crashes).toBe(4)
+    }).pipe(Effect.provide(poolLayer({ size: 1 }))))
+
   it.live("a payload that crashes every worker is reported with its tag once the retries are spent", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(ProcessPool.submit(CrashAlways, undefined))

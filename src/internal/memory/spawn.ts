@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import { WorkerStartError } from "../../PoolError.ts"
 import * as Worker from "../../Worker.ts"
 import { moduleUrl } from "../options.ts"
+import { KillReason } from "../processes/killReason.ts"
 import type { Spawn, WorkerConnection, WorkerState } from "../processes/workerProcess.ts"
 import { Binary } from "../wire/binary.ts"
 import { FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
@@ -73,7 +74,8 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
           "parent",
           server.receive
         )
-        if (invalid !== undefined) throw new Error(invalid.reason)
+        // As a worker process would: a message it cannot read ends it, never the caller's test.
+        if (invalid !== undefined) connection.kill(KillReason.protocol(invalid.reason))
       })
 
     /** The server's message, in a frame of its own, read as the parent reads one. */
@@ -82,7 +84,7 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
       queueMicrotask(() => {
         if (state === "dead") return
         const invalid = decodeFrame(frame, "worker", receive)
-        if (invalid !== undefined) throw new Error(invalid.reason)
+        if (invalid !== undefined) connection.kill(KillReason.protocol(invalid.reason))
       })
     }
     const receive = (message: FromWorkerMessage): void => events.onMessage(connection, message)
@@ -134,6 +136,8 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
       send: (message) => deliver(message),
       sendMessage: (message) => deliver(JSON.stringify(message)),
       shutdown: () => {
+        // Not started yet: it has nothing to finish.
+        if (state === "starting") return close(0)
         if (state !== "ready") return
         state = "stopping"
         deliver(JSON.stringify(Message.shutdown))
@@ -146,6 +150,8 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
       }
     }
     setImmediate(() => {
+      // Killed or stopped before it was ready: it never becomes ready.
+      if (state !== "starting") return
       state = "ready"
       events.onReady(connection)
     })

@@ -435,7 +435,7 @@ const prune = (cacheDir: string): void => {
 
 /**
  * The bundle for workers of `moduleUrl`, from the cache or built now; or
- * undefined for the plain path. `runtime` is the worker's entry (workerMain),
+ * undefined for the plain path. `runtime` is the worker's entry (worker/main.ts),
  * whose own imports of `effect` the bundle serves too.
  *
  * @internal

@@ -175,7 +175,8 @@ export const makeClient = (
     if (payloads.length === 1) {
       return Effect.suspend(() => {
         const started = performance.now()
-        return Effect.map(Effect.exit(submitOnce(task, payloads[0])), (exit) => {
+        // The item's Exit is the chunk's answer, so the item is retried here, as one of a crashed chunk is.
+        return Effect.map(Effect.exit(retried(task, submitOnce(task, payloads[0]))), (exit) => {
           timer.record(1, performance.now() - started)
           return [exit]
         })
@@ -250,8 +251,7 @@ export const makeClient = (
   const streamOnce = <T extends Task.Task.Any>(
     task: T,
     payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined,
-    delivered: () => void
+    options: SubmitOptions | undefined
   ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
     Stream.fromChannel(Channel.fromTransform((_, scope) =>
       Effect.suspend(() => {
@@ -277,8 +277,7 @@ export const makeClient = (
         const receiver = new StreamReceiver<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>(
           dispatcher,
           codec,
-          tag,
-          delivered
+          tag
         )
         const entry = new Entry(id, tag, encoded, timeout, streamEndDecoder(task), receiver.end, 0)
         fromCaller(entry)
@@ -291,12 +290,10 @@ export const makeClient = (
   // One attempt each: the service retries idempotent tasks (service/retry.ts).
   return {
     call: (task, payload, options) => submitOnce(task, payload, options),
-    open: (task, payload, options) => streamOnce(task, payload, options, noDelivery),
+    open: (task, payload, options) => streamOnce(task, payload, options),
     chunk: (task, payloads, timer) => submitChunkOnce(task, payloads, timer)
   }
 }
-
-const noDelivery = (): void => {}
 
 /** `effect`, retried on the task's schedule when it has one (see service/retry.ts). */
 const retried = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>

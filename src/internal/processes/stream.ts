@@ -33,7 +33,7 @@ export const windowOf = (window: number | undefined, fallback: number): number =
  * What one attempt at a streaming task has received: the items not yet
  * pulled, and the end once it came. It is the entry's `resume` (`end`) and
  * `onItems` (`items`); `pull` gives the consumer what arrived, or waits for
- * it. `delivered` is called each time items reach the consumer.
+ * it.
  *
  * @internal
  */
@@ -41,7 +41,6 @@ export class StreamReceiver<A, E> {
   private readonly dispatcher: Pick<Dispatcher, "ack" | "cancel">
   private readonly codec: TaskCodec
   private readonly tag: string
-  private readonly delivered: () => void
   private entry: Entry | undefined = undefined
   private buffer: Array<unknown> = []
   /** Items handed to the consumer and not yet acknowledged: the consumer is done with them at its next pull. */
@@ -53,13 +52,11 @@ export class StreamReceiver<A, E> {
   constructor(
     dispatcher: Pick<Dispatcher, "ack" | "cancel">,
     codec: TaskCodec,
-    tag: string,
-    delivered: () => void
+    tag: string
   ) {
     this.dispatcher = dispatcher
     this.codec = codec
     this.tag = tag
-    this.delivered = delivered
   }
 
   /** Takes the stream's entry, once it is built: its items come here. */
@@ -112,7 +109,6 @@ export class StreamReceiver<A, E> {
       const items = this.buffer
       this.buffer = []
       this.taken = items.length
-      this.delivered()
       return Effect.succeed(items as unknown as Arr.NonEmptyReadonlyArray<A>)
     }
     const exit = this.exit

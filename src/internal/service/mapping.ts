@@ -10,7 +10,7 @@ import * as Stream from "effect/Stream"
 import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkMap } from "../options.ts"
-import { AllSucceeded, type Backend } from "./backend.ts"
+import { AllSucceeded, type Backend, toExits } from "./backend.ts"
 
 /**
  * Chooses items per message. A fixed size is used as given. `"auto"` starts at
@@ -37,7 +37,7 @@ export class Chunker {
   readonly key: string | undefined
   constructor(
     chunkSize: number | "auto" | undefined,
-    aim: Backend["chunking"] = { targetMillis: 5, maxItems: 4096 },
+    aim: Backend["chunking"],
     key?: string | undefined
   ) {
     this.aim = aim
@@ -201,7 +201,7 @@ export const makeMapping = (backend: Backend): Mapping => {
     return collectChunks(inputs, options, (chunk, chunker) =>
       Effect.match(submitChunk(task, chunk, chunker), {
         onFailure: (error) => chunk.map(() => Exit.fail(error)),
-        onSuccess: (result) => result instanceof AllSucceeded ? result.values.map(Exit.succeed) : result
+        onSuccess: toExits
       }))
   }
 

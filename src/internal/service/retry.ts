@@ -94,7 +94,11 @@ export const withRetries = (backend: Backend): Backend => ({
     task.retry === undefined
       ? backend.open(task, payload, options)
       : withStreamRetry(task, (delivered) =>
-        Stream.tap(backend.open(task, payload, options), () => Effect.sync(delivered))),
+        // Once per batch of items the consumer receives, with no Effect per item.
+        Stream.mapArray(backend.open(task, payload, options), (items) => {
+          delivered()
+          return items
+        })),
   chunk: (task, payloads, timer, key) =>
     task.retry === undefined
       ? backend.chunk(task, payloads, timer, key)

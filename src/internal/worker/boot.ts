@@ -4,13 +4,15 @@
  *
  * It installs a resolve hook, by which an import that Node resolves to a
  * module of `effect` goes to that module's entry in the bundle, then runs
- * workerMain, which sees the rest of the arguments as its own. It imports
+ * worker/main.ts, which sees the rest of the arguments as its own. It imports
  * nothing of `effect` itself, so that the hook is in place before the first
  * such import.
  *
  * A load hook lets through only the bundle's files that the plan lists, each
- * with the size it was written with: a file changed since the parent checked
- * the bundle is not run. Other hooks still see every load.
+ * with the size it was written with: a file that grew or shrank since the
+ * parent checked the bundle is not run (a change of the same size is found
+ * by the parent's hash only after a worker failed on it). Other hooks still
+ * see every load.
  *
  * A bundle that cannot be loaded (removed or damaged after the parent
  * checked it) ends the worker with exit code 74; the pool then starts
@@ -40,7 +42,7 @@ const install = (plan: Plan): void => {
   const dir = `${pathToFileURL(plan.dir).href}/`
   const entries = new Map(Object.entries(plan.entries).map(([url, name]) => [url, dir + name]))
   const sizes = new Map(Object.entries(plan.sizes))
-  // For workerMain, to tell a bundle that fails to load from a worker module that fails.
+  // For main.ts, to tell a bundle that fails to load from a worker module that fails.
   const global = globalThis as { [bundleKey]?: string }
   global[bundleKey] = dir
   registerHooks({
@@ -56,7 +58,7 @@ const install = (plan: Plan): void => {
     load: (url, context, nextLoad) => {
       if (url.startsWith(dir)) {
         const file = fileURLToPath(url)
-        // The path in the message tells workerMain that the bundle failed.
+        // The path in the message tells main.ts that the bundle failed.
         if (fs.statSync(file).size !== sizes.get(url.slice(dir.length))) {
           throw new Error(`${file} is not a file of the bundle as it was built`)
         }
