@@ -297,15 +297,16 @@ describe("cluster: the same service", () => {
         // Followed while the layer is open, and to its end once it closes.
         const scope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(clusterPool(pg), scope)
+        const snapshots: Array<ProcessPool.Stats> = []
         const following = yield* ProcessPool.statsStream("100 millis").pipe(
-          Stream.runCollect,
+          Stream.runForEach((snapshot) => Effect.sync(() => snapshots.push(snapshot))),
           Effect.provideContext(context),
           Effect.forkChild
         )
-        yield* Effect.sleep("250 millis")
+        yield* waitUntil("two snapshots of the open layer", () => snapshots.length >= 2, 10_000)
         yield* Scope.close(scope, Exit.void)
-        const snapshots = yield* Fiber.join(following)
-        expect(snapshots.length).toBeGreaterThanOrEqual(2)
+        yield* Fiber.join(following)
+        expect(snapshots.length).toBeGreaterThanOrEqual(3)
         for (const snapshot of snapshots.slice(0, -1)) {
           expect(snapshot.state).toBe("open")
           expect(snapshot.runners).toHaveLength(1)

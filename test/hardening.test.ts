@@ -133,6 +133,16 @@ describe("retries", () => {
       expect((yield* stats).crashes).toBe(4)
     }).pipe(Effect.provide(poolLayer({ size: 1 }))))
 
+  it.live("an item of a crashed chunk runs no more often than its schedule allows", () =>
+    Effect.gen(function*() {
+      const pool = yield* ProcessPool.ProcessPool
+      const error = yield* Effect.flip(pool.map(CrashAlways, [undefined, undefined], { chunkSize: 2 }))
+      assert.instanceOf(error, PoolError.WorkerCrashed)
+      expect(error.reason).toContain("every one of 3 attempts crashed a worker")
+      // Each item: its first run and 2 retries (Schedule.recurs(2)), as a call of it would.
+      expect((yield* stats).crashes).toBe(6)
+    }).pipe(Effect.provide(poolLayer({ size: 1, prefetch: 0 }))))
+
   it.live("a payload that crashes every worker is reported with its tag once the retries are spent", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(ProcessPool.submit(CrashAlways, undefined))

@@ -15,7 +15,7 @@ import type * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type { PoolError } from "../../PoolError.ts"
+import type { PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { SerializationError } from "../../PoolError.ts"
 import type { SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
@@ -228,7 +228,10 @@ export const makeClient = (
     const rest = payloads.slice(unknownEnd)
     const failed: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = task.retry === undefined
       ? Effect.succeed(unknown.map(() => Exit.fail(crashed.error)))
-      : Effect.forEach(unknown, (payload) => Effect.exit(withRetry(task, submitOnce(task, payload, undefined))))
+      : Effect.forEach(
+        unknown,
+        (payload) => Effect.exit(withRetry(task, afterCrash(crashed.error, submitOnce(task, payload, undefined))))
+      )
     const again: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = rest.length === 0
       ? Effect.succeed([])
       : Effect.match(retried(task, submitChunkOnce(task, rest, timer)), {
@@ -298,3 +301,17 @@ export const makeClient = (
 /** `effect`, retried on the task's schedule when it has one (see service/retry.ts). */
 const retried = <A, E>(task: Task.Task.Any, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   task.retry === undefined ? effect : withRetry(task, effect)
+
+/**
+ * `effect`, after a first attempt that already crashed with `crash`: retried
+ * on a task's schedule, the attempt that crashed takes the schedule's first
+ * step, so an item of a crashed chunk runs no more often than a call.
+ */
+const afterCrash = <A, E>(crash: WorkerCrashed, effect: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+  let replayed = false
+  return Effect.suspend(() => {
+    if (replayed) return effect
+    replayed = true
+    return Effect.fail(crash as E)
+  })
+}
