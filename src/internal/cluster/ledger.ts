@@ -1,7 +1,7 @@
 /**
  * The ledger: which messages a runner started, in a table beside the
  * cluster's own in its SQL storage, so that a volatile message the engine
- * delivers again after its runner died fails with \`WorkerCrashed\` rather than
+ * delivers again after its runner died fails with `WorkerCrashed` rather than
  * running a second time.
  *
  * @internal

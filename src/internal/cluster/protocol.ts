@@ -1,5 +1,5 @@
 /**
- * The cluster's protocol: one \`effect/cluster\` entity type whose messages are
+ * The cluster's protocol: one `effect/cluster` entity type whose messages are
  * the tasks (per task an Rpc with its Schemas and the pool's errors, one for
  * its chunks) and a stats request. Shared by the runner and the caller.
  *

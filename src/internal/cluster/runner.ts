@@ -1,5 +1,5 @@
 /**
- * The runner: the layer behind \`ProcessPool.layerRunner\`, which registers
+ * The runner: the layer behind `ProcessPool.layerRunner`, which registers
  * the entity and runs each message in the runner's own local pool.
  *
  * @internal
@@ -89,7 +89,7 @@ export const layerRunner = (
           stats: JSON.stringify(stats),
           served: Array.from(protocol.tasks.keys())
         }))
-      return handlers as any
+      return handlers
     })
 
     yield* sharding.registerEntity(protocol.entity, buildHandlers, {
