@@ -22,7 +22,7 @@ import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { startRunners } from "./cluster.ts"
 import { clusterTasks } from "./fixtures/cluster-tasks.ts"
-import { Count } from "./fixtures/streams.ts"
+import { BadItem, Count, CountBytes, DieAfter, FailAfter } from "./fixtures/streams.ts"
 import { BadResult, Negative, Sleep, Square, Unserved } from "./fixtures/tasks.ts"
 import { count, fixture, tempFile, waitUntil } from "./helpers.ts"
 
@@ -62,6 +62,14 @@ const backends: ReadonlyArray<Backend> = [
   }
 ]
 
+/** A stream's items, and how it ended. */
+const itemsThenEnd = <A, E>(stream: Stream.Stream<A, E>) =>
+  Effect.gen(function*() {
+    const items: Array<A> = []
+    const exit = yield* Effect.exit(Stream.runForEach(stream, (item) => Effect.sync(() => void items.push(item))))
+    return { items, exit }
+  })
+
 /** Behaviour a backend cannot honour, and why: none today. */
 const notHonoured: Record<string, ReadonlyArray<string>> = {}
 
@@ -100,6 +108,51 @@ for (const backend of backends) {
           expect(defect.name).toBe("RangeError")
           expect(defect.message).toBe("thirteen is unlucky")
           expect(defect.stack).toContain("fixtures/worker.ts")
+        }))
+
+      test("a stream's items arrive before its typed failure, its defect, or an item that does not encode", () =>
+        Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const failed = yield* itemsThenEnd(pool.submit(FailAfter, -4))
+          expect(failed.items).toStrictEqual([1, 2, 3])
+          const failure = failed.exit._tag === "Failure" ? Cause.squash(failed.exit.cause) : undefined
+          assert.instanceOf(failure, Negative)
+          expect(failure.n).toBe(-4)
+          const died = yield* itemsThenEnd(pool.submit(DieAfter, 0))
+          expect(died.items).toStrictEqual([1, 2])
+          assert(died.exit._tag === "Failure" && Cause.hasDies(died.exit.cause))
+          expect((Cause.squash(died.exit.cause) as Error).message).toBe("the stream broke")
+          const bad = yield* itemsThenEnd(pool.submit(BadItem, 0))
+          expect(bad.items).toStrictEqual([1, 2])
+          const error = bad.exit._tag === "Failure" ? Cause.squash(bad.exit.cause) : undefined
+          assert.instanceOf(error, PoolError.SerializationError)
+          expect([error.direction, error.side]).toStrictEqual(["result", "worker"])
+        }))
+
+      test("a binary task's bytes cross as bytes", () =>
+        Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const items = yield* Stream.runCollect(pool.submit(CountBytes, 3))
+          expect(items.map((bytes) => [bytes instanceof Uint8Array, ...bytes])).toStrictEqual([
+            [true, 0, 1, 2],
+            [true, 1, 1, 2],
+            [true, 2, 1, 2]
+          ])
+        }))
+
+      test("mapExits gives each item its own outcome: a bad payload fails only its item", () =>
+        Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const exits = yield* pool.mapExits(Square, [2, -3, "x" as unknown as number, 13, 5], { chunkSize: 5 })
+          expect(exits.map((exit) => exit._tag)).toStrictEqual(["Success", "Failure", "Failure", "Failure", "Success"])
+          const [two, negative, bad, unlucky, five] = exits.map((exit) =>
+            exit._tag === "Success" ? exit.value : Cause.squash(exit.cause)
+          )
+          expect([two, five]).toStrictEqual([4, 25])
+          assert.instanceOf(negative, Negative)
+          assert.instanceOf(bad, PoolError.SerializationError)
+          expect([bad.direction, bad.side]).toStrictEqual(["payload", "caller"])
+          expect((unlucky as Error).message).toBe("thirteen is unlucky")
         }))
 
       test("a bad payload is refused before it is sent, a bad result when it comes back", () =>

@@ -5,14 +5,15 @@
  *
  * ```
  *  CALLER                           effect/cluster                RUNNER
- *  layerCluster › submit            Sharding › makeClient         layerRunner › handler
- *   encode p ── bad ─▶ SerializationError (nothing sent)
+ *  service › encode p ── bad ─▶ SerializationError (nothing sent)
+ *  layerCluster › call              Sharding › makeClient         layerRunner › handler
  *   entity id: key, or the next of `spread` ids (shards spread over runners)
- *   ─────────────── Rpc (tag, Schemas of the task) ─────────▶ ledger: first delivery?
+ *   ─────────────── Rpc (tag, encoded p) ───────────────────▶ ledger: first delivery?
  *                                                               no ─▶ WorkerCrashed { runner }
- *                                                               yes ─▶ local pool › submit
- *   ◀── success / failure (same class) / PoolError / defect (remote stack) ──
- *   WorkerCrashed { runner } and idempotent ─▶ again, following task.retry
+ *                                                               yes ─▶ local pool › call
+ *   ◀──────── outcome, still encoded / PoolError ────────────
+ *  service › decode: success / failure (same class) / defect (remote stack)
+ *  service › WorkerCrashed { runner } and idempotent ─▶ again, following task.retry
  * ```
  *
  * A volatile message whose runner dies is sent again by the engine to the
@@ -24,17 +25,24 @@
 import * as Cause from "effect/Cause"
 import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { type PoolError, SerializationError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
-import type { ClusterOptions, Stats, SubmitOptions } from "../../ProcessPool.ts"
+import { isPoolError, type PoolError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
+import type { ClusterOptions, Stats } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
-import { checkCluster, millis } from "../options.ts"
-import { AllSucceeded, type Backend, type ChunkResult, type ChunkTimer } from "../service/backend.ts"
+import { checkCluster } from "../options.ts"
+import {
+  AllSucceeded,
+  type Backend,
+  type Call,
+  type ChunkTimer,
+  type Outcome,
+  type RawChunk
+} from "../service/backend.ts"
 import { makeOutcomeCounter } from "../telemetry/poolMetrics.ts"
-import { codecFor, Invalid } from "../wire/codec.ts"
-import { chunkTag, defaultSpread, makeProtocol, RunnerStats, statsTag } from "./protocol.ts"
+import { encodeDefect } from "../wire/codec.ts"
+import { ExitKind } from "../wire/protocol.ts"
+import { chunkTag, defaultSpread, fromWire, makeProtocol, RunnerStats, statsTag, type WireOutcome } from "./protocol.ts"
 
 /** The engine's own routing errors never reach the user as such: they mean the cluster is unwell. */
 const engineErrors = ["MailboxFull", "AlreadyProcessingMessage", "PersistenceError", "EntityNotAssignedToRunner"]
@@ -45,12 +53,18 @@ const orDieEngine = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     (e) => Effect.die(e)
   ) as Effect.Effect<A, E, R>
 
-const encodeFirst = (task: Task.Task.Any, payload: unknown): SerializationError | undefined => {
-  const encoded = codecFor(task).encodePayload(payload)
-  return encoded instanceof Invalid
-    ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue, side: "caller" })
-    : undefined
+/** A chunk's answer from its runner: see the chunk's Rpc in protocol.ts. */
+interface ChunkReply {
+  readonly values?: ReadonlyArray<unknown> | undefined
+  readonly outcomes?: ReadonlyArray<WireOutcome | PoolError> | undefined
 }
+
+/** A call's whole life, from the check that a runner serves its task to its outcome, bounded by its timeout. */
+const bounded = <A>(tag: string, call: Call, effect: Effect.Effect<A, PoolError>): Effect.Effect<A, PoolError> =>
+  call.timeout === 0 ? effect : Effect.timeoutOrElse(effect, {
+    duration: call.timeout,
+    orElse: () => Effect.fail(new TaskTimeout({ task: tag, timeout: call.timeout }))
+  })
 
 /** The backend behind `ProcessPool.layerCluster`. */
 export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) {
@@ -91,78 +105,74 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       )
     })
 
-  const submitOne = (task: Task.Task.Any, payload: unknown, submitOptions: SubmitOptions | undefined) =>
-    Effect.suspend(() => {
-      const invalid = encodeFirst(task, payload)
-      if (invalid !== undefined) return Effect.fail(invalid)
-      const key = submitOptions?.key
-      let call = orDieEngine(Effect.suspend(() => clientFor(entityId(key))[task._tag](payload)))
-      const timeout = submitOptions?.timeout
-      if (timeout !== undefined) {
-        const ms = millis(timeout, 0)
-        call = Effect.timeoutOrElse(call, {
-          duration: ms,
-          orElse: () => Effect.fail(new TaskTimeout({ task: task._tag, timeout: ms }))
-        })
-      }
-      return Effect.andThen(served(task), call)
-    })
-
-  const submitStream = (task: Task.Task.Any, payload: unknown, submitOptions: SubmitOptions | undefined) =>
-    Stream.unwrap(
-      Effect.as(served(task), undefined).pipe(Effect.map(() => {
-        const invalid = encodeFirst(task, payload)
-        if (invalid !== undefined) return Stream.fail(invalid)
-        const client = clientFor(entityId(submitOptions?.key))
-        const stream: Stream.Stream<any, any> = client[task._tag](payload, {
-          streamBufferSize: submitOptions?.window ?? 16
-        })
-        return stream
-      }))
+  const call = (task: Task.Task.Any, payload: unknown, call: Call): Effect.Effect<Outcome, PoolError> =>
+    bounded(
+      task._tag,
+      call,
+      Effect.andThen(
+        served(task),
+        Effect.map(
+          orDieEngine<WireOutcome, PoolError, never>(
+            Effect.suspend(() => clientFor(entityId(call.key))[task._tag](payload))
+          ),
+          fromWire
+        )
+      )
     )
 
-  /**
-   * One chunk of good payloads on one runner. A pool error, such as a lost
-   * runner, fails the chunk (the service retries an idempotent task's chunk);
-   * a defect is every item's.
-   */
-  const runChunk = (task: Task.Task.Unary, items: ReadonlyArray<unknown>, key: string | undefined) =>
-    orDieEngine(Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](items))).pipe(
-      Effect.map((reply: any): ChunkResult => reply.exits ?? new AllSucceeded(reply.values)),
-      Effect.catchCause((cause): Effect.Effect<ChunkResult, PoolError> =>
-        Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)
-          ? Effect.failCause(cause as Cause.Cause<PoolError>)
-          : Effect.succeed(items.map(() => Exit.failCause(cause)))
+  const open = (task: Task.Task.Any, payload: unknown, call: Call): Stream.Stream<unknown, Outcome | PoolError> => {
+    const stream = Stream.unwrap(
+      Effect.map(
+        served(task),
+        (): Stream.Stream<unknown, Outcome | PoolError> =>
+          Stream.mapError(
+            clientFor(entityId(call.key))[task._tag](payload, { streamBufferSize: call.window ?? 16 }) as Stream.Stream<
+              unknown,
+              WireOutcome | PoolError
+            >,
+            (error) => isPoolError(error) ? error : fromWire(error)
+          )
       )
-    ) as Effect.Effect<ChunkResult, PoolError>
+    )
+    if (call.timeout === 0) return stream
+    // The whole stream, as on a local pool.
+    return Stream.interruptWhen(
+      stream,
+      Effect.andThen(
+        Effect.sleep(call.timeout),
+        Effect.fail(new TaskTimeout({ task: task._tag, timeout: call.timeout }))
+      )
+    )
+  }
 
   /**
-   * One chunk on one runner: every item's outcome. Bad payloads are refused
-   * here, item by item, before anything is sent; a lost runner fails every
-   * item it held.
+   * One chunk on one runner: every item's outcome. A pool error, such as a
+   * lost runner, fails the chunk (the service retries an idempotent task's
+   * chunk); a defect, such as a runner's, is every item's.
    */
   const chunk = (
     task: Task.Task.Unary,
     payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
     key: string | undefined
-  ): Effect.Effect<ChunkResult, PoolError> =>
+  ): Effect.Effect<RawChunk, PoolError> =>
     Effect.andThen(served(task), () => {
-      const exits: Array<Exit.Exit<any, any> | undefined> = payloads.map((item) => {
-        const invalid = encodeFirst(task, item)
-        return invalid === undefined ? undefined : Exit.fail(invalid)
-      })
-      const good = payloads.filter((_, i) => exits[i] === undefined)
-      if (good.length === 0) return Effect.succeed(exits as Array<Exit.Exit<any, any>>)
       const started = performance.now()
-      return Effect.map(runChunk(task, good, key), (results): ChunkResult => {
-        timer.record(good.length, performance.now() - started)
-        if (good.length === payloads.length) return results
-        let at = 0
-        return exits.map((exit) =>
-          exit ?? (results instanceof AllSucceeded ? Exit.succeed(results.values[at++]) : results[at++])
-        )
-      })
+      return orDieEngine<ChunkReply, PoolError, never>(
+        Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](payloads))
+      ).pipe(
+        Effect.map((reply): RawChunk => {
+          timer.record(payloads.length, performance.now() - started)
+          return reply.outcomes === undefined
+            ? new AllSucceeded(reply.values ?? [])
+            : reply.outcomes.map((item) => isPoolError(item) ? item : fromWire(item))
+        }),
+        Effect.catchCause((cause): Effect.Effect<RawChunk, PoolError> => {
+          if (Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)) return Effect.failCause(cause)
+          const defect: Outcome = [ExitKind.Defect, encodeDefect(Cause.squash(cause))]
+          return Effect.succeed(payloads.map(() => defect))
+        })
+      )
     })
 
   /** Asks every entity id that spread work goes to, and keeps one answer per runner. */
@@ -195,34 +205,24 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
   }).pipe(Effect.orDie)
 
   // The caller's count of tasks by outcome, as a local pool's dispatcher keeps it.
-  const count = options.metrics === false
-    ? () => {}
+  const counter = options.metrics === false
+    ? undefined
     : makeOutcomeCounter(yield* Effect.context<never>(), options.name ?? "default")
+  const count = counter?.count ?? (() => {})
   return {
-    call: ((task, payload, submitOptions) =>
-      Effect.onExit(
-        submitOne(task, payload, submitOptions),
-        (exit) => Effect.sync(() => count(task._tag, exit))
-      )) as Backend["call"],
-    open: ((task, payload, submitOptions) =>
-      Stream.onExit(
-        submitStream(task, payload, submitOptions),
-        (exit) => Effect.sync(() => count(task._tag, exit))
-      )) as Backend["open"],
-    chunk: ((task, payloads, timer, key) =>
+    call: (task, payload, options) =>
+      Effect.onExit(call(task, payload, options), (exit) => Effect.sync(() => count(task._tag, exit))),
+    open: (task, payload, options) =>
+      Stream.onExit(open(task, payload, options), (exit) => Effect.sync(() => count(task._tag, exit))),
+    chunk: (task, payloads, timer, key) =>
       Effect.onExit(chunk(task, payloads, timer, key), (exit) =>
         Effect.sync(() => {
-          if (Exit.isFailure(exit)) {
-            return count(task._tag, exit, payloads.length)
-          }
-          if (exit.value instanceof AllSucceeded) {
-            return count(task._tag, Exit.void, payloads.length)
-          }
-          for (const item of exit.value) {
-            count(task._tag, item)
-          }
-        }))) as Backend["chunk"],
+          if (exit._tag === "Failure") return count(task._tag, exit, payloads.length)
+          if (exit.value instanceof AllSucceeded) return count(task._tag, exit, payloads.length)
+          for (const item of exit.value) count(task._tag, item)
+        })),
     stats,
+    refused: counter?.refused,
     concurrency: options.concurrency ?? 16,
     // A chunk's trip through the cluster costs about a millisecond: chunks of about 50 ms keep it small.
     chunking: { targetMillis: 50, maxItems: 1024 }

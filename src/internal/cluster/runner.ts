@@ -7,7 +7,6 @@
 import * as Entity from "effect/cluster/Entity"
 import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as SqlClient from "effect/sql/SqlClient"
@@ -17,9 +16,14 @@ import type { RunnerOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkRunner } from "../options.ts"
 import { makeLocal } from "../processes/pool.ts"
-import { makeMapping } from "../service/mapping.ts"
+import { AllSucceeded, type Call } from "../service/backend.ts"
+import { isOutcome } from "../service/codec.ts"
+import { Chunker } from "../service/mapping.ts"
 import { lostOn, makeLedger } from "./ledger.ts"
-import { chunkTag, makeProtocol, statsTag } from "./protocol.ts"
+import { chunkTag, makeProtocol, statsTag, toWire } from "./protocol.ts"
+
+/** The caller bounds a call's whole life with its timeout: the runner's local pool runs it as it comes. */
+const asSent: Call = { timeout: 0, window: undefined, key: undefined }
 
 /** The layer behind `ProcessPool.layerRunner`. */
 export const layerRunner = (
@@ -39,9 +43,16 @@ export const layerRunner = (
         "effect-process-pool: no SqlClient on this runner, so a task whose runner dies may run twice"
       )
     }
-    // One attempt each: the caller's service retries idempotent tasks, wherever their worker was lost.
+    // One attempt each: the caller's service retries idempotent tasks, wherever their worker was lost. Payloads
+    // and outcomes stay encoded: the caller's service encodes and decodes them.
     const local = yield* makeLocal(poolOptions)
-    const { mapExits } = makeMapping(local)
+    // Per task, how long its items take here: the size of the parts a chunk comes back in.
+    const timers = new Map<string, Chunker>()
+    const timerOf = (tag: string) => {
+      let timer = timers.get(tag)
+      if (timer === undefined) timers.set(tag, timer = new Chunker("auto", local.chunking))
+      return timer
+    }
 
     // Built for each entity the runner hosts, where the engine provides the runner's own address.
     const buildHandlers = Effect.gen(function*() {
@@ -62,22 +73,32 @@ export const layerRunner = (
       for (const task of protocol.tasks.values()) {
         if (task.stream) {
           handlers[task._tag] = (request) =>
-            Stream.unwrap(
-              guard(
-                request,
-                task,
-                Effect.sync(() => local.open(task, request.payload, undefined) as Stream.Stream<any>)
+            Stream.unwrap(guard(
+              request,
+              task,
+              Effect.sync(() =>
+                Stream.mapError(local.open(task, request.payload, asSent), (e) => isOutcome(e) ? toWire(e) : e)
               )
-            )
+            ))
         } else {
-          handlers[task._tag] = (request) => guard(request, task, local.call(task, request.payload, undefined))
+          handlers[task._tag] = (request) =>
+            guard(request, task, Effect.map(local.call(task, request.payload, asSent), toWire))
+          // One chunk of the caller's is one batch here: its parts spread it over the workers' time.
           handlers[chunkTag(task._tag)] = (request) =>
             guard(
               request,
               task,
               Effect.map(
-                mapExits(task as Task.Task.Unary, request.payload as ReadonlyArray<unknown>),
-                (exits) => exits.every(Exit.isSuccess) ? { values: exits.map((exit) => exit.value) } : { exits }
+                local.chunk(
+                  task as Task.Task.Unary,
+                  request.payload as ReadonlyArray<unknown>,
+                  timerOf(task._tag),
+                  undefined
+                ),
+                (raw) =>
+                  raw instanceof AllSucceeded
+                    ? { values: raw.values }
+                    : { outcomes: raw.map((item) => isOutcome(item) ? toWire(item) : item) }
               )
             )
         }

@@ -1,15 +1,15 @@
 /**
- * The caller's side of a task's trip: encode the payload, build the message,
- * hand it to the dispatcher as an `Entry`, and resume the caller with the
- * reply, decoded into the caller's `Exit` (replies.ts). A stream's items are
- * received in stream.ts; retries of idempotent tasks (retry.ts) wrap this.
+ * The caller's side of a task's trip through the local pool: build the
+ * message around the payload the service encoded, hand it to the dispatcher
+ * as an `Entry`, and resume the caller with the worker's outcome, still
+ * encoded (replies.ts). A stream's items are received in stream.ts; the
+ * service decodes, and retries idempotent tasks (service/retry.ts).
  *
  * @internal
  */
 import * as Channel from "effect/Channel"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
@@ -17,42 +17,27 @@ import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
 import type { PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { SerializationError } from "../../PoolError.ts"
-import type { SubmitOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
-import { millis } from "../options.ts"
-import { type Backend, type ChunkResult, type ChunkTimer, toExits } from "../service/backend.ts"
+import type { Backend, Call, ChunkTimer, Outcome, RawChunk } from "../service/backend.ts"
 import { withRetry } from "../service/retry.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
-import { codecFor, type Convert, Invalid } from "../wire/codec.ts"
 import { maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
 import type { Dispatcher } from "./dispatcher.ts"
 import { type Decode, Entry } from "./entry.ts"
-import { ChunkReplies, Crashed, replyDecoder, streamEndDecoder } from "./replies.ts"
+import { ChunkReplies, Crashed, outcomeOf, streamEndOf, toOutcomes } from "./replies.ts"
 import { StreamReceiver, windowOf } from "./stream.ts"
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
 const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
   task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
 
-/**
- * Builds a Run, RunBatch or RunStream message once the run has its id: the
- * payload is encoded when the effect runs, so each run sends the payload as
- * it is then, or fails with the SerializationError that says why it cannot
- * be sent.
- */
-const runMessage = (
-  task: Task.Task.Any,
-  encode: Convert,
-  payload: unknown,
-  build: (id: number, encoded: any, trace: Trace) => ToWorkerMessage
-) =>
-(id: number, trace: Trace): string | Binary | SerializationError => {
-  const encoded = encode(payload)
-  return encoded instanceof Invalid
-    ? new SerializationError({ task: task._tag, direction: "payload", issue: encoded.issue })
-    : wire(task, build(id, encoded, trace))
-}
+/** Builds a Run, RunBatch or RunStream message in the task's wire format, once the run has its id. */
+const runMessage =
+  (task: Task.Task.Any, build: (id: number, trace: Trace) => ToWorkerMessage) =>
+  (id: number, trace: Trace): string | Binary => wire(task, build(id, trace))
+
+const noCall: Call = { timeout: 0, window: undefined, key: undefined }
 
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
 const currentTrace = (): Trace => {
@@ -98,15 +83,15 @@ export const makeClient = (
   const prepare = (
     tag: string,
     id: number,
-    message: (id: number, trace: Trace) => string | Binary | SerializationError
+    message: (id: number, trace: Trace) => string | Binary
   ): string | Binary | SerializationError => {
-    let encoded: string | Binary | SerializationError
+    let encoded: string | Binary
     try {
       encoded = message(id, currentTrace())
     } catch (cause) {
-      return new SerializationError({ task: tag, direction: "payload", issue: String(cause) })
+      // An encoded payload the wire cannot carry: a binary task's value V8 cannot serialize.
+      return new SerializationError({ task: tag, direction: "payload", issue: String(cause), side: "caller" })
     }
-    if (encoded instanceof SerializationError) return encoded
     // A JSON message travels alone in a frame as `[message]`: two bytes more.
     const size = encoded instanceof Binary
       ? encoded.length
@@ -130,7 +115,7 @@ export const makeClient = (
    */
   const run = <A, E>(
     tag: string,
-    message: (id: number, trace: Trace) => string | Binary | SerializationError,
+    message: (id: number, trace: Trace) => string | Binary,
     timeout: number,
     decode: Decode,
     batchSize = 0,
@@ -150,54 +135,41 @@ export const makeClient = (
       return stop(entry)
     })
 
-  const submitOnce = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options?: SubmitOptions
-  ): Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> => {
+  const submitOnce = (task: Task.Task.Any, payload: unknown, call: Call): Effect.Effect<Outcome, PoolError> => {
     const tag = task._tag
-    const codec = codecFor(task)
-    // 0 is no timeout; so is an infinite one.
-    const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
-    return run(
-      tag,
-      runMessage(task, codec.encodePayload, payload, (id, encoded, trace) => Message.run(id, tag, encoded, trace)),
-      timeout,
-      replyDecoder(task)
-    )
+    return run(tag, runMessage(task, (id, trace) => Message.run(id, tag, payload, trace)), call.timeout, outcomeOf)
   }
 
-  const submitChunkOnce = <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+  const submitChunkOnce = (
+    task: Task.Task.Any,
+    payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer
-  ): Effect.Effect<ChunkResult, PoolError> => {
+  ): Effect.Effect<RawChunk, PoolError> => {
     if (payloads.length === 1) {
       return Effect.suspend(() => {
         const started = performance.now()
-        // The item's Exit is the chunk's answer, so the item is retried here, as one of a crashed chunk is.
-        return Effect.map(Effect.exit(retried(task, submitOnce(task, payloads[0]))), (exit) => {
-          timer.record(1, performance.now() - started)
-          return [exit]
+        // The item's outcome is the chunk's answer, so the item is retried here, as one of a crashed chunk is.
+        return Effect.match(retried(task, submitOnce(task, payloads[0], noCall)), {
+          onFailure: (error): RawChunk => {
+            timer.record(1, performance.now() - started)
+            return [error]
+          },
+          onSuccess: (outcome): RawChunk => {
+            timer.record(1, performance.now() - started)
+            return [outcome]
+          }
         })
       })
     }
     const tag = task._tag
-    const codec = codecFor(task)
     return Effect.suspend(() => {
       // At most `maxParts` parts a chunk: while the workers' own measure is unknown (cold, or items of unknown
       // length), a guess of one item a part would cost a write per item.
       const partItems = Math.max(timer.firstPartItems(), Math.ceil(payloads.length / maxParts))
-      const replies = new ChunkReplies(task, payloads.length, partItems, timer)
-      // One codec call for the chunk; the item that does not fit is named in the issue's path.
-      const attempt = run<ChunkResult | Crashed, PoolError>(
+      const replies = new ChunkReplies(payloads.length, partItems, timer)
+      const attempt = run<RawChunk | Crashed, PoolError>(
         tag,
-        runMessage(
-          task,
-          codec.encodePayloads,
-          payloads,
-          (id, encoded, trace) => Message.runBatch(id, tag, encoded, trace, partItems)
-        ),
+        runMessage(task, (id, trace) => Message.runBatch(id, tag, payloads, trace, partItems)),
         0,
         replies.decode,
         payloads.length,
@@ -217,30 +189,34 @@ export const makeClient = (
    * or, for an idempotent task, run again on its retry schedule. The items
    * after them never started: they run again, in a chunk of their own.
    */
-  const recover = <T extends Task.Task.Any>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+  const recover = (
+    task: Task.Task.Any,
+    payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
     crashed: Crashed
-  ): Effect.Effect<ChunkResult> => {
+  ): Effect.Effect<RawChunk> => {
     const unknownEnd = Math.min(payloads.length, crashed.received + crashed.window)
     const unknown = payloads.slice(crashed.received, unknownEnd)
     const rest = payloads.slice(unknownEnd)
-    const failed: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = task.retry === undefined
-      ? Effect.succeed(unknown.map(() => Exit.fail(crashed.error)))
+    const failed: Effect.Effect<Array<Outcome | PoolError>> = task.retry === undefined
+      ? Effect.succeed(unknown.map(() => crashed.error))
       : Effect.forEach(
         unknown,
-        (payload) => Effect.exit(withRetry(task, afterCrash(crashed.error, submitOnce(task, payload, undefined))))
+        (payload) =>
+          Effect.match(withRetry(task, afterCrash(crashed.error, submitOnce(task, payload, noCall))), {
+            onFailure: (error): Outcome | PoolError => error,
+            onSuccess: (outcome): Outcome | PoolError => outcome
+          })
       )
-    const again: Effect.Effect<Array<Exit.Exit<unknown, unknown>>> = rest.length === 0
+    const again: Effect.Effect<Array<Outcome | PoolError>> = rest.length === 0
       ? Effect.succeed([])
       : Effect.match(retried(task, submitChunkOnce(task, rest, timer)), {
-        onFailure: (error) => rest.map(() => Exit.fail(error)),
-        onSuccess: toExits
+        onFailure: (error) => rest.map(() => error),
+        onSuccess: toOutcomes
       })
     return Effect.map(
       Effect.all([failed, again]),
-      ([failed, again]) => [...toExits(crashed.results), ...failed, ...again]
+      ([failed, again]) => [...toOutcomes(crashed.results), ...failed, ...again]
     )
   }
 
@@ -251,38 +227,23 @@ export const makeClient = (
    * early, failed or was interrupted), the worker's stream is interrupted and
    * its finalizers run before the scope finishes closing.
    */
-  const streamOnce = <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ): Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError> =>
+  const streamOnce = (task: Task.Task.Any, payload: unknown, call: Call): Stream.Stream<unknown, Outcome | PoolError> =>
     Stream.fromChannel(Channel.fromTransform((_, scope) =>
       Effect.suspend(() => {
         const tag = task._tag
-        const codec = codecFor(task)
-        const window = windowOf(options?.window, streamWindow)
-        const timeout = options?.timeout === undefined ? 0 : millis(options.timeout, 0)
+        const window = windowOf(call.window, streamWindow)
         const id = dispatcher.id()
         const encoded = prepare(
           tag,
           id,
-          runMessage(
-            task,
-            codec.encodePayload,
-            payload,
-            (id, encoded, trace) => Message.runStream(id, tag, encoded, trace, window)
-          )
+          runMessage(task, (id, trace) => Message.runStream(id, tag, payload, trace, window))
         )
         if (encoded instanceof SerializationError) {
           events.unsent?.(tag, 1, Fiber.getCurrent()?.context)
           return Effect.fail(encoded)
         }
-        const receiver = new StreamReceiver<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>(
-          dispatcher,
-          codec,
-          tag
-        )
-        const entry = new Entry(id, tag, encoded, timeout, streamEndDecoder(task), receiver.end, 0)
+        const receiver = new StreamReceiver<unknown, Outcome | PoolError>(dispatcher)
+        const entry = new Entry(id, tag, encoded, call.timeout, streamEndOf, receiver.end, 0)
         fromCaller(entry)
         receiver.attach(entry)
         dispatcher.submit(entry)
@@ -292,8 +253,8 @@ export const makeClient = (
 
   // One attempt each: the service retries idempotent tasks (service/retry.ts).
   return {
-    call: (task, payload, options) => submitOnce(task, payload, options),
-    open: (task, payload, options) => streamOnce(task, payload, options),
+    call: submitOnce,
+    open: streamOnce,
     chunk: (task, payloads, timer) => submitChunkOnce(task, payloads, timer)
   }
 }

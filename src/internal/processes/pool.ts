@@ -7,6 +7,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import type { InvalidOption, WorkerStartError } from "../../PoolError.ts"
@@ -107,6 +108,10 @@ export const makeLocal: (
       crashes: supervisor.crashes,
       workers: supervisor.workerStats()
     })),
+    refused: events.unsent === undefined && events.undecoded === undefined ? undefined : {
+      unsent: (task, items) => events.unsent?.(task, items, Fiber.getCurrent()?.context),
+      undecoded: (task) => events.undecoded?.(task, Fiber.getCurrent()?.context)
+    },
     concurrency: resolved.maxSize * 2 + 2,
     chunking: { targetMillis: 5, maxItems: 4096 }
   } satisfies Backend

@@ -1,9 +1,10 @@
 /**
  * The caller's end of a streaming task's run. Items arrive pushed by the
  * worker, at most `window` ahead of what the consumer has taken, and are
- * decoded as they come; each pull takes every item that has arrived and
+ * kept as they come; each pull takes every item that has arrived and
  * acknowledges the ones taken at the pull before, which lets the worker
- * produce as many more. The worker's side is worker/stream.ts.
+ * produce as many more. Items stay encoded: the service decodes them. The
+ * worker's side is worker/stream.ts.
  *
  * @internal
  */
@@ -12,8 +13,6 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Pull from "effect/Pull"
-import { SerializationError } from "../../PoolError.ts"
-import { Invalid, type TaskCodec } from "../wire/codec.ts"
 import type { Dispatcher } from "./dispatcher.ts"
 import type { Entry } from "./entry.ts"
 
@@ -38,9 +37,7 @@ export const windowOf = (window: number | undefined, fallback: number): number =
  * @internal
  */
 export class StreamReceiver<A, E> {
-  private readonly dispatcher: Pick<Dispatcher, "ack" | "cancel">
-  private readonly codec: TaskCodec
-  private readonly tag: string
+  private readonly dispatcher: Pick<Dispatcher, "ack">
   private entry: Entry | undefined = undefined
   private buffer: Array<unknown> = []
   /** Items handed to the consumer and not yet acknowledged: the consumer is done with them at its next pull. */
@@ -49,14 +46,8 @@ export class StreamReceiver<A, E> {
   private exit: Exit.Exit<unknown, unknown> | undefined = undefined
   private wake: (() => void) | undefined = undefined
 
-  constructor(
-    dispatcher: Pick<Dispatcher, "ack" | "cancel">,
-    codec: TaskCodec,
-    tag: string
-  ) {
+  constructor(dispatcher: Pick<Dispatcher, "ack">) {
     this.dispatcher = dispatcher
-    this.codec = codec
-    this.tag = tag
   }
 
   /** Takes the stream's entry, once it is built: its items come here. */
@@ -74,23 +65,8 @@ export class StreamReceiver<A, E> {
   /** Items arrived, still encoded. */
   private readonly items = (values: Array<unknown>): void => {
     if (this.exit !== undefined) return
-    const decoded = this.codec.decodeSuccesses(values)
-    if (decoded instanceof Invalid) {
-      // The stream cannot go on: the items that did decode are still delivered, one by one.
-      for (const value of values) {
-        const item = this.codec.decodeSuccess(value)
-        if (item instanceof Invalid) {
-          this.exit = Exit.fail(
-            new SerializationError({ task: this.tag, direction: "result", issue: item.issue, side: "caller" })
-          )
-          this.dispatcher.cancel(this.entry!)
-          break
-        }
-        this.buffer.push(item)
-      }
-    } else {
-      for (const item of decoded as Array<unknown>) this.buffer.push(item)
-    }
+    if (this.buffer.length === 0) this.buffer = values
+    else for (const value of values) this.buffer.push(value)
     this.notify()
   }
 

@@ -1,33 +1,45 @@
 /**
  * What a backend gives the service: the few primitives that differ between
- * local processes, the in-memory layer and the cluster. Everything a caller
- * sees on top of them (the checks of options, `map`, `mapExits` and `stream`
- * with lazy input, ordering and chunk sizes, `stats` and `statsStream`) is
+ * local processes, the in-memory layer and the cluster. A backend carries
+ * values as they cross a boundary: payloads already encoded by the service,
+ * outcomes still encoded, as the worker made them. Everything a caller sees
+ * on top of them (the checks of options, payloads encoded and results
+ * decoded with the task's Schemas, `map`, `mapExits` and `stream` with lazy
+ * input, ordering and chunk sizes, retries, `stats` and `statsStream`) is
  * built once, in service.ts.
  *
  * @internal
  */
 import type * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Stream from "effect/Stream"
 import type { PoolError } from "../../PoolError.ts"
-import type { Stats, SubmitOptions } from "../../ProcessPool.ts"
+import type { Stats } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
+import type { ExitKind } from "../wire/protocol.ts"
+
+/**
+ * A task's or an item's outcome as its worker encoded it: its `ExitKind`, and
+ * the encoded success, failure or defect, or the issue, when it has a value.
+ *
+ * @internal
+ */
+export type Outcome = readonly [kind: ExitKind, value?: unknown]
 
 /** A chunk's outcome when every item succeeded: their values alone. @internal */
-export class AllSucceeded {
-  readonly values: ReadonlyArray<unknown>
-  constructor(values: ReadonlyArray<unknown>) {
+export class AllSucceeded<A = unknown> {
+  readonly values: ReadonlyArray<A>
+  constructor(values: ReadonlyArray<A>) {
     this.values = values
   }
 }
 
-/** A chunk's outcome: every item's `Exit`, or, when all succeeded, their values. @internal */
-export type ChunkResult = Array<Exit.Exit<any, any>> | AllSucceeded
-
-/** Every item's `Exit` of a chunk's outcome. @internal */
-export const toExits = (result: ChunkResult): Array<Exit.Exit<any, any>> =>
-  result instanceof AllSucceeded ? result.values.map(Exit.succeed) : result
+/**
+ * A chunk's outcome, still encoded: every item's encoded success when all
+ * succeeded, or else each item's `Outcome`, or the pool error that ended it.
+ *
+ * @internal
+ */
+export type RawChunk = AllSucceeded | Array<Outcome | PoolError>
 
 /** Learns how long items take, to size the next chunks: see `Chunker` in mapping.ts. @internal */
 export interface ChunkTimer {
@@ -39,37 +51,57 @@ export interface ChunkTimer {
 }
 
 /**
- * One backend of the `ProcessPool` service. Options reach it checked.
+ * A call's options as a backend takes them: checked, with the timeout in
+ * milliseconds (0 for none). Each backend enforces the timeout where it can
+ * stop the work.
+ *
+ * @internal
+ */
+export interface Call {
+  readonly timeout: number
+  /** For a streaming task: items the worker may produce ahead of the consumer; the backend's default if unset. */
+  readonly window: number | undefined
+  /** Through the cluster: where the call goes. */
+  readonly key: string | undefined
+}
+
+/**
+ * One backend of the `ProcessPool` service. Each primitive makes one attempt:
+ * the service retries idempotent tasks.
  *
  * @internal
  */
 export interface Backend {
-  /** Runs one unary task: its success, typed failure, or a pool error. */
-  readonly call: <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ) => Effect.Effect<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
-  /** Runs one streaming task: nothing is sent until the stream is pulled. */
-  readonly open: <T extends Task.Task.Any>(
-    task: T,
-    payload: Task.Task.Payload<T>,
-    options: SubmitOptions | undefined
-  ) => Stream.Stream<Task.Task.Success<T>, Task.Task.Failure<T> | PoolError>
+  /** Runs one unary task: its outcome, or a pool error. */
+  readonly call: (task: Task.Task.Any, payload: unknown, call: Call) => Effect.Effect<Outcome, PoolError>
+  /**
+   * Runs one streaming task: its encoded items; a stream that ends other than
+   * by success fails with its outcome. Nothing is sent until it is pulled.
+   */
+  readonly open: (task: Task.Task.Any, payload: unknown, call: Call) => Stream.Stream<unknown, Outcome | PoolError>
   /**
    * Runs one chunk of a `map`: each item's outcome in the result; a pool
    * error that ended the whole chunk fails the effect. `key` is the call's.
    */
-  readonly chunk: <T extends Task.Task.Unary>(
-    task: T,
-    payloads: ReadonlyArray<Task.Task.Payload<T>>,
+  readonly chunk: (
+    task: Task.Task.Unary,
+    payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
     key: string | undefined
-  ) => Effect.Effect<ChunkResult, PoolError>
+  ) => Effect.Effect<RawChunk, PoolError>
   /** A snapshot of the backend. */
   readonly stats: Effect.Effect<Stats>
   /** How many chunks of one `map` are in flight at once, unless the call says. */
   readonly concurrency: number
   /** What `chunkSize: "auto"` aims at: milliseconds of work per chunk, and the most items in one. */
   readonly chunking: { readonly targetMillis: number; readonly maxItems: number }
+  /**
+   * Told of what the service failed on its side, so that the backend's count
+   * of tasks by outcome stays true: `items` payloads that did not encode and
+   * were never sent, or a success the caller could not decode.
+   */
+  readonly refused?: {
+    readonly unsent: (task: string, items: number) => void
+    readonly undecoded: (task: string) => void
+  } | undefined
 }

@@ -7,10 +7,28 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
+import type { PoolError } from "../../PoolError.ts"
 import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkMap } from "../options.ts"
-import { AllSucceeded, type Backend, toExits } from "./backend.ts"
+import { AllSucceeded, type Backend, type ChunkTimer } from "./backend.ts"
+import { type ChunkResult, toExits } from "./codec.ts"
+
+/**
+ * What the map engines run on: a chunk's decoded outcome, and the backend's
+ * concurrency and aim for chunk sizes.
+ *
+ * @internal
+ */
+export interface Chunks extends Pick<Backend, "concurrency" | "chunking"> {
+  /** One chunk: each item's `Exit`; a pool error that ended the whole chunk fails the effect. */
+  readonly chunk: (
+    task: Task.Task.Unary,
+    payloads: ReadonlyArray<unknown>,
+    timer: ChunkTimer,
+    key: string | undefined
+  ) => Effect.Effect<ChunkResult, PoolError>
+}
 
 /**
  * Chooses items per message. A fixed size is used as given. `"auto"` starts at
@@ -87,12 +105,12 @@ function* chunksOf<A>(inputs: Iterable<A>, chunker: Chunker): Generator<Array<A>
 export type Mapping = Pick<Service, "map" | "mapExits" | "stream">
 
 /**
- * `map`, `mapExits` and `stream` over one backend's `chunk`: the inputs read
- * lazily, cut into chunks, `concurrency` of them in flight.
+ * `map`, `mapExits` and `stream` over chunks: the inputs read lazily, cut
+ * into chunks, `concurrency` of them in flight.
  *
  * @internal
  */
-export const makeMapping = (backend: Backend): Mapping => {
+export const makeMapping = (backend: Chunks): Mapping => {
   const submitChunk = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
     backend.chunk(task, chunk, chunker, chunker.key)
   /** A chunk's values; the first item that failed fails it. Typed by the service's signatures, which use it. */

@@ -1,21 +1,46 @@
 /**
  * The `ProcessPool` service, built once over any backend: the checks of a
- * call's options, `submit` for unary and streaming tasks, the retries of
+ * call's options, payloads encoded and outcomes decoded with the task's
+ * Schemas (codec.ts), `submit` for unary and streaming tasks, the retries of
  * idempotent tasks (retry.ts), the map engines (mapping.ts), `stats` and
  * `statsStream`. A backend gives only the primitives in backend.ts, each
- * making one attempt.
+ * making one attempt with values as they cross its boundary.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Pull from "effect/Pull"
 import * as Stream from "effect/Stream"
-import type { Service, Stats, SubmitArgs, Submitted } from "../../ProcessPool.ts"
+import { type PoolError, SerializationError } from "../../PoolError.ts"
+import type { Service, Stats, SubmitArgs, SubmitOptions, Submitted } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
-import { checkSubmit } from "../options.ts"
-import type { Backend } from "./backend.ts"
-import { makeMapping } from "./mapping.ts"
+import { checkSubmit, millis } from "../options.ts"
+import { ExitKind } from "../wire/protocol.ts"
+import { AllSucceeded, type Backend, type Call, type Outcome } from "./backend.ts"
+import {
+  type ChunkResult,
+  decodeChunk,
+  decodeItems,
+  decoderOf,
+  encodePayload,
+  encodePayloads,
+  isOutcome
+} from "./codec.ts"
+import { type Chunks, makeMapping } from "./mapping.ts"
 import { withRetries } from "./retry.ts"
+
+const noOptions: Call = { timeout: 0, window: undefined, key: undefined }
+
+/** A call's checked options as a backend takes them: the timeout read once, in milliseconds (0 for none). */
+const callOf = (options: SubmitOptions | undefined): Call =>
+  options === undefined ? noOptions : {
+    timeout: options.timeout === undefined ? 0 : millis(options.timeout, 0),
+    window: options.window,
+    key: options.key
+  }
 
 /**
  * The service over a backend whose primitives make one attempt each.
@@ -24,19 +49,101 @@ import { withRetries } from "./retry.ts"
  */
 export const makeService = (once: Backend): Service => {
   const backend = withRetries(once)
+  const refused = once.refused
+
+  /** A unary task: its payload encoded, sent, and its outcome decoded. */
+  const call = (task: Task.Task.Any, payload: unknown, options: SubmitOptions | undefined) =>
+    // Each run encodes the payload as it is then.
+    Effect.suspend(() => {
+      const encoded = encodePayload(task, payload)
+      if (encoded instanceof SerializationError) {
+        refused?.unsent(task._tag, 1)
+        return Effect.fail(encoded)
+      }
+      const decoder = decoderOf(task)
+      return Effect.flatMap(backend.call(task, encoded, callOf(options)), (outcome) => {
+        const exit = decoder(outcome)
+        // A success the caller could not decode (its Schema is not the worker's) ends as a SerializationError.
+        if (refused !== undefined && outcome[0] === ExitKind.Success && Exit.isFailure(exit)) {
+          refused.undecoded(task._tag)
+        }
+        return exit
+      })
+    })
+
+  /** A streaming task: its items decoded as they arrive, and its end decoded when it is not a success. */
+  const open = (task: Task.Task.Any, payload: unknown, options: SubmitOptions | undefined) =>
+    Stream.suspend(() => {
+      const encoded = encodePayload(task, payload)
+      if (encoded instanceof SerializationError) {
+        refused?.unsent(task._tag, 1)
+        return Stream.fail(encoded)
+      }
+      return decodeStream(task, backend.open(task, encoded, callOf(options)))
+    })
+
+  /**
+   * A chunk of a map: its payloads encoded in one call, the ones that do not
+   * fit refused item by item, the rest sent, and every outcome decoded.
+   */
+  const chunk: Chunks["chunk"] = (task, payloads, timer, key) =>
+    Effect.suspend(() => {
+      const encoded = encodePayloads(task, payloads)
+      if ("all" in encoded) {
+        return Effect.map(backend.chunk(task, encoded.all, timer, key), (raw) => decodeChunk(task, raw))
+      }
+      const good = encoded.each.filter((item) => !(item instanceof SerializationError))
+      refused?.unsent(task._tag, payloads.length - good.length)
+      const refusedOnly = encoded.each.map((item) => item instanceof SerializationError ? Exit.fail(item) : undefined)
+      if (good.length === 0) return Effect.succeed(refusedOnly as Array<Exit.Exit<never, SerializationError>>)
+      return Effect.map(backend.chunk(task, good, timer, key), (raw): ChunkResult => {
+        const sent = decodeChunk(task, raw)
+        let at = 0
+        return refusedOnly.map((exit) =>
+          exit ?? (sent instanceof AllSucceeded ? Exit.succeed(sent.values[at++]) : sent[at++])
+        )
+      })
+    })
+
   const submit: Service["submit"] = <T extends Task.Task.Any>(task: T, ...[payload, options]: SubmitArgs<T>) => {
     const invalid = options === undefined ? undefined : checkSubmit(options)
     if (task.stream) {
-      return (invalid === undefined
-        ? backend.open(task, payload as Task.Task.Payload<T>, options)
-        : Stream.fail(invalid)) as Submitted<T>
+      return (invalid === undefined ? open(task, payload, options) : Stream.fail(invalid)) as Submitted<T>
     }
-    return (invalid === undefined
-      ? backend.call(task, payload as Task.Task.Payload<T>, options)
-      : Effect.fail(invalid)) as Submitted<T>
+    return (invalid === undefined ? call(task, payload, options) : Effect.fail(invalid)) as Submitted<T>
   }
-  return { submit, ...makeMapping(backend), stats: backend.stats, statsStream: statsEvery(backend.stats) }
+  const mapping = makeMapping({ chunk, concurrency: backend.concurrency, chunking: backend.chunking })
+  return { submit, ...mapping, stats: backend.stats, statsStream: statsEvery(backend.stats) }
 }
+
+/**
+ * A backend's stream of encoded items decoded: each batch of items in one
+ * codec call, and an end other than success into the caller's failure.
+ * Should an item not decode, the ones before it are delivered, then the
+ * stream fails, and its scope stops the worker's stream.
+ */
+const decodeStream = (
+  task: Task.Task.Any,
+  raw: Stream.Stream<unknown, Outcome | PoolError>
+): Stream.Stream<unknown, unknown> =>
+  Stream.transformPull(raw, (pull) => {
+    const decoder = decoderOf(task)
+    let failed: SerializationError | undefined
+    const next: Pull.Pull<readonly [unknown, ...Array<unknown>], unknown> = Effect.suspend(() => {
+      if (failed !== undefined) return Effect.fail(failed)
+      return pull.pipe(
+        Effect.catch((error) => Cause.isDone(error) || !isOutcome(error) ? Effect.fail(error) : decoder(error)),
+        Effect.flatMap((items) => {
+          const { error, values } = decodeItems(task, items)
+          if (error === undefined) return Effect.succeed(values as readonly [unknown, ...Array<unknown>])
+          if (values.length === 0) return Effect.fail(error)
+          failed = error
+          return Effect.succeed(values as readonly [unknown, ...Array<unknown>])
+        })
+      )
+    })
+    return Effect.succeed(next)
+  })
 
 /**
  * `statsStream` over a backend's `stats`: one snapshot at once, then one

@@ -84,13 +84,21 @@ const errorOutcome = (error: PoolError): number => {
   }
 }
 
-/** The outcome of a task's or item's `Exit`, as the caller sees it. */
-const exitOutcome = (exit: Exit.Exit<unknown, unknown>): number => {
-  if (Exit.isSuccess(exit)) return Outcome.success
+/**
+ * The outcome of how a call, a stream or an item ended at a backend: its
+ * `Exit`, whose success or failure may be a worker's outcome (`[kind,
+ * value]`, still encoded), or an item's outcome or pool error alone.
+ */
+const endOutcome = (ended: Exit.Exit<unknown, unknown> | ReadonlyArray<unknown> | PoolError): number => {
+  if (Array.isArray(ended)) return kindOutcome(ended[0])
+  if (isPoolError(ended)) return errorOutcome(ended)
+  const exit = ended as Exit.Exit<unknown, unknown>
+  if (Exit.isSuccess(exit)) return Array.isArray(exit.value) ? kindOutcome(exit.value[0]) : Outcome.success
   if (Cause.hasInterruptsOnly(exit.cause)) return Outcome.interrupted
   const failure = exit.cause.reasons.find(Cause.isFailReason)
   if (failure === undefined) return Outcome.defect
-  return isPoolError(failure.error) ? errorOutcome(failure.error) : Outcome.failure
+  const error = failure.error
+  return Array.isArray(error) ? kindOutcome(error[0]) : isPoolError(error) ? errorOutcome(error) : Outcome.failure
 }
 
 /** `process_pool_tasks_total`, without its attributes. */
@@ -101,23 +109,36 @@ const tasksTotal = () =>
 
 /**
  * `process_pool_tasks_total` for a backend without a dispatcher to count it
- * (the cluster): each task, or each item of a chunk, counted by the outcome
- * of its `Exit` at the caller.
+ * (the cluster): each task, or each item of a chunk, counted by how it ended
+ * (see `endOutcome`), and kept true by what the service refused (see
+ * `Backend.refused`).
  *
  * @internal
  */
 export const makeOutcomeCounter = (context: Context.Context<never>, pool: string) => {
   const total = tasksTotal()
   const series = new Map<string, Array<Counter | undefined>>()
-  return (task: string, exit: Exit.Exit<unknown, unknown>, n = 1): void => {
+  const counterOf = (task: string, outcome: number): Counter => {
     let counters = series.get(task)
     if (counters === undefined) series.set(task, counters = [])
-    const outcome = exitOutcome(exit)
-    const counter = counters[outcome] ??= Counter.install(
+    return counters[outcome] ??= Counter.install(
       Metric.withAttributes(total, { pool, task, outcome: outcomes[outcome] }),
       context
     )
-    counter.count += n
+  }
+  return {
+    count: (task: string, ended: Exit.Exit<unknown, unknown> | ReadonlyArray<unknown> | PoolError, n = 1): void => {
+      counterOf(task, endOutcome(ended)).count += n
+    },
+    refused: {
+      unsent: (task: string, items: number): void => {
+        counterOf(task, Outcome.serialization).count += items
+      },
+      undecoded: (task: string): void => {
+        counterOf(task, Outcome.success).count--
+        counterOf(task, Outcome.serialization).count++
+      }
+    }
   }
 }
 
@@ -470,8 +491,8 @@ export const makePoolMetrics = (
       else series.count(Outcome.success, items.length, entry, millis)
       entry.partAt = now
     },
-    undecoded: (entry) => {
-      const series = seriesOf(entry.tag, entry.caller)
+    undecoded: (task, caller) => {
+      const series = seriesOf(task, caller)
       series.outcomes[Outcome.success].count--
       series.outcomes[Outcome.serialization].count++
     },

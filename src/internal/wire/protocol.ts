@@ -142,7 +142,7 @@ export type ToWorkerMessage =
     kind: typeof ToWorker.RunBatch,
     id: number,
     tag: string,
-    payloads: Array<unknown>,
+    payloads: ReadonlyArray<unknown>,
     trace: Trace,
     every: number
   ]
@@ -241,7 +241,7 @@ export const Message = {
   runBatch: (
     id: number,
     tag: string,
-    payloads: Array<unknown>,
+    payloads: ReadonlyArray<unknown>,
     trace: Trace,
     every: number
   ): ToWorkerMessage => [ToWorker.RunBatch, id, tag, payloads, trace, every],
