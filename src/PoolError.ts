@@ -103,11 +103,26 @@ export class WorkerStartError extends Schema.TaggedError<WorkerStartError>()("Wo
  * @category errors
  */
 export class TaskNotServed extends Schema.TaggedError<TaskNotServed>()("TaskNotServed", {
-  task: Schema.String
+  task: Schema.String,
+  /**
+   * Who does not serve it: the worker module (absent), the cluster's
+   * runners (`"runners"`: no runner lists it in `layerRunner({ tasks })`),
+   * or this caller (`"caller"`: `layerCluster({ tasks })` does not list it).
+   */
+  where: Schema.optional(Schema.Literals(["runners", "caller"]))
 }) {
   override get message(): string {
-    return `The worker module serves no handler for task "${this.task}". ` +
-      `Add ${this.task}.handler(...) to the Worker.handlers(...) default export of the worker module.`
+    switch (this.where) {
+      case "runners":
+        return `No runner of the cluster serves task "${this.task}". Add ${this.task} to the tasks of ` +
+          `ProcessPool.layerRunner({ tasks }) on the runners, and its handler to their worker module.`
+      case "caller":
+        return `Task "${this.task}" is not among the tasks of ProcessPool.layerCluster({ tasks }) on this caller. ` +
+          `Add it there, as on the runners' layerRunner({ tasks }).`
+      default:
+        return `The worker module serves no handler for task "${this.task}". ` +
+          `Add ${this.task}.handler(...) to the Worker.handlers(...) default export of the worker module.`
+    }
   }
 }
 
@@ -219,8 +234,10 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
 }
 
 /**
- * The per-call `timeout` elapsed while the task was running. The work was
- * stopped as if the caller had been interrupted.
+ * The per-call `timeout` elapsed. On a local pool it counts from when the
+ * task started in its worker; through the cluster (`where: "cluster"`), from
+ * the call, including any wait for a runner. The work was stopped as if the
+ * caller had been interrupted.
  *
  * @example
  * ```ts
@@ -238,10 +255,15 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
 export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
   task: Schema.String,
   /** The timeout, in milliseconds. */
-  timeout: Schema.Number
+  timeout: Schema.Number,
+  /** `"cluster"`: counted from the call, through the cluster; absent: from the start in a local worker. */
+  where: Schema.optional(Schema.Literals(["cluster"]))
 }) {
   override get message(): string {
-    return `Task "${this.task}" ran longer than its timeout of ${this.timeout} ms and was stopped.`
+    return this.where === "cluster"
+      ? `Task "${this.task}" did not end within its timeout of ${this.timeout} ms, counted from the call through ` +
+        `the cluster (a wait for a runner included), and was stopped wherever it was: it may not have started.`
+      : `Task "${this.task}" ran longer than its timeout of ${this.timeout} ms and was stopped.`
   }
 }
 

@@ -4,6 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
@@ -321,6 +323,77 @@ describe("cluster: the same service", () => {
     120_000
   )
 })
+
+describe("cluster: no runner, slow streams", () => {
+  it.live(
+    "with no runner, a call's timeout bounds it, the log says what to start, and a waiting call ends once one comes",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const warnings: Array<string> = []
+        const logger = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") warnings.push(String(message))
+        })
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const started = Date.now()
+          const timedOut = yield* Effect.flip(pool.submit(Square, 3, { timeout: "1 second" }))
+          const waited = Date.now() - started
+          assert.instanceOf(timedOut, PoolError.TaskTimeout)
+          expect(timedOut.where).toBe("cluster")
+          expect(timedOut.message).toContain("may not have started")
+          expect(waited).toBeGreaterThanOrEqual(900)
+          expect(waited).toBeLessThan(4_000)
+          // A call with no timeout waits for a runner; meanwhile the log says what to start.
+          const waiting = yield* Effect.forkChild(pool.submit(Square, 4))
+          yield* waitUntil("the warning that no runner answers", () => warnings.length > 0, 15_000)
+          expect(warnings[0]).toContain("ProcessPool.layerRunner")
+          yield* startRunners(pg, 1)
+          expect(yield* Fiber.join(waiting)).toBe(16)
+        }).pipe(
+          Effect.provide(clusterPool(pg)),
+          Effect.provideService(References.CurrentLoggers, new Set([logger]))
+        )
+      }),
+    90_000
+  )
+
+  it.live(
+    "timeout bounds a streaming task's whole stream through the cluster; TaskNotServed names the list to fix",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* startRunners(pg, 1)
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const file = tempFile("endless")
+          const items: Array<number> = []
+          const started = Date.now()
+          const error = yield* pool.submit(Endless, file, { timeout: "1 second", window: 4 }).pipe(
+            Stream.runForEach((n) => Effect.sync(() => void items.push(n)).pipe(Effect.andThen(Effect.sleep(20)))),
+            Effect.flip
+          )
+          assert.instanceOf(error, PoolError.TaskTimeout)
+          expect(Date.now() - started).toBeLessThan(5_000)
+          expect(items.length).toBeGreaterThan(0)
+          // The runner's stream was stopped: its finalizer ran in the worker.
+          yield* waitUntil("the worker's stream to be finalized", () => fs.existsSync(`${file}.end`), 10_000)
+          // Not listed by any runner, or not by this caller.
+          const byRunners = yield* Effect.flip(pool.submit(Unserved, 1))
+          assert.instanceOf(byRunners, PoolError.TaskNotServed)
+          expect(byRunners.where).toBe("runners")
+          expect(byRunners.message).toContain("layerRunner({ tasks })")
+          const byCaller = yield* Effect.flip(pool.submit(NotListed, 1))
+          assert.instanceOf(byCaller, PoolError.TaskNotServed)
+          expect(byCaller.message).toContain("layerCluster({ tasks })")
+        }).pipe(Effect.provide(clusterPool(pg)))
+      }),
+    60_000
+  )
+})
+
+/** A task that no runner and no caller lists. */
+const NotListed = Task.make("NotListed", { payload: Schema.Number, success: Schema.Number })
 
 describe("cluster: its PostgreSQL", () => {
   const leftovers = () => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("epp-pg-")).sort()

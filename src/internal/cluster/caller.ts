@@ -25,9 +25,10 @@
 import * as Cause from "effect/Cause"
 import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { isPoolError, type PoolError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
+import { isPoolError, type PoolError, SerializationError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
 import type { ClusterOptions, Stats } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkCluster } from "../options.ts"
@@ -36,6 +37,7 @@ import {
   type Backend,
   type Call,
   type ChunkTimer,
+  type Conversion,
   type Outcome,
   type RawChunk
 } from "../service/backend.ts"
@@ -53,6 +55,23 @@ const orDieEngine = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     (e) => Effect.die(e)
   ) as Effect.Effect<A, E, R>
 
+/** How long a call waits for a first runner before the log says that none has answered. */
+const noRunnerAfter = 5_000
+
+/** `effect`, with a warning in the log should it wait `noRunnerAfter` for a runner's answer. */
+const warnWhileNoRunner = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.flatMap(
+    Effect.forkChild(Effect.delay(
+      Effect.logWarning(
+        `effect-process-pool: no runner of the cluster has answered for ${noRunnerAfter / 1000} s. Calls wait ` +
+          `for one (within their timeout). Start at least one: a process with ProcessPool.layerRunner({ tasks, ` +
+          `worker }) over the same cluster storage.`
+      ),
+      noRunnerAfter
+    )),
+    (warning) => Effect.ensuring(effect, Fiber.interrupt(warning))
+  )
+
 /** A chunk's answer from its runner: see the chunk's Rpc in protocol.ts. */
 interface ChunkReply {
   readonly values?: ReadonlyArray<unknown> | undefined
@@ -60,10 +79,10 @@ interface ChunkReply {
 }
 
 /** A call's whole life, from the check that a runner serves its task to its outcome, bounded by its timeout. */
-const bounded = <A>(tag: string, call: Call, effect: Effect.Effect<A, PoolError>): Effect.Effect<A, PoolError> =>
+const bounded = <A, E>(tag: string, call: Call, effect: Effect.Effect<A, E>): Effect.Effect<A, E | TaskTimeout> =>
   call.timeout === 0 ? effect : Effect.timeoutOrElse(effect, {
     duration: call.timeout,
-    orElse: () => Effect.fail(new TaskTimeout({ task: tag, timeout: call.timeout }))
+    orElse: () => Effect.fail(new TaskTimeout({ task: tag, timeout: call.timeout, where: "cluster" }))
   })
 
 /** The backend behind `ProcessPool.layerCluster`. */
@@ -90,35 +109,35 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
   }
 
   // A tag is sent once a runner has said that it serves it: a runner asked for a tag it does not know
-  // could only answer with a defect.
+  // could only answer with a defect. While no runner answers, the log says what to start.
   const confirmed = new Set<string>()
   const served = (task: Task.Task.Any): Effect.Effect<void, TaskNotServed> =>
     confirmed.has(task._tag) ? Effect.void : Effect.suspend(() => {
-      const refused = Effect.fail(new TaskNotServed({ task: task._tag }))
-      if (!protocol.tasks.has(task._tag)) return refused
-      return Effect.flatMap(
-        orDieEngine(clientFor(entityId(undefined))[statsTag](undefined)) as Effect.Effect<typeof RunnerStats.Type>,
-        (answer) => {
-          for (const tag of answer.served) confirmed.add(tag)
-          return confirmed.has(task._tag) ? Effect.void : refused
-        }
-      )
+      if (!protocol.tasks.has(task._tag)) return Effect.fail(new TaskNotServed({ task: task._tag, where: "caller" }))
+      const asked = orDieEngine(clientFor(entityId(undefined))[statsTag](undefined)) as Effect.Effect<
+        typeof RunnerStats.Type
+      >
+      return Effect.flatMap(warnWhileNoRunner(asked), (answer) => {
+        for (const tag of answer.served) confirmed.add(tag)
+        return confirmed.has(task._tag)
+          ? Effect.void
+          : Effect.fail(new TaskNotServed({ task: task._tag, where: "runners" }))
+      })
     })
 
-  const call = (task: Task.Task.Any, payload: unknown, call: Call): Effect.Effect<Outcome, PoolError> =>
-    bounded(
-      task._tag,
-      call,
-      Effect.andThen(
-        served(task),
-        Effect.map(
-          orDieEngine<WireOutcome, PoolError, never>(
-            Effect.suspend(() => clientFor(entityId(call.key))[task._tag](payload))
-          ),
-          fromWire
-        )
+  const call = (task: Task.Task.Any, payload: unknown, call: Call, convert: Conversion) =>
+    Effect.suspend(() => {
+      const encoded = convert.encode(payload)
+      if (encoded instanceof SerializationError) return Effect.fail(encoded)
+      const sent = orDieEngine<WireOutcome, PoolError, never>(
+        Effect.suspend(() => clientFor(entityId(call.key))[task._tag](encoded))
       )
-    )
+      return bounded(
+        task._tag,
+        call,
+        Effect.andThen(served(task), Effect.flatMap(sent, (outcome) => convert.decode(...fromWire(outcome))))
+      )
+    })
 
   const open = (task: Task.Task.Any, payload: unknown, call: Call): Stream.Stream<unknown, Outcome | PoolError> => {
     const stream = Stream.unwrap(
@@ -140,7 +159,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       stream,
       Effect.andThen(
         Effect.sleep(call.timeout),
-        Effect.fail(new TaskTimeout({ task: task._tag, timeout: call.timeout }))
+        Effect.fail(new TaskTimeout({ task: task._tag, timeout: call.timeout, where: "cluster" }))
       )
     )
   }
@@ -208,21 +227,33 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
   const counter = options.metrics === false
     ? undefined
     : makeOutcomeCounter(yield* Effect.context<never>(), options.name ?? "default")
-  const count = counter?.count ?? (() => {})
   return {
-    call: (task, payload, options) =>
-      Effect.onExit(call(task, payload, options), (exit) => Effect.sync(() => count(task._tag, exit))),
-    open: (task, payload, options) =>
-      Stream.onExit(open(task, payload, options), (exit) => Effect.sync(() => count(task._tag, exit))),
-    chunk: (task, payloads, timer, key) =>
-      Effect.onExit(chunk(task, payloads, timer, key), (exit) =>
-        Effect.sync(() => {
-          if (exit._tag === "Failure") return count(task._tag, exit, payloads.length)
-          if (exit.value instanceof AllSucceeded) return count(task._tag, exit, payloads.length)
-          for (const item of exit.value) count(task._tag, item)
-        })),
+    call: counter === undefined ? call : (task, payload, options, convert) =>
+      Effect.onExit(
+        call(task, payload, options, convert),
+        (exit) => Effect.sync(() => counter.exit(task._tag, exit))
+      ),
+    open: counter === undefined ?
+      open :
+      (task, payload, options) =>
+        Stream.onExit(open(task, payload, options), (exit) =>
+          Effect.sync(() => {
+            const error = exit._tag === "Failure" ? Cause.findErrorOption(exit.cause) : undefined
+            return error === undefined || error._tag === "None"
+              ? counter.exit(task._tag, exit)
+              : counter.raw(task._tag, error.value)
+          })),
+    chunk: counter === undefined ?
+      chunk :
+      (task, payloads, timer, key) =>
+        Effect.onExit(chunk(task, payloads, timer, key), (exit) =>
+          Effect.sync(() => {
+            if (exit._tag === "Failure") return counter.exit(task._tag, exit, payloads.length)
+            if (exit.value instanceof AllSucceeded) return counter.exit(task._tag, exit, payloads.length)
+            for (const item of exit.value) counter.raw(task._tag, item)
+          })),
+    unsent: counter?.unsent,
     stats,
-    refused: counter?.refused,
     concurrency: options.concurrency ?? 16,
     // A chunk's trip through the cluster costs about a millisecond: chunks of about 50 ms keep it small.
     chunking: { targetMillis: 50, maxItems: 1024 }

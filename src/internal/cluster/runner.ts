@@ -7,6 +7,7 @@
 import * as Entity from "effect/cluster/Entity"
 import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as SqlClient from "effect/sql/SqlClient"
@@ -16,7 +17,7 @@ import type { RunnerOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkRunner } from "../options.ts"
 import { makeLocal } from "../processes/pool.ts"
-import { AllSucceeded, type Call } from "../service/backend.ts"
+import { AllSucceeded, type Call, type Conversion } from "../service/backend.ts"
 import { isOutcome } from "../service/codec.ts"
 import { Chunker } from "../service/mapping.ts"
 import { lostOn, makeLedger } from "./ledger.ts"
@@ -24,6 +25,12 @@ import { chunkTag, makeProtocol, statsTag, toWire } from "./protocol.ts"
 
 /** The caller bounds a call's whole life with its timeout: the runner's local pool runs it as it comes. */
 const asSent: Call = { timeout: 0, window: undefined, key: undefined }
+
+/** A runner forwards what it gets: the payload as the caller encoded it, the outcome as the worker did. */
+const forward: Conversion = {
+  encode: (payload) => payload,
+  decode: (kind, value) => Exit.succeed(toWire([kind, value]))
+}
 
 /** The layer behind `ProcessPool.layerRunner`. */
 export const layerRunner = (
@@ -81,8 +88,7 @@ export const layerRunner = (
               )
             ))
         } else {
-          handlers[task._tag] = (request) =>
-            guard(request, task, Effect.map(local.call(task, request.payload, asSent), toWire))
+          handlers[task._tag] = (request) => guard(request, task, local.call(task, request.payload, asSent, forward))
           // One chunk of the caller's is one batch here: its parts spread it over the workers' time.
           handlers[chunkTag(task._tag)] = (request) =>
             guard(

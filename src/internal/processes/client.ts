@@ -18,14 +18,15 @@ import * as Tracer from "effect/Tracer"
 import type { PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { SerializationError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
-import type { Backend, Call, ChunkTimer, Outcome, RawChunk } from "../service/backend.ts"
+import type { Backend, Call, ChunkTimer, Conversion, Outcome, RawChunk } from "../service/backend.ts"
+import { passThrough } from "../service/codec.ts"
 import { withRetry } from "../service/retry.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
 import { maxParts, Message, type ToWorkerMessage, type Trace } from "../wire/protocol.ts"
 import type { Dispatcher } from "./dispatcher.ts"
 import { type Decode, Entry } from "./entry.ts"
-import { ChunkReplies, Crashed, outcomeOf, streamEndOf, toOutcomes } from "./replies.ts"
+import { ChunkReplies, Crashed, replyDecoder, streamEndOf, toOutcomes } from "./replies.ts"
 import { StreamReceiver, windowOf } from "./stream.ts"
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
@@ -83,15 +84,16 @@ export const makeClient = (
   const prepare = (
     tag: string,
     id: number,
-    message: (id: number, trace: Trace) => string | Binary
+    message: (id: number, trace: Trace) => string | Binary | SerializationError
   ): string | Binary | SerializationError => {
-    let encoded: string | Binary
+    let encoded: string | Binary | SerializationError
     try {
       encoded = message(id, currentTrace())
     } catch (cause) {
       // An encoded payload the wire cannot carry: a binary task's value V8 cannot serialize.
       return new SerializationError({ task: tag, direction: "payload", issue: String(cause), side: "caller" })
     }
+    if (encoded instanceof SerializationError) return encoded
     // A JSON message travels alone in a frame as `[message]`: two bytes more.
     const size = encoded instanceof Binary
       ? encoded.length
@@ -115,7 +117,7 @@ export const makeClient = (
    */
   const run = <A, E>(
     tag: string,
-    message: (id: number, trace: Trace) => string | Binary,
+    message: (id: number, trace: Trace) => string | Binary | SerializationError,
     timeout: number,
     decode: Decode,
     batchSize = 0,
@@ -135,10 +137,23 @@ export const makeClient = (
       return stop(entry)
     })
 
-  const submitOnce = (task: Task.Task.Any, payload: unknown, call: Call): Effect.Effect<Outcome, PoolError> => {
+  /** One unary task: its payload encoded as the run starts, its outcome decoded where the reply arrives. */
+  const submitOnce = (task: Task.Task.Any, payload: unknown, call: Call, convert: Conversion) => {
     const tag = task._tag
-    return run(tag, runMessage(task, (id, trace) => Message.run(id, tag, payload, trace)), call.timeout, outcomeOf)
+    return run<unknown, unknown>(
+      tag,
+      (id, trace) => {
+        const encoded = convert.encode(payload)
+        return encoded instanceof SerializationError ? encoded : wire(task, Message.run(id, tag, encoded, trace))
+      },
+      call.timeout,
+      replyDecoder(convert.decode)
+    )
   }
+
+  /** One item of a chunk, alone: its payload is encoded already, and its outcome stays encoded. */
+  const submitItem = (task: Task.Task.Any, payload: unknown) =>
+    submitOnce(task, payload, noCall, passThrough) as Effect.Effect<Outcome, PoolError>
 
   const submitChunkOnce = (
     task: Task.Task.Any,
@@ -149,7 +164,7 @@ export const makeClient = (
       return Effect.suspend(() => {
         const started = performance.now()
         // The item's outcome is the chunk's answer, so the item is retried here, as one of a crashed chunk is.
-        return Effect.match(retried(task, submitOnce(task, payloads[0], noCall)), {
+        return Effect.match(retried(task, submitItem(task, payloads[0])), {
           onFailure: (error): RawChunk => {
             timer.record(1, performance.now() - started)
             return [error]
@@ -203,7 +218,7 @@ export const makeClient = (
       : Effect.forEach(
         unknown,
         (payload) =>
-          Effect.match(withRetry(task, afterCrash(crashed.error, submitOnce(task, payload, noCall))), {
+          Effect.match(withRetry(task, afterCrash(crashed.error, submitItem(task, payload))), {
             onFailure: (error): Outcome | PoolError => error,
             onSuccess: (outcome): Outcome | PoolError => outcome
           })

@@ -422,7 +422,15 @@ export class Dispatcher {
       ? interrupted
       : reply
     if (this.timed) this.events.settled!(entry, outcome, now ?? this.clock.now())
-    entry.resume(entry.decode(outcome))
+    const decoded = entry.decode(outcome)
+    // A success the caller could not decode (its Schema is not the worker's) ends as a SerializationError.
+    if (
+      this.timed && entry.batchSize === 0 && !isPoolErrorReply(outcome) && outcome[2] === ExitKind.Success &&
+      (decoded as { readonly _tag?: unknown })._tag === "Failure"
+    ) {
+      this.events.undecoded?.(entry)
+    }
+    entry.resume(decoded)
     const callbacks = entry.doneCallbacks
     if (callbacks !== undefined) {
       entry.doneCallbacks = undefined

@@ -108,10 +108,9 @@ export const makeLocal: (
       crashes: supervisor.crashes,
       workers: supervisor.workerStats()
     })),
-    refused: events.unsent === undefined && events.undecoded === undefined ? undefined : {
-      unsent: (task, items) => events.unsent?.(task, items, Fiber.getCurrent()?.context),
-      undecoded: (task) => events.undecoded?.(task, Fiber.getCurrent()?.context)
-    },
+    unsent: events.unsent === undefined
+      ? undefined
+      : (task, items) => events.unsent!(task, items, Fiber.getCurrent()?.context),
     concurrency: resolved.maxSize * 2 + 2,
     chunking: { targetMillis: 5, maxItems: 4096 }
   } satisfies Backend

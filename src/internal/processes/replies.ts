@@ -8,22 +8,31 @@
  */
 import * as Exit from "effect/Exit"
 import { type PoolError, WorkerCrashed } from "../../PoolError.ts"
-import { AllSucceeded, type ChunkTimer, type Outcome, type RawChunk } from "../service/backend.ts"
+import { AllSucceeded, type ChunkTimer, type Conversion, type Outcome, type RawChunk } from "../service/backend.ts"
 import { ExitKind, FromWorker } from "../wire/protocol.ts"
 import { type Decode, type Entry, isPoolErrorReply, type Reply } from "./entry.ts"
 
+const replyDecoders = new WeakMap<Conversion["decode"], Decode>()
+
 /**
- * A unary task's reply as its caller's `Exit`: the worker's outcome, or the
- * pool error that ended it.
+ * A unary task's reply as its caller's `Exit`: the worker's outcome decoded
+ * by `decode`, or the pool error that ended it. Built once per decoder.
  *
  * @internal
  */
-export const outcomeOf: Decode = (reply) =>
-  isPoolErrorReply(reply)
-    ? Exit.fail(reply)
-    : reply[0] === FromWorker.Exit
-    ? Exit.succeed([reply[2], reply[3]] satisfies Outcome)
-    : Exit.die(new Error("effect-process-pool: a batch's answer to a single task"))
+export const replyDecoder = (decode: Conversion["decode"]): Decode => {
+  let decoder = replyDecoders.get(decode)
+  if (decoder === undefined) {
+    decoder = (reply) =>
+      isPoolErrorReply(reply)
+        ? Exit.fail(reply)
+        : reply[0] === FromWorker.Exit
+        ? decode(reply[2], reply[3])
+        : Exit.die(new Error("effect-process-pool: a batch's answer to a single task"))
+    replyDecoders.set(decode, decoder)
+  }
+  return decoder
+}
 
 /**
  * A streaming task's end as its caller's `Exit`: a success carries no value

@@ -1,8 +1,9 @@
 /**
  * What a backend gives the service: the few primitives that differ between
  * local processes, the in-memory layer and the cluster. A backend carries
- * values as they cross a boundary: payloads already encoded by the service,
- * outcomes still encoded, as the worker made them. Everything a caller sees
+ * values as they cross a boundary: payloads encoded by the service, outcomes
+ * still encoded, as the worker made them; a unary call applies the service's
+ * conversion (`Conversion`) itself, where values cross. Everything a caller sees
  * on top of them (the checks of options, payloads encoded and results
  * decoded with the task's Schemas, `map`, `mapExits` and `stream` with lazy
  * input, ordering and chunk sizes, retries, `stats` and `statsStream`) is
@@ -11,6 +12,7 @@
  * @internal
  */
 import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import type * as Stream from "effect/Stream"
 import type { PoolError } from "../../PoolError.ts"
 import type { Stats } from "../../ProcessPool.ts"
@@ -66,14 +68,38 @@ export interface Call {
 }
 
 /**
+ * How the service converts one task's values at a backend's edge, for the
+ * backend to apply where a value crosses: on a unary call's hot path, that
+ * spares a step of its own on each side.
+ *
+ * @internal
+ */
+export interface Conversion {
+  /** A payload in the form that crosses, or the `SerializationError` that stops it. */
+  readonly encode: (payload: unknown) => unknown
+  /** An outcome, as its caller receives it. */
+  readonly decode: (kind: ExitKind, value: unknown) => Exit.Exit<unknown, unknown>
+}
+
+/**
  * One backend of the `ProcessPool` service. Each primitive makes one attempt:
  * the service retries idempotent tasks.
  *
  * @internal
  */
 export interface Backend {
-  /** Runs one unary task: its outcome, or a pool error. */
-  readonly call: (task: Task.Task.Any, payload: unknown, call: Call) => Effect.Effect<Outcome, PoolError>
+  /**
+   * Runs one unary task: its outcome decoded by `convert.decode` where it
+   * arrives, or a pool error. The payload is the caller's: the backend
+   * encodes it with `convert.encode` each time the effect runs, and fails
+   * with the SerializationError that gives back.
+   */
+  readonly call: (
+    task: Task.Task.Any,
+    payload: unknown,
+    call: Call,
+    convert: Conversion
+  ) => Effect.Effect<unknown, unknown>
   /**
    * Runs one streaming task: its encoded items; a stream that ends other than
    * by success fails with its outcome. Nothing is sent until it is pulled.
@@ -96,12 +122,9 @@ export interface Backend {
   /** What `chunkSize: "auto"` aims at: milliseconds of work per chunk, and the most items in one. */
   readonly chunking: { readonly targetMillis: number; readonly maxItems: number }
   /**
-   * Told of what the service failed on its side, so that the backend's count
-   * of tasks by outcome stays true: `items` payloads that did not encode and
-   * were never sent, or a success the caller could not decode.
+   * Told of `items` payloads of a chunk or a stream that the service refused
+   * because they did not encode, so that the backend's count of tasks by
+   * outcome stays true. A call's payload is encoded by the backend itself.
    */
-  readonly refused?: {
-    readonly unsent: (task: string, items: number) => void
-    readonly undecoded: (task: string) => void
-  } | undefined
+  readonly unsent?: ((task: string, items: number) => void) | undefined
 }

@@ -11,7 +11,7 @@ import { type PoolError, SerializationError, TaskNotServed } from "../../PoolErr
 import type * as Task from "../../Task.ts"
 import { codecFor, decodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
 import { ExitKind } from "../wire/protocol.ts"
-import { AllSucceeded, type Outcome, type RawChunk } from "./backend.ts"
+import { AllSucceeded, type Conversion, type Outcome, type RawChunk } from "./backend.ts"
 
 /** A chunk's decoded outcome: every item's `Exit`, or, when all succeeded, their values. @internal */
 export type ChunkResult = Array<Exit.Exit<any, any>> | AllSucceeded
@@ -32,10 +32,7 @@ const resultInvalid = (tag: string, issue: string, side: "caller" | "worker") =>
  *
  * @internal
  */
-export const encodePayload = (task: Task.Task.Any, payload: unknown): unknown => {
-  const encoded = codecFor(task).encodePayload(payload)
-  return encoded instanceof Invalid ? payloadInvalid(task._tag, encoded.issue) : encoded
-}
+export const encodePayload = (task: Task.Task.Any, payload: unknown): unknown => conversionOf(task).encode(payload)
 
 /**
  * A chunk's payloads, encoded in one codec call: an array, or, when one does
@@ -85,31 +82,56 @@ const decode = (codec: TaskCodec, tag: string, kind: number, value: unknown): Ex
 export const isOutcome = (u: Outcome | PoolError): u is Outcome => Array.isArray(u)
 
 /**
- * Decodes outcomes of one task into the caller's `Exit`: a typed failure
+ * Decodes one task's outcomes into the caller's `Exit`: a typed failure
  * keeps its class, a defect its message and the worker's stack.
  *
  * @internal
  */
-export type Decoder = (outcome: Outcome | PoolError) => Exit.Exit<any, any>
+export type Decoder = Conversion["decode"]
 
-const decoders = new WeakMap<Task.Task.Any, Decoder>()
+const conversions = new WeakMap<Task.Task.Any, Conversion>()
 
 /**
- * The decoder of a task's outcomes, built once per task.
+ * How the service converts a task's values at a backend's edge: built once per
+ * task, shared by all its calls.
  *
  * @internal
  */
-export const decoderOf = (task: Task.Task.Any): Decoder => {
-  let decoder = decoders.get(task)
-  if (decoder === undefined) {
+export const conversionOf = (task: Task.Task.Any): Conversion => {
+  let conversion = conversions.get(task)
+  if (conversion === undefined) {
     const codec = codecFor(task)
     const tag = task._tag
-    decoder = (outcome) =>
-      isOutcome(outcome) ? decode(codec, tag, outcome[0], outcome[1]) : Exit.fail(outcome as PoolError)
-    decoders.set(task, decoder)
+    conversion = {
+      encode: (payload) => {
+        const encoded = codec.encodePayload(payload)
+        return encoded instanceof Invalid ? payloadInvalid(tag, encoded.issue) : encoded
+      },
+      decode: (kind, value) => decode(codec, tag, kind, value)
+    }
+    conversions.set(task, conversion)
   }
-  return decoder
+  return conversion
 }
+
+/**
+ * The conversion that leaves values as they are: for payloads already
+ * encoded (a chunk's item run alone, a runner's message), and outcomes to be
+ * forwarded still encoded.
+ *
+ * @internal
+ */
+export const passThrough: Conversion = {
+  encode: (payload) => payload,
+  decode: (kind, value) => Exit.succeed([kind, value] satisfies Outcome)
+}
+
+/** The decoder of a task's outcomes. @internal */
+export const decoderOf = (task: Task.Task.Any): Decoder => conversionOf(task).decode
+
+/** An item's outcome or the pool error that ended it, decoded. */
+const decodeItem = (decoder: Decoder, item: Outcome | PoolError): Exit.Exit<unknown, unknown> =>
+  isOutcome(item) ? decoder(item[0], item[1]) : Exit.fail(item)
 
 /**
  * A chunk's outcome decoded: every item's success in one codec call, or each
@@ -119,10 +141,10 @@ export const decoderOf = (task: Task.Task.Any): Decoder => {
  */
 export const decodeChunk = (task: Task.Task.Any, raw: RawChunk): ChunkResult => {
   const decoder = decoderOf(task)
-  if (!(raw instanceof AllSucceeded)) return raw.map(decoder)
+  if (!(raw instanceof AllSucceeded)) return raw.map((item) => decodeItem(decoder, item))
   const values = codecFor(task).decodeSuccesses(raw.values)
   return values instanceof Invalid
-    ? raw.values.map((value) => decoder([ExitKind.Success, value]))
+    ? raw.values.map((value) => decoder(ExitKind.Success, value))
     : new AllSucceeded(values as ReadonlyArray<unknown>)
 }
 

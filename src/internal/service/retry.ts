@@ -86,10 +86,10 @@ export const withStreamRetry = <A, E>(
  */
 export const withRetries = (backend: Backend): Backend => ({
   ...backend,
-  call: (task, payload, options) =>
+  call: (task, payload, options, convert) =>
     task.retry === undefined
-      ? backend.call(task, payload, options)
-      : withRetry(task, backend.call(task, payload, options)),
+      ? backend.call(task, payload, options, convert)
+      : withRetry(task, backend.call(task, payload, options, convert)),
   open: (task, payload, options) =>
     task.retry === undefined
       ? backend.open(task, payload, options)

@@ -1,7 +1,8 @@
 /**
  * The `ProcessPool` service, built once over any backend: the checks of a
  * call's options, payloads encoded and outcomes decoded with the task's
- * Schemas (codec.ts), `submit` for unary and streaming tasks, the retries of
+ * Schemas (codec.ts; a unary call's backend applies the conversion where
+ * values cross), `submit` for unary and streaming tasks, the retries of
  * idempotent tasks (retry.ts), the map engines (mapping.ts), `stats` and
  * `statsStream`. A backend gives only the primitives in backend.ts, each
  * making one attempt with values as they cross its boundary.
@@ -18,10 +19,10 @@ import { type PoolError, SerializationError } from "../../PoolError.ts"
 import type { Service, Stats, SubmitArgs, SubmitOptions, Submitted } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkSubmit, millis } from "../options.ts"
-import { ExitKind } from "../wire/protocol.ts"
 import { AllSucceeded, type Backend, type Call, type Outcome } from "./backend.ts"
 import {
   type ChunkResult,
+  conversionOf,
   decodeChunk,
   decodeItems,
   decoderOf,
@@ -49,34 +50,18 @@ const callOf = (options: SubmitOptions | undefined): Call =>
  */
 export const makeService = (once: Backend): Service => {
   const backend = withRetries(once)
-  const refused = once.refused
+  const unsent = once.unsent
 
-  /** A unary task: its payload encoded, sent, and its outcome decoded. */
+  /** A unary task: the backend encodes its payload and decodes its outcome with the task's conversion. */
   const call = (task: Task.Task.Any, payload: unknown, options: SubmitOptions | undefined) =>
-    // Each run encodes the payload as it is then.
-    Effect.suspend(() => {
-      const encoded = encodePayload(task, payload)
-      if (encoded instanceof SerializationError) {
-        refused?.unsent(task._tag, 1)
-        return Effect.fail(encoded)
-      }
-      const decoder = decoderOf(task)
-      return Effect.flatMap(backend.call(task, encoded, callOf(options)), (outcome) => {
-        const exit = decoder(outcome)
-        // A success the caller could not decode (its Schema is not the worker's) ends as a SerializationError.
-        if (refused !== undefined && outcome[0] === ExitKind.Success && Exit.isFailure(exit)) {
-          refused.undecoded(task._tag)
-        }
-        return exit
-      })
-    })
+    backend.call(task, payload, callOf(options), conversionOf(task))
 
   /** A streaming task: its items decoded as they arrive, and its end decoded when it is not a success. */
   const open = (task: Task.Task.Any, payload: unknown, options: SubmitOptions | undefined) =>
     Stream.suspend(() => {
       const encoded = encodePayload(task, payload)
       if (encoded instanceof SerializationError) {
-        refused?.unsent(task._tag, 1)
+        unsent?.(task._tag, 1)
         return Stream.fail(encoded)
       }
       return decodeStream(task, backend.open(task, encoded, callOf(options)))
@@ -93,7 +78,7 @@ export const makeService = (once: Backend): Service => {
         return Effect.map(backend.chunk(task, encoded.all, timer, key), (raw) => decodeChunk(task, raw))
       }
       const good = encoded.each.filter((item) => !(item instanceof SerializationError))
-      refused?.unsent(task._tag, payloads.length - good.length)
+      unsent?.(task._tag, payloads.length - good.length)
       const refusedOnly = encoded.each.map((item) => item instanceof SerializationError ? Exit.fail(item) : undefined)
       if (good.length === 0) return Effect.succeed(refusedOnly as Array<Exit.Exit<never, SerializationError>>)
       return Effect.map(backend.chunk(task, good, timer, key), (raw): ChunkResult => {
@@ -132,7 +117,12 @@ const decodeStream = (
     const next: Pull.Pull<readonly [unknown, ...Array<unknown>], unknown> = Effect.suspend(() => {
       if (failed !== undefined) return Effect.fail(failed)
       return pull.pipe(
-        Effect.catch((error) => Cause.isDone(error) || !isOutcome(error) ? Effect.fail(error) : decoder(error)),
+        // A stream's end is an error only when it is not a success: it decodes to a failure.
+        Effect.catch((error) =>
+          Cause.isDone(error) || !isOutcome(error)
+            ? Effect.fail(error)
+            : decoder(error[0], error[1]) as Exit.Exit<never, unknown>
+        ),
         Effect.flatMap((items) => {
           const { error, values } = decodeItems(task, items)
           if (error === undefined) return Effect.succeed(values as readonly [unknown, ...Array<unknown>])

@@ -37,7 +37,7 @@ export interface PoolEvents {
    */
   readonly settled?: ((entry: Entry, reply: Reply, now: number) => void) | undefined
   /** A task's success, counted by `settled`, did not decode at the caller: it ends as a SerializationError. */
-  readonly undecoded?: ((task: string, caller: Context.Context<never> | undefined) => void) | undefined
+  readonly undecoded?: ((entry: Entry) => void) | undefined
   /** A task, or `items` items of a map, never reached the pool: its payload did not encode. */
   readonly unsent?: ((task: string, items: number, caller: Context.Context<never> | undefined) => void) | undefined
   /** Worker `pid` is ready. */

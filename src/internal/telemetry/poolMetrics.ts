@@ -84,22 +84,18 @@ const errorOutcome = (error: PoolError): number => {
   }
 }
 
-/**
- * The outcome of how a call, a stream or an item ended at a backend: its
- * `Exit`, whose success or failure may be a worker's outcome (`[kind,
- * value]`, still encoded), or an item's outcome or pool error alone.
- */
-const endOutcome = (ended: Exit.Exit<unknown, unknown> | ReadonlyArray<unknown> | PoolError): number => {
-  if (Array.isArray(ended)) return kindOutcome(ended[0])
-  if (isPoolError(ended)) return errorOutcome(ended)
-  const exit = ended as Exit.Exit<unknown, unknown>
-  if (Exit.isSuccess(exit)) return Array.isArray(exit.value) ? kindOutcome(exit.value[0]) : Outcome.success
+/** The outcome of a task's `Exit` as its caller sees it, decoded. */
+const exitOutcome = (exit: Exit.Exit<unknown, unknown>): number => {
+  if (Exit.isSuccess(exit)) return Outcome.success
   if (Cause.hasInterruptsOnly(exit.cause)) return Outcome.interrupted
   const failure = exit.cause.reasons.find(Cause.isFailReason)
   if (failure === undefined) return Outcome.defect
-  const error = failure.error
-  return Array.isArray(error) ? kindOutcome(error[0]) : isPoolError(error) ? errorOutcome(error) : Outcome.failure
+  return isPoolError(failure.error) ? errorOutcome(failure.error) : Outcome.failure
 }
+
+/** The outcome of an item's or a stream's end still encoded: a worker's `[kind, value]`, or a pool error. */
+const rawOutcome = (ended: ReadonlyArray<unknown> | PoolError): number =>
+  Array.isArray(ended) ? kindOutcome(ended[0]) : errorOutcome(ended as PoolError)
 
 /** `process_pool_tasks_total`, without its attributes. */
 const tasksTotal = () =>
@@ -109,9 +105,8 @@ const tasksTotal = () =>
 
 /**
  * `process_pool_tasks_total` for a backend without a dispatcher to count it
- * (the cluster): each task, or each item of a chunk, counted by how it ended
- * (see `endOutcome`), and kept true by what the service refused (see
- * `Backend.refused`).
+ * (the cluster): each task, each item of a chunk and each stream, counted
+ * by how it ended, and the payloads the service refused.
  *
  * @internal
  */
@@ -127,17 +122,17 @@ export const makeOutcomeCounter = (context: Context.Context<never>, pool: string
     )
   }
   return {
-    count: (task: string, ended: Exit.Exit<unknown, unknown> | ReadonlyArray<unknown> | PoolError, n = 1): void => {
-      counterOf(task, endOutcome(ended)).count += n
+    /** A call's decoded `Exit`, or a chunk's pool error for each of its `n` items. */
+    exit: (task: string, exit: Exit.Exit<unknown, unknown>, n = 1): void => {
+      counterOf(task, exitOutcome(exit)).count += n
     },
-    refused: {
-      unsent: (task: string, items: number): void => {
-        counterOf(task, Outcome.serialization).count += items
-      },
-      undecoded: (task: string): void => {
-        counterOf(task, Outcome.success).count--
-        counterOf(task, Outcome.serialization).count++
-      }
+    /** An item's or a stream's end, still encoded; a stream's success is `undefined`. */
+    raw: (task: string, ended: ReadonlyArray<unknown> | PoolError | undefined): void => {
+      counterOf(task, ended === undefined ? Outcome.success : rawOutcome(ended)).count++
+    },
+    /** Payloads the service refused before anything was sent. */
+    unsent: (task: string, items: number): void => {
+      counterOf(task, Outcome.serialization).count += items
     }
   }
 }
@@ -491,8 +486,8 @@ export const makePoolMetrics = (
       else series.count(Outcome.success, items.length, entry, millis)
       entry.partAt = now
     },
-    undecoded: (task, caller) => {
-      const series = seriesOf(task, caller)
+    undecoded: (entry) => {
+      const series = seriesOf(entry.tag, entry.caller)
       series.outcomes[Outcome.success].count--
       series.outcomes[Outcome.serialization].count++
     },
