@@ -745,6 +745,17 @@ export interface RunnerOptions extends Options {
    * whose runner dies is never run twice unless it is idempotent.
    */
   readonly persisted?: boolean | undefined
+  /**
+   * The longest this runner's process may stand still (stopped, frozen,
+   * starved of CPU) and still start the tasks it took before. A runner that
+   * stood still longer may have lost their shards to another runner, whose
+   * callers were then told the work was lost: those tasks end with
+   * `WorkerCrashed` without running here. It should be at most the engine's
+   * `shardLockExpiration` minus its `shardLockRefreshInterval`. Defaults to
+   * that difference when `ShardingConfig` is in the layer's context, else to
+   * 2 seconds.
+   */
+  readonly maxStall?: Duration.Input | undefined
 }
 
 /**

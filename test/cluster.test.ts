@@ -166,6 +166,68 @@ describe("cluster: a runner dies", () => {
   )
 })
 
+describe("cluster: a runner freezes", () => {
+  it.live(
+    "SIGSTOP, then SIGCONT under load: no task starts after its caller has an outcome, none runs twice",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const runners = yield* startRunners(pg, 2)
+        const [victim] = runners
+        const file = tempFile("frozen")
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          const count = 300
+          // When each caller had its outcome.
+          const ended: Array<number> = []
+          const outcomes = yield* Effect.forkChild(Effect.forEach(
+            Array.from({ length: count }, (_, id) => id),
+            (id) =>
+              Effect.exit(pool.submit(Once, { id, ms: 100, file })).pipe(
+                Effect.tap(() => Effect.sync(() => void (ended[id] = Date.now())))
+              ),
+            { concurrency: "unbounded" }
+          ))
+          // Frozen once its workers have started some tasks, with many more waiting in its queue.
+          const workers = childrenOf(victim.pid)
+          yield* waitUntil("the victim to run tasks", () => startsOn(file, workers) >= 4, 30_000)
+          process.kill(victim.pid, "SIGSTOP")
+          yield* Effect.sleep("12 seconds").pipe(
+            Effect.ensuring(Effect.sync(() => process.kill(victim.pid, "SIGCONT")))
+          )
+          const exits = yield* Fiber.join(outcomes).pipe(Effect.timeout("60 seconds"))
+          // What the thawed runner would start, it starts at once: give it time to show.
+          yield* Effect.sleep("2 seconds")
+          const runs = startLines(file)
+          for (const [id, times] of countBy(runs.map((run) => run.id))) {
+            expect({ id, times }).toStrictEqual({ id, times: 1 })
+          }
+          const late = runs.filter((run) => run.at > ended[run.id])
+          expect(late).toStrictEqual([])
+          // Some callers were told their task was lost; every other task succeeded.
+          const lost = exits.filter(Exit.isFailure)
+          for (const exit of lost) assert.instanceOf(Cause.squash(exit.cause), PoolError.WorkerCrashed)
+          yield* Effect.log(`a frozen runner: ${lost.length} of ${count} tasks lost, ${runs.length} started`)
+        }).pipe(Effect.provide(clusterPool(pg)))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+/** The lines `id pid ms` of a file the tasks append to as they start. */
+const startLines = (file: string): Array<{ readonly id: number; readonly pid: number; readonly at: number }> =>
+  fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => {
+    const [id, pid, at] = line.split(" ").map(Number)
+    return { id, pid, at }
+  })
+
+/** How many times each value occurs. */
+const countBy = <A>(values: ReadonlyArray<A>): Map<A, number> => {
+  const counts = new Map<A, number>()
+  for (const value of values) counts.set(value, (counts.get(value) ?? 0) + 1)
+  return counts
+}
+
 /** How many tasks started on one of `pids`, by the lines `id pid` of a file the tasks append to. */
 const startsOn = (file: string, pids: ReadonlyArray<number>): number => {
   try {

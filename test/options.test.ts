@@ -5,6 +5,7 @@
  * is made (before anything is sent). The pool goes on after a refused call.
  */
 import { assert, describe, expect, it } from "@effect/vitest"
+import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
@@ -140,6 +141,17 @@ describe("options that make no sense", () => {
       expect(yield* pool.map(Square, inputs, { chunkSize: 2 })).toStrictEqual([1, 4, 9])
       expect(yield* pool.submit(Square, 4, { timeout: "5 seconds" })).toBe(16)
     }).pipe(Effect.provide(poolLayer({ size: 1 }))))
+
+  it.live("a runner's own options: refused when its layer is built, before it reaches the engine", () =>
+    Effect.gen(function*() {
+      // Never asked for: the options are checked first.
+      const noEngine = Layer.succeed(Sharding, {} as Sharding["Service"])
+      const runner = (options: Partial<ProcessPool.RunnerOptions>) =>
+        Layer.build(ProcessPool.layerRunner({ tasks: [Square], worker, ...options }).pipe(Layer.provide(noEngine)))
+      yield* refused(runner({ maxStall: -1 }), "maxStall", "-1")
+      yield* refused(runner({ entity: "" }), "entity", `""`)
+      yield* refused(runner({ persisted: "yes" as never }), "persisted", `"yes"`)
+    }).pipe(Effect.scoped))
 
   it.live("the values at the edges are taken", () =>
     Effect.gen(function*() {

@@ -343,7 +343,8 @@ const runnerChecks: { readonly [K in keyof RunnerOptions]-?: Check } = {
   ...poolChecks,
   tasks,
   entity: nonEmptyString,
-  persisted: boolean
+  persisted: boolean,
+  maxStall: duration(false)
 }
 
 const clusterChecks: { readonly [K in keyof ClusterOptions]-?: Check } = {

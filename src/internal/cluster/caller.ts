@@ -173,7 +173,7 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     task: Task.Task.Unary,
     payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
-    key: string | undefined
+    { key }: Pick<Call, "key">
   ): Effect.Effect<RawChunk, PoolError> =>
     Effect.andThen(served(task), () => {
       const started = performance.now()

@@ -20,6 +20,7 @@ import { makeLocal } from "../processes/pool.ts"
 import { AllSucceeded, type Call, type Conversion } from "../service/backend.ts"
 import { isOutcome } from "../service/codec.ts"
 import { Chunker } from "../service/mapping.ts"
+import { makeLease } from "./lease.ts"
 import { lostOn, makeLedger } from "./ledger.ts"
 import { chunkTag, makeProtocol, statsTag, toWire } from "./protocol.ts"
 
@@ -39,7 +40,7 @@ export const layerRunner = (
   Layer.effectDiscard(Effect.gen(function*() {
     const invalid = checkRunner(options)
     if (invalid !== undefined) return yield* invalid
-    const { entity: entityName, persisted, tasks, ...poolOptions } = options
+    const { entity: entityName, maxStall, persisted, tasks, ...poolOptions } = options
     const protocol = makeProtocol(tasks, { entity: entityName, persisted })
     const sharding = yield* Sharding
     const sql = yield* Effect.serviceOption(SqlClient.SqlClient)
@@ -53,6 +54,7 @@ export const layerRunner = (
     // One attempt each: the caller's service retries idempotent tasks, wherever their worker was lost. Payloads
     // and outcomes stay encoded: the caller's service encodes and decodes them.
     const local = yield* makeLocal(poolOptions)
+    const lease = yield* makeLease(maxStall)
     // Per task, how long its items take here: the size of the parts a chunk comes back in.
     const timers = new Map<string, Chunker>()
     const timerOf = (tag: string) => {
@@ -65,48 +67,53 @@ export const layerRunner = (
     const buildHandlers = Effect.gen(function*() {
       const address = yield* Entity.CurrentRunnerAddress
       const self = `${address.host}:${address.port}`
+      /**
+       * Runs a message's task once the ledger says it is its first delivery,
+       * and only while the runner holds the work (lease.ts): the hold is
+       * taken as the message arrives.
+       */
       const guard = <A, E, R>(
         request: Entity.Request<any>,
         task: Task.Task.Any,
-        run: Effect.Effect<A, E, R>
+        run: (call: Call) => Effect.Effect<A, E, R>
       ): Effect.Effect<A, E | WorkerCrashed, R> =>
-        ledger === undefined ? run : Effect.flatMap(
-          ledger.start(String(request.requestId), self),
-          (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
-            lost === undefined ? run : Effect.fail(lostOn(task._tag, lost, self))
-        )
+        Effect.suspend(() => {
+          const call: Call = { ...asSent, admit: lease.take(task._tag, self) }
+          return ledger === undefined ? run(call) : Effect.flatMap(
+            ledger.start(String(request.requestId), self),
+            (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
+              lost === undefined ? run(call) : Effect.fail(lostOn(task._tag, lost, self))
+          )
+        })
 
       const handlers: Record<string, (request: Entity.Request<any>) => any> = {}
       for (const task of protocol.tasks.values()) {
         if (task.stream) {
           handlers[task._tag] = (request) =>
-            Stream.unwrap(guard(
-              request,
-              task,
+            Stream.unwrap(guard(request, task, (call) =>
               Effect.sync(() =>
-                Stream.mapError(local.open(task, request.payload, asSent), (e) => isOutcome(e) ? toWire(e) : e)
-              )
-            ))
+                Stream.mapError(local.open(task, request.payload, call), (e) =>
+                  isOutcome(e) ? toWire(e) : e)
+              )))
         } else {
-          handlers[task._tag] = (request) => guard(request, task, local.call(task, request.payload, asSent, forward))
+          handlers[task._tag] = (request) =>
+            guard(request, task, (call) =>
+              local.call(task, request.payload, call, forward))
           // One chunk of the caller's is one batch here: its parts spread it over the workers' time.
           handlers[chunkTag(task._tag)] = (request) =>
-            guard(
-              request,
-              task,
+            guard(request, task, (call) =>
               Effect.map(
                 local.chunk(
                   task as Task.Task.Unary,
                   request.payload as ReadonlyArray<unknown>,
                   timerOf(task._tag),
-                  undefined
+                  call
                 ),
                 (raw) =>
                   raw instanceof AllSucceeded
                     ? { values: raw.values }
                     : { outcomes: raw.map((item) => isOutcome(item) ? toWire(item) : item) }
-              )
-            )
+              ))
         }
       }
       handlers[statsTag] = () =>

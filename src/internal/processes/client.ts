@@ -40,6 +40,9 @@ const runMessage =
 
 const noCall: Call = { timeout: 0, window: undefined, key: undefined }
 
+/** What a chunk takes of its map's call. */
+type ChunkCall = Pick<Call, "admit">
+
 /** The caller's span as `[traceId, spanId, sampled]`, or `0`: worker spans can join the caller's trace. */
 const currentTrace = (): Trace => {
   const fiber = Fiber.getCurrent()
@@ -118,7 +121,7 @@ export const makeClient = (
   const run = <A, E>(
     tag: string,
     message: (id: number, trace: Trace) => string | Binary | SerializationError,
-    timeout: number,
+    call: Pick<Call, "timeout" | "admit">,
     decode: Decode,
     batchSize = 0,
     setup?: (entry: Entry) => void
@@ -130,7 +133,8 @@ export const makeClient = (
         events.unsent?.(tag, Math.max(1, batchSize), Fiber.getCurrent()?.context)
         return resume(Effect.fail(encoded as E))
       }
-      const entry = new Entry(id, tag, encoded, timeout, decode, resume, batchSize)
+      const entry = new Entry(id, tag, encoded, call.timeout, decode, resume, batchSize)
+      entry.admit = call.admit
       fromCaller(entry)
       setup?.(entry)
       dispatcher.submit(entry)
@@ -146,25 +150,26 @@ export const makeClient = (
         const encoded = convert.encode(payload)
         return encoded instanceof SerializationError ? encoded : wire(task, Message.run(id, tag, encoded, trace))
       },
-      call.timeout,
+      call,
       replyDecoder(convert.decode)
     )
   }
 
   /** One item of a chunk, alone: its payload is encoded already, and its outcome stays encoded. */
-  const submitItem = (task: Task.Task.Any, payload: unknown) =>
-    submitOnce(task, payload, noCall, passThrough) as Effect.Effect<Outcome, PoolError>
+  const submitItem = (task: Task.Task.Any, payload: unknown, chunk: ChunkCall) =>
+    submitOnce(task, payload, { ...noCall, admit: chunk.admit }, passThrough) as Effect.Effect<Outcome, PoolError>
 
   const submitChunkOnce = (
     task: Task.Task.Any,
     payloads: ReadonlyArray<unknown>,
-    timer: ChunkTimer
+    timer: ChunkTimer,
+    call: ChunkCall
   ): Effect.Effect<RawChunk, PoolError> => {
     if (payloads.length === 1) {
       return Effect.suspend(() => {
         const started = performance.now()
         // The item's outcome is the chunk's answer, so the item is retried here, as one of a crashed chunk is.
-        return Effect.match(retried(task, submitItem(task, payloads[0])), {
+        return Effect.match(retried(task, submitItem(task, payloads[0], call)), {
           onFailure: (error): RawChunk => {
             timer.record(1, performance.now() - started)
             return [error]
@@ -185,14 +190,14 @@ export const makeClient = (
       const attempt = run<RawChunk | Crashed, PoolError>(
         tag,
         runMessage(task, (id, trace) => Message.runBatch(id, tag, payloads, trace, partItems)),
-        0,
+        { timeout: 0, admit: call.admit },
         replies.decode,
         payloads.length,
         replies.attach
       )
       return Effect.flatMap(
         attempt,
-        (result) => result instanceof Crashed ? recover(task, payloads, timer, result) : Effect.succeed(result)
+        (result) => result instanceof Crashed ? recover(task, payloads, timer, call, result) : Effect.succeed(result)
       )
     })
   }
@@ -208,6 +213,7 @@ export const makeClient = (
     task: Task.Task.Any,
     payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
+    call: ChunkCall,
     crashed: Crashed
   ): Effect.Effect<RawChunk> => {
     const unknownEnd = Math.min(payloads.length, crashed.received + crashed.window)
@@ -218,14 +224,14 @@ export const makeClient = (
       : Effect.forEach(
         unknown,
         (payload) =>
-          Effect.match(withRetry(task, afterCrash(crashed.error, submitItem(task, payload))), {
+          Effect.match(withRetry(task, afterCrash(crashed.error, submitItem(task, payload, call))), {
             onFailure: (error): Outcome | PoolError => error,
             onSuccess: (outcome): Outcome | PoolError => outcome
           })
       )
     const again: Effect.Effect<Array<Outcome | PoolError>> = rest.length === 0
       ? Effect.succeed([])
-      : Effect.match(retried(task, submitChunkOnce(task, rest, timer)), {
+      : Effect.match(retried(task, submitChunkOnce(task, rest, timer, call)), {
         onFailure: (error) => rest.map(() => error),
         onSuccess: toOutcomes
       })
@@ -259,6 +265,7 @@ export const makeClient = (
         }
         const receiver = new StreamReceiver<unknown, Outcome | PoolError>(dispatcher)
         const entry = new Entry(id, tag, encoded, call.timeout, streamEndOf, receiver.end, 0)
+        entry.admit = call.admit
         fromCaller(entry)
         receiver.attach(entry)
         dispatcher.submit(entry)
@@ -270,7 +277,7 @@ export const makeClient = (
   return {
     call: submitOnce,
     open: streamOnce,
-    chunk: (task, payloads, timer) => submitChunkOnce(task, payloads, timer)
+    chunk: submitChunkOnce
   }
 }
 

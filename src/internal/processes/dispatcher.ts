@@ -214,6 +214,8 @@ export class Dispatcher {
     if (this.broken !== undefined) return this.finish(entry, this.broken)
     if (this.closing) return this.finish(entry, this.poolClosed(entry))
     if (this.queue.size === 0) {
+      const refused = entry.admit?.()
+      if (refused !== undefined) return this.finish(entry, refused)
       const slot = leastLoaded(this.slots, this.window, this.options)
       if (slot !== undefined) {
         this.send(slot, entry)
@@ -273,15 +275,21 @@ export class Dispatcher {
     while (this.queue.size > 0) {
       const slot = leastLoaded(this.slots, this.window, this.options)
       if (slot === undefined) return
-      this.send(slot, this.queue.take()!)
+      this.sendQueued(slot)
     }
   }
 
   /** Sends queued entries to one worker that has just made room. */
   private fill(slot: Slot): void {
-    while (this.queue.size > 0 && hasRoom(slot, this.window, this.options)) {
-      this.send(slot, this.queue.take()!)
-    }
+    while (this.queue.size > 0 && hasRoom(slot, this.window, this.options)) this.sendQueued(slot)
+  }
+
+  /** Sends the first queued entry, unless it may no longer start: then it ends with the error it was given. */
+  private sendQueued(slot: Slot): void {
+    const entry = this.queue.take()!
+    const refused = entry.admit?.()
+    if (refused === undefined) this.send(slot, entry)
+    else this.finish(entry, refused)
   }
 
   /**

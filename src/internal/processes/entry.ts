@@ -11,6 +11,7 @@ import type * as Context from "effect/Context"
 import type * as LogLevel from "effect/LogLevel"
 import type { PoolError } from "../../PoolError.ts"
 import type { Cancel } from "../clock.ts"
+import type { Admit } from "../service/backend.ts"
 import type { Binary } from "../wire/binary.ts"
 import type { FromWorker, FromWorkerMessage } from "../wire/protocol.ts"
 import type { WorkerConnection } from "./workerProcess.ts"
@@ -78,6 +79,8 @@ export class Entry {
   caller: Context.Context<never> | undefined = undefined
   /** The caller's minimum log level, when it is not the pool's: the worker applies it to this entry. */
   logLevel: LogLevel.LogLevel | undefined = undefined
+  /** Asked at the moment it would be sent to a worker: a pool error when it must not start (see `Admit`). */
+  admit: Admit | undefined = undefined
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */

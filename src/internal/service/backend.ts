@@ -65,7 +65,19 @@ export interface Call {
   readonly window: number | undefined
   /** Through the cluster: where the call goes. */
   readonly key: string | undefined
+  /** Asked at the moment the task would start: a pool error when it must not (see `Admit`). */
+  readonly admit?: Admit | undefined
 }
+
+/**
+ * Whether a task may still start, asked at the moment it would: `undefined`
+ * when it may, or the pool error it ends with instead. A runner refuses the
+ * work it took before it lost, or could no longer prove it held, the shard
+ * that sent it.
+ *
+ * @internal
+ */
+export type Admit = () => PoolError | undefined
 
 /**
  * How the service converts one task's values at a backend's edge, for the
@@ -107,13 +119,13 @@ export interface Backend {
   readonly open: (task: Task.Task.Any, payload: unknown, call: Call) => Stream.Stream<unknown, Outcome | PoolError>
   /**
    * Runs one chunk of a `map`: each item's outcome in the result; a pool
-   * error that ended the whole chunk fails the effect. `key` is the call's.
+   * error that ended the whole chunk fails the effect. `call` is the map's.
    */
   readonly chunk: (
     task: Task.Task.Unary,
     payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
-    key: string | undefined
+    call: Pick<Call, "key" | "admit">
   ) => Effect.Effect<RawChunk, PoolError>
   /** A snapshot of the backend. */
   readonly stats: Effect.Effect<Stats>

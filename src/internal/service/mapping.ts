@@ -11,7 +11,7 @@ import type { PoolError } from "../../PoolError.ts"
 import type { Inputs, MapOptions, Service } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkMap } from "../options.ts"
-import { AllSucceeded, type Backend, type ChunkTimer } from "./backend.ts"
+import { AllSucceeded, type Backend, type Call, type ChunkTimer } from "./backend.ts"
 import { type ChunkResult, toExits } from "./codec.ts"
 
 /**
@@ -26,7 +26,7 @@ export interface Chunks extends Pick<Backend, "concurrency" | "chunking"> {
     task: Task.Task.Unary,
     payloads: ReadonlyArray<unknown>,
     timer: ChunkTimer,
-    key: string | undefined
+    call: Pick<Call, "key">
   ) => Effect.Effect<ChunkResult, PoolError>
 }
 
@@ -52,14 +52,14 @@ export class Chunker {
    */
   private part = 0
   /** The call's `key`: where its chunks go, through the cluster. */
-  readonly key: string | undefined
+  readonly call: { readonly key: string | undefined }
   constructor(
     chunkSize: number | "auto" | undefined,
     aim: Backend["chunking"],
     key?: string | undefined
   ) {
     this.aim = aim
-    this.key = key
+    this.call = { key }
     this.fixed = typeof chunkSize === "number"
     this.size = typeof chunkSize === "number" ? Math.max(1, Math.floor(chunkSize)) : 1
   }
@@ -112,7 +112,7 @@ export type Mapping = Pick<Service, "map" | "mapExits" | "stream">
  */
 export const makeMapping = (backend: Chunks): Mapping => {
   const submitChunk = <T extends Task.Task.Unary>(task: T, chunk: ReadonlyArray<any>, chunker: Chunker) =>
-    backend.chunk(task, chunk, chunker, chunker.key)
+    backend.chunk(task, chunk, chunker, chunker.call)
   /** A chunk's values; the first item that failed fails it. Typed by the service's signatures, which use it. */
   const chunkValues = <T extends Task.Task.Unary>(
     task: T,

@@ -99,8 +99,8 @@ export const withRetries = (backend: Backend): Backend => ({
           delivered()
           return items
         })),
-  chunk: (task, payloads, timer, key) =>
+  chunk: (task, payloads, timer, call) =>
     task.retry === undefined
-      ? backend.chunk(task, payloads, timer, key)
-      : withRetry(task, backend.chunk(task, payloads, timer, key))
+      ? backend.chunk(task, payloads, timer, call)
+      : withRetry(task, backend.chunk(task, payloads, timer, call))
 })

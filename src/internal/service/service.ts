@@ -71,17 +71,17 @@ export const makeService = (once: Backend): Service => {
    * A chunk of a map: its payloads encoded in one call, the ones that do not
    * fit refused item by item, the rest sent, and every outcome decoded.
    */
-  const chunk: Chunks["chunk"] = (task, payloads, timer, key) =>
+  const chunk: Chunks["chunk"] = (task, payloads, timer, call) =>
     Effect.suspend(() => {
       const encoded = encodePayloads(task, payloads)
       if ("all" in encoded) {
-        return Effect.map(backend.chunk(task, encoded.all, timer, key), (raw) => decodeChunk(task, raw))
+        return Effect.map(backend.chunk(task, encoded.all, timer, call), (raw) => decodeChunk(task, raw))
       }
       const good = encoded.each.filter((item) => !(item instanceof SerializationError))
       unsent?.(task._tag, payloads.length - good.length)
       const refusedOnly = encoded.each.map((item) => item instanceof SerializationError ? Exit.fail(item) : undefined)
       if (good.length === 0) return Effect.succeed(refusedOnly as Array<Exit.Exit<never, SerializationError>>)
-      return Effect.map(backend.chunk(task, good, timer, key), (raw): ChunkResult => {
+      return Effect.map(backend.chunk(task, good, timer, call), (raw): ChunkResult => {
         const sent = decodeChunk(task, raw)
         let at = 0
         return refusedOnly.map((exit) =>
