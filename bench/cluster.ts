@@ -10,6 +10,8 @@
  *
  * - submit: one task per request, 256 in flight: tasks/s
  * - map: 100,000 tiny items, chunked: items/s
+ * - stream: the same items through `pool.stream`, results as a Stream: items/s
+ * - a streaming task: 100,000 items of one task's stream: items/s
  * - latency: sequential calls, p50 and p99: the per-task overhead
  * - bare: an entity whose handler answers at once (no pool), same loads
  * - stall: kill -9 of a runner under load, then the time until its tasks are
@@ -26,7 +28,16 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Rpc from "effect/rpc/Rpc"
 import * as Schema from "effect/Schema"
-import { database, recommended, runnerLayer, runnersDatabase, startRunner, Where } from "../examples/cluster.ts"
+import * as Stream from "effect/Stream"
+import {
+  database,
+  recommended,
+  runnerLayer,
+  runnersDatabase,
+  Squares,
+  startRunner,
+  Where
+} from "../examples/cluster.ts"
 import { freePort, postgres } from "../examples/postgres.ts"
 import { ProcessPool } from "../src/index.ts"
 
@@ -37,7 +48,9 @@ const worker = new URL("../examples/cluster.ts", import.meta.url).href
 const runner = Effect.fnUntraced(function*(pgPort: number, port: number) {
   const bare = Bare.toLayer({ Echo: (request) => Effect.succeed(request.payload) })
   yield* Layer.build(
-    bare.pipe(Layer.provideMerge(runnerLayer(runnersDatabase(pgPort), port, { tasks: [Where], worker, size: 1 })))
+    bare.pipe(
+      Layer.provideMerge(runnerLayer(runnersDatabase(pgPort), port, { tasks: [Where, Squares], worker, size: 1 }))
+    )
   )
   process.stdout.write("ready\n")
   return yield* Effect.never
@@ -80,7 +93,17 @@ const measure = Effect.fnUntraced(function*(pool: ProcessPool.ProcessPool["Servi
       yield* pool.map(Where, Array.from({ length: 100_000 }, (_, i) => i))
       return 100_000 / ((performance.now() - started) / 1000)
     }),
-    latency: yield* latency(300, submit)
+    latency: yield* latency(300, submit),
+    stream: yield* Effect.gen(function*() {
+      const started = performance.now()
+      yield* Stream.runDrain(pool.stream(Where, Array.from({ length: 100_000 }, (_, i) => i)))
+      return 100_000 / ((performance.now() - started) / 1000)
+    }),
+    streamingTask: yield* Effect.gen(function*() {
+      const started = performance.now()
+      yield* Stream.runDrain(pool.submit(Squares, 100_000))
+      return 100_000 / ((performance.now() - started) / 1000)
+    })
   }
 })
 
@@ -158,7 +181,7 @@ const main = Effect.gen(function*() {
         lastOutcomeMs: lastOutcome - killedAt
       }
     }
-  }).pipe(Effect.provide(ProcessPool.layerCluster({ tasks: [Where] }).pipe(Layer.provideMerge(sharding))))
+  }).pipe(Effect.provide(ProcessPool.layerCluster({ tasks: [Where, Squares] }).pipe(Layer.provideMerge(sharding))))
 
   const row = (name: string, submit: number, map: number | undefined, lat: { p50: number; p99: number }) =>
     console.log(
@@ -173,12 +196,20 @@ const main = Effect.gen(function*() {
   row("cluster, 2 runners x 1", result.cluster.submit, result.cluster.map, result.cluster.latency)
   row("bare cluster RPC (no pool)", result.bare.submit, undefined, result.bare.latency)
   console.log(
+    `streams, items/s: pool.stream ${local.stream.toFixed(0)} local, ${result.cluster.stream.toFixed(0)} cluster ` +
+      `(${(result.cluster.map / result.cluster.stream).toFixed(2)}x slower than its map); a streaming task ` +
+      `${local.streamingTask.toFixed(0)} local, ${result.cluster.streamingTask.toFixed(0)} cluster ` +
+      `(1/${(local.streamingTask / result.cluster.streamingTask).toFixed(1)} of local)`
+  )
+  console.log(
     `per-task overhead of the cluster path: ${(result.cluster.latency.p50 - local.latency.p50).toFixed(0)} µs over ` +
       `the local pool, ${(result.cluster.latency.p50 - result.bare.latency.p50).toFixed(0)} µs over a bare RPC (p50)`
   )
   const k = result.kill
   console.log(
-    `kill -9 of a runner under load: first task reported lost after ${k.firstLostMs.toFixed(0)} ms, longest time ` +
+    `kill -9 of a runner under load: ${
+      k.lost === 0 ? "no task was lost" : `first task reported lost after ${k.firstLostMs.toFixed(0)} ms`
+    }, longest time ` +
       `without any outcome ${k.longestGapMs.toFixed(0)} ms, ${k.lost} lost (WorkerCrashed), ` +
       `${k.completedAfterKill} outcomes in the 8 s after the kill`
   )

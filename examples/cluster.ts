@@ -19,6 +19,7 @@ import { ProcessPool, Task, Worker } from "effect-process-pool"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { spawn } from "node:child_process"
 import { type Connection, freePort, postgres } from "./postgres.ts"
 
@@ -28,9 +29,13 @@ export const Where = Task.make("Where", {
   success: Schema.Struct({ square: Schema.Number, worker: Schema.Number, runner: Schema.Number })
 })
 
+// A streaming contract: the squares of 0, 1, …, n - 1.
+export const Squares = Task.make("Squares", { payload: Schema.Number, success: Schema.Number, stream: true })
+
 // A worker's parent is the runner whose pool it belongs to.
 export default Worker.handlers(
-  Where.handler((n) => Effect.succeed({ square: n * n, worker: process.pid, runner: process.ppid }))
+  Where.handler((n) => Effect.succeed({ square: n * n, worker: process.pid, runner: process.ppid })),
+  Squares.handler((n) => Stream.map(Stream.range(0, n - 1), (i) => i * i))
 )
 
 // The settings that bound the stall after a runner dies to about 5 s (see the README).

@@ -148,7 +148,9 @@ export interface SubmitOptions {
   /**
    * For a streaming task: how many items the worker may produce ahead of the
    * consumer. The worker's stream is paused (not buffered) beyond it.
-   * Defaults to the pool's `streamWindow`.
+   * Defaults to the pool's `streamWindow`; through the cluster, to 16,384
+   * items, which the runner reads ahead (the engine acknowledges each chunk
+   * of a stream before it sends the next).
    */
   readonly window?: number | undefined
   /**

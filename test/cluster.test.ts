@@ -289,7 +289,7 @@ describe("cluster: calls", () => {
         yield* Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
           expect(yield* Stream.runCollect(pool.submit(Count, 5))).toStrictEqual([0, 1, 2, 3, 4])
-          const taken = yield* pool.submit(Endless, file).pipe(
+          const taken = yield* pool.submit(Endless, file, { window: 64 }).pipe(
             Stream.tap(() => Effect.sleep(20)),
             Stream.take(50),
             Stream.runCollect
@@ -297,11 +297,12 @@ describe("cluster: calls", () => {
           expect(taken).toStrictEqual(Array.from({ length: 50 }, (_, i) => i))
           // The stream was stopped: its finalizer ran in the worker.
           yield* waitUntil("the stream's finalizer", () => fs.existsSync(`${file}.end`), 10_000)
-          // The producer ran a bounded window ahead of what was consumed, not on and on: the local
-          // pool's window (128) and the engine's buffers, far below what it makes in a second unchecked.
+          // The producer ran a bounded window ahead of what was consumed, not on and on: the call's window
+          // (64, read ahead by the runner), the runner's local window (128) and the engine's buffers, far
+          // below what it makes in a second unchecked.
           const produced = Number(fs.readFileSync(file, "utf8"))
           yield* Effect.log(`produced ${produced} for 50 consumed`)
-          expect(produced).toBeLessThan(50 + 128 + 200)
+          expect(produced).toBeLessThan(50 + 64 + 128 + 200)
         }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
     120_000

@@ -32,6 +32,7 @@ import { isPoolError, type PoolError, SerializationError, TaskNotServed, TaskTim
 import type { ClusterOptions, Stats } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkCluster } from "../options.ts"
+import { windowOf } from "../processes/stream.ts"
 import {
   AllSucceeded,
   type Backend,
@@ -44,7 +45,16 @@ import {
 import { makeOutcomeCounter } from "../telemetry/poolMetrics.ts"
 import { encodeDefect } from "../wire/codec.ts"
 import { ExitKind } from "../wire/protocol.ts"
-import { chunkTag, defaultSpread, fromWire, makeProtocol, RunnerStats, statsTag, type WireOutcome } from "./protocol.ts"
+import {
+  chunkTag,
+  defaultClusterWindow,
+  defaultSpread,
+  fromWire,
+  makeProtocol,
+  RunnerStats,
+  statsTag,
+  type WireOutcome
+} from "./protocol.ts"
 
 /** The engine's own routing errors never reach the user as such: they mean the cluster is unwell. */
 const engineErrors = ["MailboxFull", "AlreadyProcessingMessage", "PersistenceError", "EntityNotAssignedToRunner"]
@@ -145,7 +155,9 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
         served(task),
         (): Stream.Stream<unknown, Outcome | PoolError> =>
           Stream.mapError(
-            clientFor(entityId(call.key))[task._tag](payload, { streamBufferSize: call.window ?? 16 }) as Stream.Stream<
+            clientFor(entityId(call.key))[task._tag]({ payload, window: windowOf(call.window, defaultClusterWindow) }, {
+              streamBufferSize: 16
+            }) as Stream.Stream<
               unknown,
               WireOutcome | PoolError
             >,

@@ -24,6 +24,19 @@ export const statsTag = "~effect-process-pool/stats"
 /** The default entity type. */
 export const defaultEntity = "effect-process-pool"
 
+/**
+ * A streaming task's window through the cluster, unless the call gives one:
+ * the engine acknowledges each chunk of a stream before it sends the next,
+ * about every 100 ms, so a runner reads this far ahead of its consumer.
+ */
+export const defaultClusterWindow = 16_384
+
+/** A streaming task's message: its payload, encoded, and the caller's window. @internal */
+export interface StreamRequest {
+  readonly payload: unknown
+  readonly window: number
+}
+
 /** The entity ids that tasks without a key are spread over. */
 export const defaultSpread = 64
 
@@ -115,7 +128,8 @@ export const makeProtocol = (
     const outcome = outcomeSchema(task)
     if (task.stream) {
       rpcs.push(Rpc.make(task._tag, {
-        payload,
+        // With the caller's window: how far ahead of its consumer the runner reads.
+        payload: Schema.Struct({ payload, window: Schema.Number }),
         success: wire(task, task.successSchema),
         error: Schema.Union([outcome, PoolErrorSchema]),
         defect,

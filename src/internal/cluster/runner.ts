@@ -22,7 +22,7 @@ import { isOutcome } from "../service/codec.ts"
 import { Chunker } from "../service/mapping.ts"
 import { makeLease } from "./lease.ts"
 import { lostOn, makeLedger } from "./ledger.ts"
-import { chunkTag, makeProtocol, statsTag, toWire } from "./protocol.ts"
+import { chunkTag, makeProtocol, statsTag, type StreamRequest, toWire } from "./protocol.ts"
 
 /** The caller bounds a call's whole life with its timeout: the runner's local pool runs it as it comes. */
 const asSent: Call = { timeout: 0, window: undefined, key: undefined }
@@ -92,13 +92,16 @@ export const layerRunner = (
           handlers[task._tag] = (request) =>
             Stream.unwrap(guard(request, task, (call) =>
               Effect.sync(() =>
-                Stream.mapError(local.open(task, request.payload, call), (e) =>
-                  isOutcome(e) ? toWire(e) : e)
+                // Read ahead up to the caller's window: the engine acknowledges each chunk it sends on, so a
+                // chunk holds what was read meanwhile.
+                Stream.mapError(
+                  local.open(task, (request.payload as StreamRequest).payload, call),
+                  (e) => isOutcome(e) ? toWire(e) : e
+                ).pipe(Stream.buffer({ capacity: (request.payload as StreamRequest).window }))
               )))
         } else {
           handlers[task._tag] = (request) =>
-            guard(request, task, (call) =>
-              local.call(task, request.payload, call, forward))
+            guard(request, task, (call) => local.call(task, request.payload, call, forward))
           // One chunk of the caller's is one batch here: its parts spread it over the workers' time.
           handlers[chunkTag(task._tag)] = (request) =>
             guard(request, task, (call) =>
