@@ -302,6 +302,40 @@ export class InvalidOption extends Schema.TaggedError<InvalidOption>()("InvalidO
 }
 
 /**
+ * Through the cluster: the cluster's storage (its PostgreSQL) could not be
+ * reached for longer than the `layerCluster` option `storageTimeout`, while
+ * the call waited. Runners cannot prove they hold their shards without it, so
+ * they stop their work; a task that had started may have run. New calls fail
+ * with it at once until the storage answers again.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Square, 3).pipe(
+ *   Effect.catchTag("StorageUnreachable", (e) => Effect.logWarning(e.message))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StorageUnreachable extends Schema.TaggedError<StorageUnreachable>()("StorageUnreachable", {
+  task: Schema.String,
+  /** How long the storage had not answered, in milliseconds. */
+  unreachableFor: Schema.Number,
+  /** What the storage client said last. */
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Task "${this.task}" could not go through the cluster: its storage has not answered for ` +
+      `${this.unreachableFor} ms (${this.reason}). If the task had started, it may have run. Check that ` +
+      `PostgreSQL is up and reachable; calls go through again once it answers.`
+  }
+}
+
+/**
  * The union of the pool's own errors.
  *
  * @since 0.1.0
@@ -316,6 +350,7 @@ export type PoolError =
   | QueueFull
   | TaskTimeout
   | InvalidOption
+  | StorageUnreachable
 
 const classes = [
   WorkerCrashed,
@@ -325,7 +360,8 @@ const classes = [
   PoolClosed,
   QueueFull,
   TaskTimeout,
-  InvalidOption
+  InvalidOption,
+  StorageUnreachable
 ] as const
 
 /**
@@ -352,7 +388,8 @@ export const PoolErrorSchema: Schema.Union<
     typeof PoolClosed,
     typeof QueueFull,
     typeof TaskTimeout,
-    typeof InvalidOption
+    typeof InvalidOption,
+    typeof StorageUnreachable
   ]
 > = Schema.Union(classes)
 

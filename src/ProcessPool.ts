@@ -781,6 +781,15 @@ export interface ClusterOptions {
   readonly spread?: number | undefined
   /** How many chunks of one `map` may be in flight at once. Defaults to 16. */
   readonly concurrency?: number | undefined
+  /**
+   * How long a call waits while the cluster's storage (its PostgreSQL) does
+   * not answer, before it fails with `StorageUnreachable`; new calls then fail
+   * at once until it answers again. To know, the caller asks the storage
+   * (`SELECT 1`) every half second, through the `SqlClient` of the layer's
+   * context, as the engine's storage has it; without one, calls wait as the
+   * engine does. Defaults to 5 seconds.
+   */
+  readonly storageTimeout?: Duration.Input | undefined
   /** The `pool` attribute of the caller's metrics, as {@link Options} `name`. Defaults to `"default"`. */
   readonly name?: string | undefined
   /**

@@ -458,6 +458,52 @@ describe("cluster: no runner, slow streams", () => {
 /** A task that no runner and no caller lists. */
 const NotListed = Task.make("NotListed", { payload: Schema.Number, success: Schema.Number })
 
+describe("cluster: its storage dies", () => {
+  it.live(
+    "PostgreSQL killed under load: every call ends within its bound, typed; new calls fail at once",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        yield* startRunners(pg, 1)
+        yield* Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          expect(yield* pool.submit(Square, 3)).toBe(9)
+          const calls = yield* Effect.forkChild(Effect.forEach(
+            Array.from({ length: 200 }, (_, i) => i),
+            () => Effect.exit(pool.submit(Sleep, { ms: 200 })),
+            { concurrency: "unbounded" }
+          ))
+          yield* Effect.sleep("500 millis")
+          const postmaster = Number(fs.readFileSync(`${pg.dir}/data/postmaster.pid`, "utf8").split("\n")[0])
+          process.kill(postmaster, "SIGKILL")
+          const killedAt = Date.now()
+          const exits = yield* Fiber.join(calls).pipe(Effect.timeout("30 seconds"))
+          const took = Date.now() - killedAt
+          yield* Effect.log(`storage killed: every call ended ${took} ms after`)
+          // storageTimeout (5 s), the probe's period and its own timeout.
+          expect(took).toBeLessThan(5_000 + 1_500 + 1_500)
+          const tags = exits.map((exit) => {
+            if (Exit.isSuccess(exit)) return "success"
+            const error = Cause.squash(exit.cause)
+            return PoolError.isPoolError(error) ? error._tag : `not typed: ${Cause.pretty(exit.cause)}`
+          })
+          expect(tags.filter((tag) => !["success", "StorageUnreachable", "WorkerCrashed"].includes(tag))).toStrictEqual(
+            []
+          )
+          expect(tags).toContain("StorageUnreachable")
+          // Once it has been out longer than storageTimeout, a new call fails at once.
+          yield* Effect.sleep(Math.max(0, killedAt + 6_000 - Date.now()))
+          const started = Date.now()
+          const refused = yield* Effect.flip(pool.submit(Square, 2))
+          assert.instanceOf(refused, PoolError.StorageUnreachable)
+          expect(refused.unreachableFor).toBeGreaterThanOrEqual(5_000)
+          expect(Date.now() - started).toBeLessThan(1_000)
+        }).pipe(Effect.provide(clusterPool(pg)))
+      }),
+    120_000
+  )
+})
+
 describe("cluster: its PostgreSQL", () => {
   const leftovers = () => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith("epp-pg-")).sort()
 

@@ -353,6 +353,7 @@ const clusterChecks: { readonly [K in keyof ClusterOptions]-?: Check } = {
   persisted: boolean,
   spread: whole(1),
   concurrency: whole(1),
+  storageTimeout: duration(true),
   name: nonEmptyString,
   metrics: boolean
 }

@@ -28,10 +28,18 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { isPoolError, type PoolError, SerializationError, TaskNotServed, TaskTimeout } from "../../PoolError.ts"
+import {
+  isPoolError,
+  type PoolError,
+  SerializationError,
+  type StorageUnreachable,
+  TaskNotServed,
+  TaskTimeout,
+  WorkerCrashed
+} from "../../PoolError.ts"
 import type { ClusterOptions, Stats } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
-import { checkCluster } from "../options.ts"
+import { checkCluster, millis } from "../options.ts"
 import { windowOf } from "../processes/stream.ts"
 import {
   AllSucceeded,
@@ -55,6 +63,7 @@ import {
   statsTag,
   type WireOutcome
 } from "./protocol.ts"
+import { makeStorageWatch } from "./storage.ts"
 
 /** The engine's own routing errors never reach the user as such: they mean the cluster is unwell. */
 const engineErrors = ["MailboxFull", "AlreadyProcessingMessage", "PersistenceError", "EntityNotAssignedToRunner"]
@@ -103,6 +112,35 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
   let state: Stats["state"] = "open"
   yield* Effect.addFinalizer(() => Effect.sync(() => state = "closed"))
   const protocol = makeProtocol(options.tasks, options)
+  const storage = yield* makeStorageWatch(millis(options.storageTimeout ?? "5 seconds", 5_000))
+  /** `effect`, bounded by the storage's outage, when the storage is watched. */
+  const whileStored = <A, E>(task: string, effect: Effect.Effect<A, E>) =>
+    storage === undefined ? effect : storage.bound(task, effect)
+
+  /**
+   * `effect`, whose interruption by its runner (which stops its entities when
+   * it can no longer hold their shards) ends as a typed error: the caller
+   * did not ask for it. An interruption of the caller itself is not caught.
+   */
+  const stoppedTyped = <A, E>(
+    task: string,
+    effect: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | StorageUnreachable | WorkerCrashed> =>
+    Effect.catchCause(
+      effect,
+      (cause): Effect.Effect<never, E | StorageUnreachable | WorkerCrashed> =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.fail(
+            storage?.current(task) ?? new WorkerCrashed({
+              pid: 0,
+              exitCode: null,
+              signal: null,
+              task,
+              reason: "its runner stopped it before it ended: the runner could no longer hold the task's shard"
+            })
+          )
+          : Effect.failCause(cause)
+    )
   const spread = options.spread ?? defaultSpread
   const makeClient = yield* (protocol.entity.client as Effect.Effect<any, never, Sharding>) as Effect.Effect<
     (id: string) => Record<string, (input: unknown, options?: unknown) => any>,
@@ -139,13 +177,19 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     Effect.suspend(() => {
       const encoded = convert.encode(payload)
       if (encoded instanceof SerializationError) return Effect.fail(encoded)
-      const sent = orDieEngine<WireOutcome, PoolError, never>(
-        Effect.suspend(() => clientFor(entityId(call.key))[task._tag](encoded))
+      const sent = stoppedTyped(
+        task._tag,
+        orDieEngine<WireOutcome, PoolError, never>(
+          Effect.suspend(() => clientFor(entityId(call.key))[task._tag](encoded))
+        )
       )
       return bounded(
         task._tag,
         call,
-        Effect.andThen(served(task), Effect.flatMap(sent, (outcome) => convert.decode(...fromWire(outcome))))
+        whileStored(
+          task._tag,
+          Effect.andThen(served(task), Effect.flatMap(sent, (outcome) => convert.decode(...fromWire(outcome))))
+        )
       )
     })
 
@@ -165,10 +209,11 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
           )
       )
     )
-    if (call.timeout === 0) return stream
+    const stored = storage === undefined ? stream : Stream.interruptWhen(stream, storage.outage(task._tag))
+    if (call.timeout === 0) return stored
     // The whole stream, as on a local pool.
     return Stream.interruptWhen(
-      stream,
+      stored,
       Effect.andThen(
         Effect.sleep(call.timeout),
         Effect.fail(new TaskTimeout({ task: task._tag, timeout: call.timeout, where: "cluster" }))
@@ -187,24 +232,27 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     timer: ChunkTimer,
     { key }: Pick<Call, "key">
   ): Effect.Effect<RawChunk, PoolError> =>
-    Effect.andThen(served(task), () => {
-      const started = performance.now()
-      return orDieEngine<ChunkReply, PoolError, never>(
-        Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](payloads))
-      ).pipe(
-        Effect.map((reply): RawChunk => {
-          timer.record(payloads.length, performance.now() - started)
-          return reply.outcomes === undefined
-            ? new AllSucceeded(reply.values ?? [])
-            : reply.outcomes.map((item) => isPoolError(item) ? item : fromWire(item))
-        }),
-        Effect.catchCause((cause): Effect.Effect<RawChunk, PoolError> => {
-          if (Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)) return Effect.failCause(cause)
-          const defect: Outcome = [ExitKind.Defect, encodeDefect(Cause.squash(cause))]
-          return Effect.succeed(payloads.map(() => defect))
-        })
-      )
-    })
+    whileStored(
+      task._tag,
+      Effect.andThen(served(task), () => {
+        const started = performance.now()
+        return orDieEngine<ChunkReply, PoolError, never>(
+          Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](payloads))
+        ).pipe(
+          Effect.map((reply): RawChunk => {
+            timer.record(payloads.length, performance.now() - started)
+            return reply.outcomes === undefined
+              ? new AllSucceeded(reply.values ?? [])
+              : reply.outcomes.map((item) => isPoolError(item) ? item : fromWire(item))
+          }),
+          Effect.catchCause((cause): Effect.Effect<RawChunk, PoolError> => {
+            if (Cause.hasInterruptsOnly(cause) || Cause.hasFails(cause)) return Effect.failCause(cause)
+            const defect: Outcome = [ExitKind.Defect, encodeDefect(Cause.squash(cause))]
+            return Effect.succeed(payloads.map(() => defect))
+          })
+        )
+      })
+    )
 
   /** Asks every entity id that spread work goes to, and keeps one answer per runner. */
   const stats = Effect.gen(function*() {
