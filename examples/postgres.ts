@@ -19,6 +19,8 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -48,6 +50,12 @@ export interface Connection {
 export interface Postgres extends Connection {
   readonly dir: string
   readonly user: "postgres"
+  /**
+   * Starts the server again on its data and port, once it has stopped or been
+   * killed (its old processes may take a moment to go: it tries for about 5
+   * seconds). Stopped with the scope.
+   */
+  readonly restart: Effect.Effect<void, PostgresError, Scope.Scope>
 }
 
 /** A port that was free a moment ago. */
@@ -242,8 +250,10 @@ export const postgresWith = Effect.fnUntraced(function*(settings: Record<string,
     "--no-sync"
   ], user)
   const port = yield* freePort
-  yield* Effect.acquireRelease(serve(native, data, dir, port, user, settings), stop)
-  return { port, dir, user: "postgres", password } satisfies Postgres
+  const start = Effect.acquireRelease(serve(native, data, dir, port, user, settings), stop)
+  yield* start
+  const restart = Effect.asVoid(Effect.retry(start, { schedule: Schedule.spaced(200), times: 25 }))
+  return { port, dir, user: "postgres", password, restart } satisfies Postgres
 })
 
 /** A PostgreSQL server with our settings alone: see {@link postgresWith}. */

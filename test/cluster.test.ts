@@ -221,6 +221,18 @@ const startLines = (file: string): Array<{ readonly id: number; readonly pid: nu
     return { id, pid, at }
   })
 
+/** Runs `attempt` until it gives true, every 200 ms, for at most `timeout` ms. */
+const waitUntilEffect = (what: string, attempt: Effect.Effect<boolean>, timeout: number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeout
+    while (!(yield* attempt)) {
+      if (Date.now() > deadline) {
+        return yield* Effect.die(new Error(`timed out after ${timeout} ms waiting for ${what}`))
+      }
+      yield* Effect.sleep(200)
+    }
+  })
+
 /** How many times each value occurs. */
 const countBy = <A>(values: ReadonlyArray<A>): Map<A, number> => {
   const counts = new Map<A, number>()
@@ -460,7 +472,7 @@ const NotListed = Task.make("NotListed", { payload: Schema.Number, success: Sche
 
 describe("cluster: its storage dies", () => {
   it.live(
-    "PostgreSQL killed under load: every call ends within its bound, typed; new calls fail at once",
+    "PostgreSQL killed under load: every call ends in time, typed; new calls fail at once; restarted, work resumes",
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
@@ -498,6 +510,22 @@ describe("cluster: its storage dies", () => {
           assert.instanceOf(refused, PoolError.StorageUnreachable)
           expect(refused.unreachableFor).toBeGreaterThanOrEqual(5_000)
           expect(Date.now() - started).toBeLessThan(1_000)
+          // Back again, work resumes: every plain task runs, once.
+          yield* pg.restart
+          const file = tempFile("resumed")
+          yield* waitUntilEffect(
+            "calls to go through again",
+            Effect.isSuccess(pool.submit(Square, 4)),
+            30_000
+          )
+          const resumed = yield* Effect.forEach(
+            Array.from({ length: 50 }, (_, id) => id),
+            (id) => pool.submit(Once, { id, ms: 10, file }),
+            { concurrency: "unbounded" }
+          )
+          expect(resumed.map((ran) => ran.id)).toStrictEqual(Array.from({ length: 50 }, (_, id) => id))
+          expect(countBy(startLines(file).map((run) => run.id)).size).toBe(50)
+          expect(startLines(file)).toHaveLength(50)
         }).pipe(Effect.provide(clusterPool(pg)))
       }),
     120_000
