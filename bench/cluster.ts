@@ -14,8 +14,9 @@
  * - a streaming task: 100,000 items of one task's stream: items/s
  * - latency: sequential calls, p50 and p99: the per-task overhead
  * - bare: an entity whose handler answers at once (no pool), same loads
- * - stall: kill -9 of a runner under load, then the time until its tasks are
- *   reported lost (`WorkerCrashed`) and until the last outcome
+ * - stall: a runner frozen for 8 s (SIGSTOP, then SIGCONT), then kill -9 of
+ *   the other, under load: the time until their tasks are reported lost
+ *   (`WorkerCrashed`), and the longest time without any outcome
  *
  * CPU-heavy (about a minute on 2 cores), and it asserts nothing.
  */
@@ -131,56 +132,61 @@ const main = Effect.gen(function*() {
     yield* throughput(2_000, 256, echo)
     const bare = { submit: yield* throughput(5_000, 256, echo), latency: yield* latency(300, echo) }
 
-    // kill -9 of a runner under load: 64 calls in flight, without end, until 3 s after the kill.
-    let killedAt = 0
-    let firstLost = 0
-    let lastOutcome = 0
-    let lost = 0
-    let done = 0
-    const flow = Effect.forEach(Array.from({ length: 64 }), () =>
-      Effect.exit(pool.submit(Where, 1)).pipe(
-        Effect.tap((exit) =>
-          Effect.sync(() => {
-            done++
-            if (killedAt === 0) return
-            lastOutcome = performance.now()
-            if (Exit.isFailure(exit)) {
-              lost++
-              if (firstLost === 0) firstLost = performance.now()
-            }
-          })
-        ),
-        Effect.repeat({ while: () => killedAt === 0 || performance.now() - killedAt < 8_000 })
-      ), { concurrency: 64, discard: true })
-    const fiber = yield* Effect.forkChild(flow)
-    yield* Effect.sleep("1 second")
-    process.kill(runners[0].pid, "SIGKILL")
-    killedAt = performance.now()
-    const doneAtKill = done
-    // The longest time without any outcome after the kill: how long work stalled.
-    let stall = 0
-    let last = performance.now()
-    let seen = done
-    while (performance.now() - killedAt < 8_000) {
-      yield* Effect.sleep(10)
-      if (done !== seen) {
-        stall = Math.max(stall, performance.now() - last)
-        last = performance.now()
-        seen = done
-      }
-    }
-    yield* Fiber.join(fiber).pipe(Effect.ignore)
-    return {
-      cluster,
-      bare,
-      kill: {
-        firstLostMs: firstLost - killedAt,
-        longestGapMs: stall,
-        lost,
-        completedAfterKill: done - doneAtKill,
-        lastOutcomeMs: lastOutcome - killedAt
-      }
-    }
+    /**
+     * A fault of a runner under load: 64 calls in flight, without end, until 8 s after the fault. `fault` starts
+     * it and gives what ends it (a thaw), if anything.
+     */
+    const underFault = (fault: () => (() => void) | undefined) =>
+      Effect.gen(function*() {
+        let faultAt = 0
+        let firstLost = 0
+        let lost = 0
+        let done = 0
+        const flow = Effect.forEach(Array.from({ length: 64 }), () =>
+          Effect.exit(pool.submit(Where, 1)).pipe(
+            Effect.tap((exit) =>
+              Effect.sync(() => {
+                done++
+                if (faultAt === 0) return
+                if (Exit.isFailure(exit)) {
+                  lost++
+                  if (firstLost === 0) firstLost = performance.now()
+                }
+              })
+            ),
+            Effect.repeat({ while: () => faultAt === 0 || performance.now() - faultAt < 8_000 })
+          ), { concurrency: 64, discard: true })
+        const fiber = yield* Effect.forkChild(flow)
+        yield* Effect.sleep("1 second")
+        const end = fault()
+        faultAt = performance.now()
+        const doneAtFault = done
+        // The longest time without any outcome after the fault: how long work stalled.
+        let stall = 0
+        let last = performance.now()
+        let seen = done
+        while (performance.now() - faultAt < 8_000) {
+          yield* Effect.sleep(10)
+          if (done !== seen) {
+            stall = Math.max(stall, performance.now() - last)
+            last = performance.now()
+            seen = done
+          }
+        }
+        end?.()
+        yield* Fiber.join(fiber).pipe(Effect.ignore)
+        return { firstLostMs: firstLost - faultAt, longestGapMs: stall, lost, completedAfter: done - doneAtFault }
+      })
+    // Frozen for 8 s (SIGSTOP, then SIGCONT), then killed.
+    const freeze = yield* underFault(() => {
+      process.kill(runners[1].pid, "SIGSTOP")
+      return () => process.kill(runners[1].pid, "SIGCONT")
+    })
+    const kill = yield* underFault(() => {
+      process.kill(runners[0].pid, "SIGKILL")
+      return undefined
+    })
+    return { cluster, bare, freeze, kill }
   }).pipe(Effect.provide(ProcessPool.layerCluster({ tasks: [Where, Squares] }).pipe(Layer.provideMerge(sharding))))
 
   const row = (name: string, submit: number, map: number | undefined, lat: { p50: number; p99: number }) =>
@@ -205,14 +211,15 @@ const main = Effect.gen(function*() {
     `per-task overhead of the cluster path: ${(result.cluster.latency.p50 - local.latency.p50).toFixed(0)} µs over ` +
       `the local pool, ${(result.cluster.latency.p50 - result.bare.latency.p50).toFixed(0)} µs over a bare RPC (p50)`
   )
-  const k = result.kill
-  console.log(
-    `kill -9 of a runner under load: ${
-      k.lost === 0 ? "no task was lost" : `first task reported lost after ${k.firstLostMs.toFixed(0)} ms`
-    }, longest time ` +
-      `without any outcome ${k.longestGapMs.toFixed(0)} ms, ${k.lost} lost (WorkerCrashed), ` +
-      `${k.completedAfterKill} outcomes in the 8 s after the kill`
-  )
+  const fault = (name: string, k: typeof result.kill) =>
+    console.log(
+      `${name} of a runner under load: ${
+        k.lost === 0 ? "no task was lost" : `first task reported lost after ${k.firstLostMs.toFixed(0)} ms`
+      }, longest time without any outcome ${k.longestGapMs.toFixed(0)} ms, ${k.lost} lost (WorkerCrashed), ` +
+        `${k.completedAfter} outcomes in the 8 s after it`
+    )
+  fault("an 8 s freeze (SIGSTOP, SIGCONT)", result.freeze)
+  fault("kill -9", result.kill)
 })
 
 if (import.meta.main) {
