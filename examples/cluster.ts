@@ -16,8 +16,11 @@
 // used, so a worker loads only the task and its handler.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ProcessPool, Task, Worker } from "effect-process-pool"
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { spawn } from "node:child_process"
@@ -46,6 +49,27 @@ export const recommended = {
   shardLockExpiration: "4 seconds"
 } as const
 
+/** The client could not connect to PostgreSQL: `reason` is what the server or the network said. */
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly port: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `Cannot connect to PostgreSQL on 127.0.0.1:${this.port}: ${this.reason}`
+  }
+}
+
+/** An error's message and its causes' (the client's own says only "Failed to connect"), in one line. */
+const reasonOf = (error: unknown): string => {
+  const messages: Array<string> = []
+  for (let current = error, depth = 0; current instanceof Object && depth < 8; depth++) {
+    const message = (current as { readonly message?: unknown }).message
+    if (typeof message === "string" && message !== "" && !messages.includes(message)) messages.push(message)
+    current = (current as { readonly cause?: unknown }).cause
+  }
+  return messages.length === 0 ? String(error) : messages.join(": ")
+}
+
 /** The cluster's storage: the PostgreSQL client. */
 export const database = Effect.fnUntraced(function*(pg: Connection) {
   const { PgClient } = yield* Effect.promise(() => import("@effect/sql-pg"))
@@ -69,25 +93,45 @@ export const runnerLayer = (
     const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
     const { RunnerAddress } = yield* Effect.promise(() => import("effect/cluster/RunnerAddress"))
     const Option = yield* Effect.promise(() => import("effect/Option"))
-    return ProcessPool.layerRunner(pool).pipe(
-      Layer.provideMerge(NodeClusterSocket.layer({
-        storage: "sql",
-        shardingConfig: {
-          runnerAddress: Option.some(RunnerAddress.make({ host: "127.0.0.1", port })),
-          ...recommended
-        }
-      })),
-      Layer.provideMerge(yield* database(pg))
+    return saysWhy(
+      pg,
+      ProcessPool.layerRunner(pool).pipe(
+        Layer.provideMerge(NodeClusterSocket.layer({
+          storage: "sql",
+          shardingConfig: {
+            runnerAddress: Option.some(RunnerAddress.make({ host: "127.0.0.1", port })),
+            ...recommended
+          }
+        })),
+        Layer.provideMerge(yield* database(pg))
+      )
     )
   }))
+
+/**
+ * `layer`, whose failure to reach PostgreSQL as it is built says why: a
+ * connection refused and a wrong password read alike in the client's own
+ * message, and differ only deep in its causes.
+ */
+const saysWhy = <A, E, R>(pg: Connection, layer: Layer.Layer<A, E, R>): Layer.Layer<A, E | ConnectError, R> =>
+  Layer.catchCause(layer, (cause) => {
+    const error = Cause.squash(cause)
+    const failed: Effect.Effect<never, E | ConnectError> = Predicate.isTagged(error, "SqlError")
+      ? Effect.fail(new ConnectError({ port: pg.port, reason: reasonOf(error) }))
+      : Effect.failCause(cause)
+    return Layer.unwrap(Effect.as(failed, layer))
+  })
 
 /** The client: the `ProcessPool` service, backed by the cluster. */
 export const clientLayer = (pg: Connection, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
   Layer.unwrap(Effect.gen(function*() {
     const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
-    return ProcessPool.layerCluster(options).pipe(
-      Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
-      Layer.provide(yield* database(pg))
+    return saysWhy(
+      pg,
+      ProcessPool.layerCluster(options).pipe(
+        Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
+        Layer.provide(yield* database(pg))
+      )
     )
   }))
 

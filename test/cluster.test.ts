@@ -13,7 +13,7 @@ import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import { clientLayer, database } from "../examples/cluster.ts"
-import { postgresWith } from "../examples/postgres.ts"
+import { freePort, postgresWith } from "../examples/postgres.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import * as Task from "../src/Task.ts"
@@ -558,6 +558,21 @@ describe("cluster: its PostgreSQL", () => {
       }),
     // Not the cluster tests' 120 s: a start that fails must fail in seconds.
     15_000
+  )
+
+  it.live(
+    "a connection refused and a wrong password each say so in the client's error",
+    () =>
+      Effect.gen(function*() {
+        const pg = yield* postgres
+        const closed = yield* freePort
+        const refused = yield* Effect.flip(Layer.build(clusterPool({ ...pg, port: closed })))
+        expect(refused.message).toContain(`127.0.0.1:${closed}`)
+        expect(refused.message).toMatch(/ECONNREFUSED/)
+        const denied = yield* Effect.flip(Layer.build(clusterPool({ ...pg, password: "not it" })))
+        expect(denied.message).toMatch(/password authentication failed/)
+      }).pipe(Effect.scoped),
+    30_000
   )
 
   it.live(
