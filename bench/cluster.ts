@@ -163,17 +163,18 @@ const main = Effect.gen(function*() {
         const doneAtFault = done
         // The longest time without any outcome after the fault: how long work stalled.
         let stall = 0
-        let last = performance.now()
-        let seen = done
-        while (performance.now() - faultAt < 8_000) {
-          yield* Effect.sleep(10)
-          if (done !== seen) {
-            stall = Math.max(stall, performance.now() - last)
-            last = performance.now()
-            seen = done
+        yield* Effect.gen(function*() {
+          let last = performance.now()
+          let seen = done
+          while (performance.now() - faultAt < 8_000) {
+            yield* Effect.sleep(10)
+            if (done !== seen) {
+              stall = Math.max(stall, performance.now() - last)
+              last = performance.now()
+              seen = done
+            }
           }
-        }
-        end?.()
+        }).pipe(Effect.ensuring(Effect.sync(() => end?.())))
         yield* Fiber.join(fiber).pipe(Effect.ignore)
         return { firstLostMs: firstLost - faultAt, longestGapMs: stall, lost, completedAfter: done - doneAtFault }
       })

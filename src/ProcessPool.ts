@@ -140,8 +140,9 @@ export interface Options {
 export interface SubmitOptions {
   /**
    * Fail with `TaskTimeout`, and stop the work, if the task runs longer than
-   * this. Counted from when it starts (through the cluster: from when it is
-   * sent); for a streaming task it bounds the whole stream. Each attempt of
+   * this. Counted from when it starts (through the cluster: from the call, a
+   * wait for a runner included); for a streaming task it bounds the whole
+   * stream. Each attempt of
    * an idempotent task that is retried has the whole timeout.
    */
   readonly timeout?: Duration.Input | undefined
@@ -749,7 +750,8 @@ export interface RunnerOptions extends Options {
   readonly persisted?: boolean | undefined
   /**
    * The longest this runner's process may stand still (stopped, frozen,
-   * starved of CPU) and still start the tasks it took before. A runner that
+   * starved of CPU) and still start the tasks it took before (at least 100
+   * ms). A runner that
    * stood still longer may have lost their shards to another runner, whose
    * callers were then told the work was lost: those tasks end with
    * `WorkerCrashed` without running here. It should be at most the engine's

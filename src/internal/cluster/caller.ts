@@ -118,10 +118,20 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     storage === undefined ? effect : storage.bound(task, effect)
 
   /**
-   * `effect`, whose interruption by its runner (which stops its entities when
-   * it can no longer hold their shards) ends as a typed error: the caller
-   * did not ask for it. An interruption of the caller itself is not caught.
+   * What a call ends with when its runner stopped it, as a runner stops its
+   * entities when it can no longer hold their shards: the caller did not ask
+   * for an interruption, so it gets a typed error.
    */
+  const stoppedByRunner = (task: string): StorageUnreachable | WorkerCrashed =>
+    storage?.current(task) ?? new WorkerCrashed({
+      pid: 0,
+      exitCode: null,
+      signal: null,
+      task,
+      reason: "its runner stopped it before it ended: the runner could no longer hold the task's shard"
+    })
+
+  /** `effect`, with its runner's interruption made typed (an interruption of the caller itself is not caught). */
   const stoppedTyped = <A, E>(
     task: string,
     effect: Effect.Effect<A, E>
@@ -129,18 +139,9 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
     Effect.catchCause(
       effect,
       (cause): Effect.Effect<never, E | StorageUnreachable | WorkerCrashed> =>
-        Cause.hasInterruptsOnly(cause)
-          ? Effect.fail(
-            storage?.current(task) ?? new WorkerCrashed({
-              pid: 0,
-              exitCode: null,
-              signal: null,
-              task,
-              reason: "its runner stopped it before it ended: the runner could no longer hold the task's shard"
-            })
-          )
-          : Effect.failCause(cause)
+        Cause.hasInterruptsOnly(cause) ? Effect.fail(stoppedByRunner(task)) : Effect.failCause(cause)
     )
+
   const spread = options.spread ?? defaultSpread
   const makeClient = yield* (protocol.entity.client as Effect.Effect<any, never, Sharding>) as Effect.Effect<
     (id: string) => Record<string, (input: unknown, options?: unknown) => any>,
@@ -173,19 +174,19 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       })
     })
 
-  const call = (task: Task.Task.Any, payload: unknown, call: Call, convert: Conversion) =>
+  const call = (task: Task.Task.Any, payload: unknown, options: Call, convert: Conversion) =>
     Effect.suspend(() => {
       const encoded = convert.encode(payload)
       if (encoded instanceof SerializationError) return Effect.fail(encoded)
       const sent = stoppedTyped(
         task._tag,
         orDieEngine<WireOutcome, PoolError, never>(
-          Effect.suspend(() => clientFor(entityId(call.key))[task._tag](encoded))
+          Effect.suspend(() => clientFor(entityId(options.key))[task._tag](encoded))
         )
       )
       return bounded(
         task._tag,
-        call,
+        options,
         whileStored(
           task._tag,
           Effect.andThen(served(task), Effect.flatMap(sent, (outcome) => convert.decode(...fromWire(outcome))))
@@ -206,10 +207,12 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
               WireOutcome | PoolError
             >,
             (error) => isPoolError(error) ? error : fromWire(error)
-          )
+          ).pipe(Stream.catchCause((cause): Stream.Stream<never, Outcome | PoolError> =>
+            Cause.hasInterruptsOnly(cause) ? Stream.fail(stoppedByRunner(task._tag)) : Stream.failCause(cause)
+          ))
       )
     )
-    const stored = storage === undefined ? stream : Stream.interruptWhen(stream, storage.outage(task._tag))
+    const stored = storage === undefined ? stream : Stream.interruptWhen(stream, storage.whenOut(task._tag))
     if (call.timeout === 0) return stored
     // The whole stream, as on a local pool.
     return Stream.interruptWhen(
@@ -236,8 +239,11 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       task._tag,
       Effect.andThen(served(task), () => {
         const started = performance.now()
-        return orDieEngine<ChunkReply, PoolError, never>(
-          Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](payloads))
+        return stoppedTyped(
+          task._tag,
+          orDieEngine<ChunkReply, PoolError, never>(
+            Effect.suspend(() => clientFor(entityId(key))[chunkTag(task._tag)](payloads))
+          )
         ).pipe(
           Effect.map((reply): RawChunk => {
             timer.record(payloads.length, performance.now() - started)

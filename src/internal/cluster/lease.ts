@@ -35,8 +35,9 @@ const defaultMaxStall = 2_000
 export const makeLease = Effect.fnUntraced(function*(maxStall: Duration.Input | undefined) {
   const config = yield* Effect.serviceOption(ShardingConfig.ShardingConfig)
   // How long the runner may stand still and still hold every lock it held before.
+  // Never below the heartbeat's own period and the event loop's ordinary lag.
   const safe = maxStall !== undefined
-    ? Duration.toMillis(maxStall)
+    ? Math.max(100, Duration.toMillis(maxStall))
     : Option.match(config, {
       onNone: () => defaultMaxStall,
       onSome: (config) =>

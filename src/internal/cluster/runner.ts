@@ -92,8 +92,8 @@ export const layerRunner = (
           handlers[task._tag] = (request) =>
             Stream.unwrap(guard(request, task, (call) =>
               Effect.sync(() =>
-                // Read ahead up to the caller's window: the engine acknowledges each chunk it sends on, so a
-                // chunk holds what was read meanwhile.
+                // Read ahead by the caller's window, besides the local pool's own: the engine acknowledges each
+                // chunk it sends on, so a chunk holds what was read meanwhile.
                 Stream.mapError(
                   local.open(task, (request.payload as StreamRequest).payload, call),
                   (e) => isOutcome(e) ? toWire(e) : e

@@ -72,7 +72,7 @@ export const makeStorageWatch = Effect.fnUntraced(function*(timeout: number) {
     })
 
   /** Fails once the storage has been out for longer than `timeout`: at once, if it already has. */
-  const outageOf = (task: string): Effect.Effect<never, StorageUnreachable> =>
+  const whenOut = (task: string): Effect.Effect<never, StorageUnreachable> =>
     Effect.suspend(() =>
       Deferred.isDoneUnsafe(tripped) && outage !== undefined
         ? Effect.fail(unreachable(task, outage))
@@ -80,7 +80,7 @@ export const makeStorageWatch = Effect.fnUntraced(function*(timeout: number) {
     )
 
   return {
-    outage: outageOf,
+    whenOut,
     /** The error of an outage under way, however short so far. */
     current: (task: string): StorageUnreachable | undefined =>
       outage === undefined ? undefined : unreachable(task, outage),
@@ -89,7 +89,7 @@ export const makeStorageWatch = Effect.fnUntraced(function*(timeout: number) {
       Effect.suspend(() =>
         Deferred.isDoneUnsafe(tripped) && outage !== undefined
           ? Effect.fail(unreachable(task, outage))
-          : Effect.raceFirst(effect, outageOf(task))
+          : Effect.raceFirst(effect, whenOut(task))
       )
   }
 })

@@ -134,9 +134,10 @@ export class ChunkReplies {
   /** The entry's reply decoder: the chunk's outcome, or `Crashed`. */
   readonly decode: Decode = (reply: Reply) => {
     if (isPoolErrorReply(reply)) {
-      // The worker died while it ran this chunk: what finished is kept, and what never started runs again.
+      // The worker died while it ran this chunk: what finished is kept, and what never started runs again. A
+      // chunk refused before it was sent (see `Admit`) fails as a whole.
       const entry = this.entry
-      return reply instanceof WorkerCrashed && entry !== undefined
+      return reply instanceof WorkerCrashed && entry !== undefined && entry.sentAt > 0
         ? Exit.succeed(new Crashed(joinParts(this.parts), entry.received, entry.window || this.every, reply))
         : Exit.fail(reply)
     }

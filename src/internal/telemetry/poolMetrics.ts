@@ -79,7 +79,8 @@ const errorOutcome = (error: PoolError): number => {
     case "TaskNotServed":
       return Outcome.notServed
     default:
-      // QueueFull, PoolClosed, and WorkerStartError for a pool that cannot start workers: the pool refused it.
+      // QueueFull, PoolClosed, WorkerStartError for a pool that cannot start workers, and StorageUnreachable
+      // through the cluster: the pool could not take it (or, for the last, could not see it through).
       return Outcome.rejected
   }
 }
