@@ -129,6 +129,17 @@ for (const backend of backends) {
           expect([error.direction, error.side]).toStrictEqual(["result", "worker"])
         }))
 
+      test("an ordered stream gives every result before its first failure", () =>
+        Effect.gen(function*() {
+          const pool = yield* ProcessPool.ProcessPool
+          // The bad payload fails at once, while the items before it still run.
+          const inputs = [{ ms: 300 }, { ms: 300 }, { ms: 300 }, "bad" as never]
+          const { exit, items } = yield* itemsThenEnd(pool.stream(Sleep, inputs, { chunkSize: 1, concurrency: 4 }))
+          expect(items).toHaveLength(3)
+          const error = exit._tag === "Failure" ? Cause.squash(exit.cause) : undefined
+          assert.instanceOf(error, PoolError.SerializationError)
+        }))
+
       test("a binary task's bytes cross as bytes", () =>
         Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool

@@ -148,10 +148,12 @@ export const makeMapping = (backend: Chunks): Mapping => {
         )
         : Stream.fromIterable(chunksOf(inputs, chunker), { chunkSize: 1 })
       return chunks.pipe(
-        Stream.mapEffect((chunk) => run(chunk, chunker), {
+        // Each chunk's Exit, so that in order a later chunk's failure waits for the results before it.
+        Stream.mapEffect((chunk) => Effect.exit(run(chunk, chunker)), {
           concurrency: options?.concurrency ?? backend.concurrency,
           unordered: options?.ordered === false
         }),
+        Stream.mapEffect((exit) => exit),
         Stream.flattenIterable
       )
     })
