@@ -496,10 +496,17 @@ describe("cluster: its storage dies", () => {
           const postmaster = Number(fs.readFileSync(`${pg.dir}/data/postmaster.pid`, "utf8").split("\n")[0])
           process.kill(postmaster, "SIGKILL")
           const killedAt = Date.now()
+          // New calls right after: each ends typed as well.
+          const early = yield* Effect.forkChild(Effect.forEach(
+            Array.from({ length: 10 }, (_, i) => i),
+            (i) => Effect.exit(pool.submit(Square, i)).pipe(Effect.delay(i * 150)),
+            { concurrency: "unbounded" }
+          ))
           const exits: Array<Exit.Exit<unknown, unknown>> = [
             ...yield* Fiber.join(calls).pipe(Effect.timeout("30 seconds")),
             ...yield* Fiber.join(mapped).pipe(Effect.timeout("30 seconds")),
-            yield* Fiber.join(streamed).pipe(Effect.timeout("30 seconds"))
+            yield* Fiber.join(streamed).pipe(Effect.timeout("30 seconds")),
+            ...yield* Fiber.join(early).pipe(Effect.timeout("30 seconds"))
           ]
           const took = Date.now() - killedAt
           yield* Effect.log(`storage killed: every call ended ${took} ms after`)

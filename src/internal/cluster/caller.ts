@@ -27,12 +27,13 @@ import { Sharding } from "effect/cluster/Sharding"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import {
   isPoolError,
   type PoolError,
   SerializationError,
-  type StorageUnreachable,
+  StorageUnreachable,
   TaskNotServed,
   TaskTimeout,
   WorkerCrashed
@@ -63,7 +64,7 @@ import {
   statsTag,
   type WireOutcome
 } from "./protocol.ts"
-import { makeStorageWatch } from "./storage.ts"
+import { describe, makeStorageWatch } from "./storage.ts"
 
 /** The engine's own routing errors never reach the user as such: they mean the cluster is unwell. */
 const engineErrors = ["MailboxFull", "AlreadyProcessingMessage", "PersistenceError", "EntityNotAssignedToRunner"]
@@ -73,6 +74,10 @@ const orDieEngine = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     (e: any) => typeof e === "object" && e !== null && engineErrors.includes(e._tag),
     (e) => Effect.die(e)
   ) as Effect.Effect<A, E, R>
+
+/** The engine's and the SQL client's errors that mean the storage failed. */
+const isStorageFault = (error: unknown): boolean =>
+  Predicate.isTagged(error, "PersistenceError") || Predicate.isTagged(error, "SqlError")
 
 /** How long a call waits for a first runner before the log says that none has answered. */
 const noRunnerAfter = 5_000
@@ -131,16 +136,25 @@ export const makeCluster = Effect.fnUntraced(function*(options: ClusterOptions) 
       reason: "its runner stopped it before it ended: the runner could no longer hold the task's shard"
     })
 
-  /** `effect`, with its runner's interruption made typed (an interruption of the caller itself is not caught). */
+  /**
+   * `effect`, with its runner's interruption, and the storage's errors
+   * (which the engine raises as defects or undeclared failures), made typed. An interruption of the caller
+   * itself is not caught.
+   */
   const stoppedTyped = <A, E>(
     task: string,
     effect: Effect.Effect<A, E>
   ): Effect.Effect<A, E | StorageUnreachable | WorkerCrashed> =>
-    Effect.catchCause(
-      effect,
-      (cause): Effect.Effect<never, E | StorageUnreachable | WorkerCrashed> =>
-        Cause.hasInterruptsOnly(cause) ? Effect.fail(stoppedByRunner(task)) : Effect.failCause(cause)
-    )
+    Effect.catchCause(effect, (cause): Effect.Effect<never, E | StorageUnreachable | WorkerCrashed> => {
+      if (Cause.hasInterruptsOnly(cause)) return Effect.fail(stoppedByRunner(task))
+      // The storage's errors come as defects, or as failures the engine's types do not declare.
+      const error = Cause.squash(cause)
+      return isStorageFault(error)
+        ? Effect.fail(
+          storage?.current(task) ?? new StorageUnreachable({ task, unreachableFor: 0, reason: describe(error) })
+        )
+        : Effect.failCause(cause)
+    })
 
   const spread = options.spread ?? defaultSpread
   const makeClient = yield* (protocol.entity.client as Effect.Effect<any, never, Sharding>) as Effect.Effect<

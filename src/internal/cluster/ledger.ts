@@ -11,13 +11,14 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as SqlClient from "effect/sql/SqlClient"
 import { WorkerCrashed } from "../../PoolError.ts"
+import { describe } from "./storage.ts"
 
 export interface Ledger {
   /** `undefined` the first time a message is seen; else who started it. */
   readonly start: (
     requestId: string,
     runner: string
-  ) => Effect.Effect<{ readonly runner: string; readonly pid: number } | undefined>
+  ) => Effect.Effect<{ readonly runner: string; readonly pid: number } | undefined, StorageFailed>
 }
 
 const ledgerTable = "effect_process_pool_started"
@@ -49,7 +50,7 @@ export const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) 
   type Waiting = {
     readonly id: string
     readonly runner: string
-    readonly resume: (lost: Effect.Effect<{ runner: string; pid: number } | undefined>) => void
+    readonly resume: (lost: Effect.Effect<{ runner: string; pid: number } | undefined, StorageFailed>) => void
   }
   let batch: Array<Waiting> = []
   const write = (waiting: ReadonlyArray<Waiting>) =>
@@ -81,7 +82,12 @@ export const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) 
         })
       ),
       // The database failed: so do these tasks, rather than run without a record, or wait for ever.
-      Effect.catchCause((cause) => Effect.sync(() => waiting.forEach((w) => w.resume(Effect.die(Cause.squash(cause))))))
+      Effect.catchCause((cause) =>
+        Effect.sync(() => {
+          const failed = Effect.fail(new StorageFailed(describe(Cause.squash(cause))))
+          waiting.forEach((w) => w.resume(failed))
+        })
+      )
     )
   const flush = (run: (effect: Effect.Effect<void>) => unknown) => () => {
     const waiting = batch
@@ -98,6 +104,14 @@ export const makeLedger = Effect.fnUntraced(function*(sql: SqlClient.SqlClient) 
   }
   return ledger
 })
+
+/** The record of a start could not be written: the database failed, as `reason` says. @internal */
+export class StorageFailed {
+  readonly reason: string
+  constructor(reason: string) {
+    this.reason = reason
+  }
+}
 
 /** The failure of a message that a lost runner had started. */
 export const lostOn = (task: string, lost: { readonly runner: string; readonly pid: number }, self: string) =>

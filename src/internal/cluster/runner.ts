@@ -12,7 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Stream from "effect/Stream"
-import { type InvalidOption, WorkerCrashed, type WorkerStartError } from "../../PoolError.ts"
+import { type InvalidOption, StorageUnreachable, WorkerCrashed, type WorkerStartError } from "../../PoolError.ts"
 import type { RunnerOptions } from "../../ProcessPool.ts"
 import type * as Task from "../../Task.ts"
 import { checkRunner } from "../options.ts"
@@ -76,11 +76,15 @@ export const layerRunner = (
         request: Entity.Request<any>,
         task: Task.Task.Any,
         run: (call: Call) => Effect.Effect<A, E, R>
-      ): Effect.Effect<A, E | WorkerCrashed, R> =>
+      ): Effect.Effect<A, E | WorkerCrashed | StorageUnreachable, R> =>
         Effect.suspend(() => {
           const call: Call = { ...asSent, admit: lease.take(task._tag, self) }
           return ledger === undefined ? run(call) : Effect.flatMap(
-            ledger.start(String(request.requestId), self),
+            // Without its record the task does not run: the caller is told why.
+            Effect.mapError(
+              ledger.start(String(request.requestId), self),
+              (failed) => new StorageUnreachable({ task: task._tag, unreachableFor: 0, reason: failed.reason })
+            ),
             (lost): Effect.Effect<A, E | WorkerCrashed, R> =>
               lost === undefined ? run(call) : Effect.fail(lostOn(task._tag, lost, self))
           )

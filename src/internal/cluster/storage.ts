@@ -21,8 +21,8 @@ interface Outage {
   readonly reason: string
 }
 
-/** What the storage client's error says, in one line: its own message, and the deepest cause's. */
-const describe = (error: unknown): string => {
+/** What the storage client's error says, in one line: its own message, and its causes'. @internal */
+export const describe = (error: unknown): string => {
   const messages: Array<string> = []
   let current: unknown = error
   for (let depth = 0; current !== undefined && current !== null && depth < 8; depth++) {
