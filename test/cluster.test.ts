@@ -112,7 +112,7 @@ describe("cluster: a runner dies", () => {
             Effect.forEach(
               Array.from({ length: count }, (_, id) => id),
               (id) =>
-                Effect.exit(pool.submit(task, { id, ms: 150, file })).pipe(
+                Effect.exit(pool.submit(task, { id, ms: 300, file })).pipe(
                   Effect.tap((exit) =>
                     Effect.sync(() => {
                       if (killedAt > 0 && firstLoss === 0 && Exit.isFailure(exit)) firstLoss = Date.now()
@@ -124,12 +124,14 @@ describe("cluster: a runner dies", () => {
           const outcomes = yield* Effect.forkChild(Effect.all([run(Once, onceFile), run(Again, againFile)], {
             concurrency: 2
           }))
-          // Kill it once work is flowing and one of its own workers has just started a plain task (150 ms long,
-          // so still running), and its workers with it as a machine failure would.
+          // Kill it once work is flowing and one of its own workers started a plain task in the last 100 ms
+          // (300 ms long, so still running), and its workers with it as a machine failure would.
           const workers = childrenOf(victim.pid)
           yield* waitUntil(
-            "the victim to run a plain task",
-            () => startsOn(onceFile, workers) > 0 && starts(onceFile).length >= 20,
+            "the victim to be running a plain task",
+            () =>
+              starts(onceFile).length >= 20 &&
+              startLines(onceFile).some((run) => workers.includes(run.pid) && run.at > Date.now() - 100),
             30_000
           )
           yield* kill9(victim)
@@ -219,18 +221,6 @@ const startLines = (file: string): Array<{ readonly id: number; readonly pid: nu
   fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((line) => {
     const [id, pid, at] = line.split(" ").map(Number)
     return { id, pid, at }
-  })
-
-/** Runs `attempt` until it gives true, every 200 ms, for at most `timeout` ms. */
-const waitUntilEffect = (what: string, attempt: Effect.Effect<boolean>, timeout: number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeout
-    while (!(yield* attempt)) {
-      if (Date.now() > deadline) {
-        return yield* Effect.die(new Error(`timed out after ${timeout} ms waiting for ${what}`))
-      }
-      yield* Effect.sleep(200)
-    }
   })
 
 /** How many times each value occurs. */
@@ -531,11 +521,7 @@ describe("cluster: its storage dies", () => {
           // Back again, work resumes: every plain task runs, once.
           yield* pg.restart
           const file = tempFile("resumed")
-          yield* waitUntilEffect(
-            "calls to go through again",
-            Effect.isSuccess(pool.submit(Square, 4)),
-            30_000
-          )
+          yield* waitUntil("calls to go through again", Effect.isSuccess(pool.submit(Square, 4)), 30_000)
           const resumed = yield* Effect.forEach(
             Array.from({ length: 50 }, (_, id) => id),
             (id) => pool.submit(Once, { id, ms: 10, file }),
