@@ -154,8 +154,14 @@ describe("cluster: a runner dies", () => {
             } else {
               const error = Cause.squash(exit.cause)
               assert.instanceOf(error, PoolError.WorkerCrashed)
-              expect(error.runner).toBe(`127.0.0.1:${victim.port}`)
-              expect(error.pid).toBe(victim.pid)
+              // Lost with the dead runner; or, rarely, stopped by the runner that took over its shard while that
+              // runner settled in (the engine interrupts the entity): then the caller cannot name the runner.
+              if (error.runner === undefined) {
+                expect(error.reason).toContain("its runner stopped it")
+              } else {
+                expect(error.runner).toBe(`127.0.0.1:${victim.port}`)
+                expect(error.pid).toBe(victim.pid)
+              }
               expect(times).toBeLessThanOrEqual(1)
             }
           })
