@@ -32,6 +32,28 @@ import type * as Worker from "./Worker.ts"
 export interface Options {
   /** The worker module: a URL or path string whose default export is `Worker.handlers(...)`. */
   readonly worker: string | URL
+  /**
+   * What each worker is: `"process"` (the default), a child process of its
+   * own, or `"thread"`, a `node:worker_threads` thread of this process. The
+   * same module, tasks and handlers run on either.
+   *
+   * - A process isolates: a crash, a leak, a native fault, `process.abort()`,
+   *   or a handler that changes `process.env` or the current directory
+   *   touches only that worker.
+   * - A thread is faster to call, to start and to feed bytes (a task with
+   *   `transfer` moves its byte arrays rather than copying them), and shares
+   *   the process: what one handler does to the process, every thread and
+   *   the caller see. `maxWorkerMemory` is then its heap limit, past which
+   *   the thread dies (`WorkerCrashed`) rather than being recycled.
+   *   `processGroups` and `compileCache` mean nothing for threads and are
+   *   refused, as are `execArgv` flags that only a process takes.
+   *
+   * @example
+   * ```ts
+   * ProcessPool.layer({ worker: import.meta.url, isolation: "thread" })
+   * ```
+   */
+  readonly isolation?: "process" | "thread" | undefined
   /** How many worker processes. Defaults to `os.availableParallelism()`. Sets both `minSize` and `maxSize`. */
   readonly size?: number | undefined
   /** Workers kept even when idle. The layer is ready once these are. Defaults to `size`, or 1 when only `maxSize` is given. */
@@ -215,7 +237,10 @@ export interface Stats {
     /** Whether it is running a task now. */
     readonly busy: boolean
     readonly tasksDone: number
-    /** Resident set size in bytes, as of its last heartbeat; 0 before the first. */
+    /**
+     * Resident set size in bytes, as of its last heartbeat; 0 before the
+     * first. For a thread, the bytes of its heap in use.
+     */
     readonly rss: number
     /**
      * Payload bytes sent to it through its shared file (tmpfs, Linux) rather
@@ -518,7 +543,7 @@ const refuseOwnPool = (options: Options): void => {
  * @since 0.1.0
  * @category models
  */
-export interface TestOptions extends Omit<Options, "worker"> {
+export interface TestOptions extends Omit<Options, "worker" | "isolation"> {
   /**
    * The worker module, as {@link layer} takes it (its default export is
    * imported in this process), or its `Worker.handlers(...)` value itself.

@@ -68,6 +68,8 @@ export interface Task<
   readonly retry: Schedule.Schedule<unknown, unknown> | undefined
   /** How its values cross the process boundary: see {@link make}. */
   readonly serialization: "json" | "binary"
+  /** Whether byte arrays move between threads rather than being copied: see `Task.make`. */
+  readonly transfer: boolean
   /** Whether the task streams its results: its handler returns a `Stream` of `Success` values. */
   readonly stream: Streams
   /**
@@ -232,6 +234,17 @@ export const make = <
      */
     readonly serialization?: "json" | "binary" | undefined
     /**
+     * With `serialization: "binary"`, on worker threads: byte arrays of 64 KiB
+     * or more in the payload or the result are moved to the other thread
+     * rather than copied, and are gone from the sender (their length becomes
+     * 0). An array that is a view of part of a larger buffer is copied, since
+     * moving it would take the rest of the buffer too. Worker processes copy
+     * bytes through their pipe either way. A task sent ahead to a thread that
+     * dies before starting it fails with `WorkerCrashed`, since its bytes went
+     * with the thread; it cannot take `retry` for the same reason.
+     */
+    readonly transfer?: boolean | undefined
+    /**
      * A streaming task: its handler returns a `Stream` of `success` values,
      * and `submit` returns a `Stream` that pulls them across the process
      * boundary, a bounded window ahead of the consumer. Each item crosses
@@ -246,6 +259,14 @@ export const make = <
       `Task.make("${tag}"): retry is only for tasks that are safe to run twice; add idempotent: true if this one is`
     )
   }
+  if (options.transfer === true && options.serialization !== "binary") {
+    throw new Error(`Task.make("${tag}"): transfer moves byte arrays, which only serialization: "binary" carries`)
+  }
+  if (options.transfer === true && options.retry !== undefined) {
+    throw new Error(
+      `Task.make("${tag}"): a task with transfer cannot take retry: its payload's bytes are gone after the first attempt`
+    )
+  }
   const self = Object.create(TaskProto)
   self._tag = tag
   self.payloadSchema = options.payload ?? Schema.Void
@@ -254,6 +275,7 @@ export const make = <
   self.idempotent = options.idempotent === true
   self.retry = options.retry
   self.serialization = options.serialization ?? "json"
+  self.transfer = options.transfer === true
   self.stream = options.stream === true
   return self
 }

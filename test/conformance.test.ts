@@ -1,9 +1,9 @@
 /**
  * What a caller sees, stated once and run on every backend: local worker
- * processes, `layerTest` (the handlers in this process), and the cluster (real
- * runner processes on a real PostgreSQL). The same worker module serves all
- * three. What only processes do (crashes, recycling, hangs, their output) has
- * its own tests.
+ * processes, worker threads, `layerTest` (the handlers in this process), and
+ * the cluster (real runner processes on a real PostgreSQL). The same worker
+ * module serves all four. What only processes or threads do (crashes,
+ * recycling, hangs, their output) has its own tests.
  *
  * A backend that cannot honour a behaviour is listed in `notHonoured` below,
  * with the reason; the README says the same. Today every backend honours all.
@@ -42,6 +42,18 @@ const backends: ReadonlyArray<Backend> = [
     name: "processes",
     pool: "conformance-processes",
     layer: ProcessPool.layer({ worker, size: 2, inheritStderr: false, name: "conformance-processes" }),
+    timeout: 60_000
+  },
+  {
+    name: "threads",
+    pool: "conformance-threads",
+    layer: ProcessPool.layer({
+      worker,
+      isolation: "thread",
+      size: 2,
+      inheritStderr: false,
+      name: "conformance-threads"
+    }),
     timeout: 60_000
   },
   {

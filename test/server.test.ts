@@ -59,7 +59,7 @@ const { handlers } = Worker.handlers(
 const harness = (options: Partial<ServerOptions> = {}) => {
   events = []
   gates = new Map()
-  const sent: Array<{ readonly message: FromWorkerMessage; readonly binary: boolean }> = []
+  const sent: Array<{ readonly message: FromWorkerMessage; readonly binary: boolean | "transfer" }> = []
   const released: Array<number> = []
   let written = 0
   let shutdowns = 0

@@ -158,6 +158,7 @@ export interface Resolved {
   readonly shutdownTimeout: number
   readonly dispatcher: DispatcherOptions
   readonly supervisor: SupervisorOptions
+  readonly isolation: "process" | "thread"
   readonly spawn: SpawnOptions
   /** Where workers' bundles are cached; undefined for the plain path. */
   readonly bundleDir: string | undefined
@@ -202,13 +203,19 @@ export const resolve = (options: Options): Resolved => {
       maxTasksPerWorker,
       moduleUrl: url
     },
+    isolation: options.isolation ?? "process",
     spawn: {
       moduleUrl: url,
       execArgv: options.execArgv ?? defaultExecArgv(),
       env: workerEnv(options.env, options.compileCache),
       inheritStderr: options.inheritStderr ?? true,
       processGroups: options.processGroups ?? true,
-      worker: { workerConcurrency, maxFrameSize, maxMemory: options.maxWorkerMemory ?? 0 }
+      // A thread's memory is bounded by its heap limit instead (see workerThread.ts).
+      worker: {
+        workerConcurrency,
+        maxFrameSize,
+        maxMemory: options.isolation === "thread" ? 0 : options.maxWorkerMemory ?? 0
+      }
     },
     bundleDir: bundleDir(options.bundle)
   }
@@ -290,6 +297,7 @@ const poolChecks: { readonly [K in keyof Options]-?: Check } = {
     test: (value) => value instanceof URL || (typeof value === "string" && value !== ""),
     expected: "the path or URL of the worker module"
   },
+  isolation: literals("process", "thread"),
   size: whole(1),
   minSize: whole(0),
   maxSize: whole(1),
@@ -410,6 +418,8 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
       expected: `a number no larger than maxSize (${maxSize})`
     })
   }
+  const thread = checkThread(options)
+  if (thread !== undefined) return thread
   const url = moduleUrl(options.worker)
   if (url.startsWith("file:")) {
     const file = fileURLToPath(url)
@@ -422,6 +432,44 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
     }
   }
   return undefined
+}
+
+/**
+ * The options that mean nothing for a thread, given with `isolation:
+ * "thread"`, and Node flags a thread does not take: Node itself tells, by
+ * refusing to start a thread with them.
+ */
+const checkThread = (options: Options): InvalidOption | undefined => {
+  if (options.isolation !== "thread") return undefined
+  const refuse = (option: keyof Options, why: string) =>
+    invalidOption({
+      option,
+      value: show(options[option]),
+      expected: `nothing with isolation: "thread": ${why}; leave it out, or use isolation: "process"`
+    })
+  if (options.processGroups !== undefined) {
+    return refuse("processGroups", "threads share the pool's process, so there is no process group of their own")
+  }
+  if (typeof options.compileCache === "string") {
+    return refuse(
+      "compileCache",
+      "threads share the compile cache of the pool's process (module.enableCompileCache() in the program)"
+    )
+  }
+  if (options.execArgv === undefined) return undefined
+  const { Worker } = process.getBuiltinModule("node:worker_threads")
+  try {
+    void new Worker("", { eval: true, execArgv: [...options.execArgv], stdout: true, stderr: true }).terminate()
+    return undefined
+  } catch (error) {
+    return invalidOption({
+      option: "execArgv",
+      value: show(options.execArgv),
+      expected: `Node flags a worker thread takes (Node says: ${
+        error instanceof Error ? error.message : String(error)
+      }); flags for a whole process need isolation: "process"`
+    })
+  }
 }
 
 /** The first option of a runner that makes no sense: see `checkPool`. @internal */

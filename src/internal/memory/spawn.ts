@@ -21,7 +21,7 @@ import * as Worker from "../../Worker.ts"
 import { moduleUrl } from "../options.ts"
 import { KillReason } from "../processes/killReason.ts"
 import type { Spawn, WorkerConnection, WorkerState } from "../processes/workerProcess.ts"
-import { Binary } from "../wire/binary.ts"
+import { Binary, type BinaryMode } from "../wire/binary.ts"
 import { FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import { decodeFrame } from "../wire/transport.ts"
 import { makeServer } from "../worker/server.ts"
@@ -79,7 +79,7 @@ export const makeMemorySpawn = Effect.fnUntraced(function*(
       })
 
     /** The server's message, in a frame of its own, read as the parent reads one. */
-    const sendNow = (message: FromWorkerMessage, binary: boolean) => {
+    const sendNow = (message: FromWorkerMessage, binary: BinaryMode) => {
       const frame = binary ? Binary.encode(message).bytes : `[${JSON.stringify(message)}]`
       queueMicrotask(() => {
         if (state === "dead") return

@@ -31,7 +31,7 @@ import { StreamReceiver, windowOf } from "./stream.ts"
 
 /** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
 const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
-  task.serialization === "binary" ? Binary.encode(message) : JSON.stringify(message)
+  task.serialization === "binary" ? Binary.encode(message, task.transfer) : JSON.stringify(message)
 
 /** Builds a Run, RunBatch or RunStream message in the task's wire format, once the run has its id. */
 const runMessage =

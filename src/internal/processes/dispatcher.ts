@@ -18,12 +18,17 @@ import type { PoolError } from "../../PoolError.ts"
 import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
 import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
+import { Binary } from "../wire/binary.ts"
 import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import { type Entry, EntryState, isPoolErrorReply, type Reply, Slot } from "./entry.ts"
 import { KillReason } from "./killReason.ts"
 import { Offered, TaskQueue } from "./queue.ts"
 import { hasRoom, leastLoaded } from "./routing.ts"
 import type { WorkerConnection } from "./workerProcess.ts"
+
+/** Why a task sent ahead to a thread that died is not sent again: its bytes went with the thread. */
+const movedReason = "its payload's byte arrays were moved to that thread (the task transfers them), so it could " +
+  "not be sent to another"
 
 /** The reply of a task the worker stopped at the caller's request. */
 const interrupted: Reply = Message.exit(0, ExitKind.Interrupted) as Reply
@@ -146,7 +151,15 @@ export class Dispatcher {
     slot.streams = 0
     for (const entry of inflight) {
       entry.slot = undefined
-      if ((entry.started && !startedNone) || entry.interruptRequested || entry.timedOut || entry.endedByShutdown) {
+      // A payload whose bytes were moved to the dead thread (a task declared with `transfer`) cannot be sent again.
+      const moved = entry.message instanceof Binary && entry.message.moved
+      if (
+        (entry.started && !startedNone) || entry.interruptRequested || entry.timedOut || entry.endedByShutdown || moved
+      ) {
+        const reason = [
+          worker.killReason?.message ?? worker.crashReason,
+          moved && !entry.started ? movedReason : undefined
+        ].filter((part) => part !== undefined).join("; ")
         this.finish(
           entry,
           new WorkerCrashed({
@@ -154,7 +167,7 @@ export class Dispatcher {
             exitCode: worker.exitCode,
             signal: worker.signal,
             task: entry.tag,
-            ...(worker.killReason !== undefined ? { reason: worker.killReason.message } : {})
+            ...(reason !== "" ? { reason } : {})
           })
         )
       } else {

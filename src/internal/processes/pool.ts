@@ -25,6 +25,7 @@ import { makeClient } from "./client.ts"
 import { Dispatcher } from "./dispatcher.ts"
 import { Supervisor } from "./supervisor.ts"
 import { type Spawn, spawnProcess, workerMain } from "./workerProcess.ts"
+import { spawnThread } from "./workerThread.ts"
 
 /** How a local pool's workers are started, and who else hears its events. @internal */
 export interface Hooks {
@@ -83,10 +84,19 @@ export const makeLocal: (
   // caller with another minimum level has it applied to its own tasks.
   const logLevel = yield* References.MinimumLogLevel
   const spawnOptions = { ...resolved.spawn, worker: { ...resolved.spawn.worker, logLevel } }
+  const spawn = hooks.spawn ?? (resolved.isolation === "thread"
+    ? spawnThread({
+      ...spawnOptions,
+      bundle,
+      // Unless given, a thread takes the flags of this process, as `node:worker_threads` gives them.
+      execArgv: options.execArgv,
+      maxHeap: options.maxWorkerMemory ?? 0
+    })
+    : spawnProcess({ ...spawnOptions, bundle }))
   const supervisor = new Supervisor(
     resolved.supervisor,
     dispatcher,
-    hooks.spawn ?? spawnProcess({ ...spawnOptions, bundle }),
+    spawn,
     clock,
     events
   )

@@ -55,6 +55,8 @@ export interface WorkerConnection {
   readonly signal: NodeJS.Signals | null
   /** Why the pool killed it, when it did. */
   readonly killReason: KillReason | undefined
+  /** Why it died by itself, when it can tell (a thread past its resource limits): `WorkerCrashed.reason`. */
+  readonly crashReason?: string | undefined
   /** Why it could not start, in its own words, when it said so. */
   readonly startFailure: string | undefined
   /** Whether it was started on a bundle of `effect` and could not load it (see bundle.ts): the next takes the plain path. */
@@ -80,9 +82,11 @@ const workerScript = (name: string): string =>
   new URL(import.meta.url.endsWith(".ts") ? `../worker/${name}.ts` : `../worker/${name}.js`, import.meta.url).pathname
 /** The worker's entry point, on the plain path. @internal */
 export const workerMain = workerScript("main")
-const workerBoot = workerScript("boot")
+/** The worker's entry point when it loads `effect` from a bundle. @internal */
+export const workerBoot = workerScript("boot")
 
-const stderrLimit = 16 * 1024
+/** How much of a worker's stderr is kept, from its end. @internal */
+export const stderrLimit = 16 * 1024
 
 // On Linux, setpriv makes the kernel SIGKILL the worker when the parent dies,
 // even if the worker's event loop is stuck in a CPU-bound task. Elsewhere the
@@ -134,6 +138,33 @@ const killGroup = (pid: number): void => {
 
 /** @internal */
 export type WorkerState = "starting" | "ready" | "stopping" | "dead"
+
+/** A worker, a process or a thread, as its first messages change it. @internal */
+export interface Starting {
+  readonly state: WorkerState
+  startFailure: string | undefined
+  /** It said Ready. */
+  ready(): void
+  kill(reason: KillReason): void
+}
+
+/**
+ * Reads a message of a worker that may not be ready yet: why it could not
+ * start, kept for the start error (it exits next); its Ready; or, before
+ * Ready, anything but what building its services logged or measured, which
+ * breaks the protocol. True for a message the pool reads on.
+ *
+ * @internal
+ */
+export const handshake = (worker: Starting, message: FromWorkerMessage): boolean => {
+  if (worker.state !== "starting") return true
+  const kind = message[0]
+  if (kind === FromWorker.StartFailed) worker.startFailure = message[1].slice(0, stderrLimit)
+  else if (kind === FromWorker.Ready) worker.ready()
+  else if (kind === FromWorker.Log || kind === FromWorker.Metrics) return true
+  else worker.kill(KillReason.protocol("the worker spoke before it was ready"))
+  return false
+}
 
 /** @internal */
 export class WorkerProcess implements WorkerConnection {
@@ -305,16 +336,7 @@ export class WorkerProcess implements WorkerConnection {
 
   /** One message from the worker; false once it is killed: what it says after that is ignored. */
   private readonly receive = (message: FromWorkerMessage): boolean => {
-    if (message[0] === FromWorker.StartFailed && this.state === "starting") {
-      // It exits next: the reason is kept for the start error.
-      this.startFailure = message[1].slice(0, stderrLimit)
-    } else if (message[0] === FromWorker.Ready && this.state === "starting") {
-      this.state = "ready"
-      this.events.onReady(this)
-    } else if (this.state === "starting" && message[0] !== FromWorker.Log && message[0] !== FromWorker.Metrics) {
-      // Only what building its services logged or measured may come before Ready.
-      this.kill(KillReason.protocol("the worker spoke before it was ready"))
-    } else {
+    if (handshake(this, message)) {
       // A reply means the worker has read its payload: the payload's region of the shared file is free.
       const kind = message[0]
       if (kind === FromWorker.Exit || kind === FromWorker.BatchExit || kind === FromWorker.BatchValues) {
@@ -323,6 +345,12 @@ export class WorkerProcess implements WorkerConnection {
       this.events.onMessage(this, message)
     }
     return !this.killed
+  }
+
+  /** It said Ready: from now on it takes work. */
+  ready(): void {
+    this.state = "ready"
+    this.events.onReady(this)
   }
 
   /**
@@ -374,7 +402,14 @@ export class WorkerProcess implements WorkerConnection {
  *
  * @internal
  */
-export const spawnProcess = (options: SpawnOptions): Spawn => {
+export const spawnProcess = (options: SpawnOptions): Spawn =>
+  spawnWith(options, (current, events) => new WorkerProcess(current, events))
+
+/** Starts workers with `start`, on the plain path once one failed to load its bundle (see `spawnProcess`). @internal */
+export const spawnWith = <Options extends { readonly bundle?: PlanFile | undefined }>(
+  options: Options,
+  start: (options: Options, events: WorkerEvents) => WorkerConnection
+): Spawn => {
   let current = options
   const onClose = (events: WorkerEvents) => (worker: WorkerConnection) => {
     // Once: the workers started with it may all fail.
@@ -384,6 +419,5 @@ export const spawnProcess = (options: SpawnOptions): Spawn => {
     }
     events.onClose(worker)
   }
-  return (events) =>
-    new WorkerProcess(current, current.bundle === undefined ? events : { ...events, onClose: onClose(events) })
+  return (events) => start(current, current.bundle === undefined ? events : { ...events, onClose: onClose(events) })
 }

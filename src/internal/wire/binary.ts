@@ -18,10 +18,22 @@ import type * as v8 from "node:v8"
 export class Binary {
   readonly parts: ReadonlyArray<Uint8Array>
   readonly length: number
+  /** The byte arrays that follow the head, as views of the sender's own arrays. */
+  readonly attached: ReadonlyArray<Uint8Array>
+  /** Whether, between threads, the attached arrays are moved rather than copied (see wire/port.ts). */
+  readonly transfer: boolean
+  /** Set once the attached arrays were moved to another thread: the message cannot be sent again. */
+  moved = false
   private joined: Buffer | undefined
 
-  constructor(parts: Uint8Array | ReadonlyArray<Uint8Array>) {
+  constructor(
+    parts: Uint8Array | ReadonlyArray<Uint8Array>,
+    attached: ReadonlyArray<Uint8Array> = [],
+    transfer = false
+  ) {
     this.parts = parts instanceof Uint8Array ? [parts] : parts
+    this.attached = attached
+    this.transfer = transfer
     let length = 0
     for (const part of this.parts) length += part.byteLength
     this.length = length
@@ -43,8 +55,10 @@ export class Binary {
    * {@link attachmentSize} or more are left out of the serialized head and
    * follow it as they are: `[head length: u32][head][attachments, each at a
    * multiple of 8]`. `v8.serialize` would copy each into its growing buffer.
+   * With `transfer`, a thread's port moves the attached arrays to the other
+   * side instead of copying them: they are gone from the sender.
    */
-  static encode(message: unknown): Binary {
+  static encode(message: unknown, transfer = false): Binary {
     const serializer = new (classes().AttachingSerializer)()
     serializer.writeHeader()
     serializer.writeValue(message)
@@ -59,9 +73,22 @@ export class Binary {
       parts.push(attachment)
       at = start + attachment.byteLength
     }
-    return new Binary(parts)
+    return new Binary(parts, serializer.attachments, transfer)
   }
 }
+
+/**
+ * How a task's messages travel: as JSON (`false`), in V8's format (`true`),
+ * or in V8's format with large byte arrays moved between threads
+ * (`"transfer"`).
+ *
+ * @internal
+ */
+export type BinaryMode = boolean | "transfer"
+
+/** A task's {@link BinaryMode}. @internal */
+export const binaryMode = (task: { readonly serialization: "json" | "binary"; readonly transfer: boolean }) =>
+  task.serialization === "json" ? false : task.transfer ? "transfer" as const : true
 
 /** Byte arrays at least this large travel beside the serialized message, not inside it. */
 const attachmentSize = 64 * 1024
@@ -127,15 +154,20 @@ const makeClasses = (v8: typeof import("node:v8")) => {
   class AttachedDeserializer extends v8.DefaultDeserializer {
     private readonly region: Buffer
     private cursor: number
-    constructor(region: Buffer, head: Buffer) {
+    /** The attached arrays, when they came apart from the head (moved between threads). */
+    private readonly apart: ReadonlyArray<Uint8Array> | undefined
+    private next = 0
+    constructor(region: Buffer, head: Buffer, apart?: ReadonlyArray<Uint8Array>) {
       super(head)
       this.region = region
       this.cursor = 4 + head.length
+      this.apart = apart
     }
     _readHostObject(): NodeJS.ArrayBufferView {
       if (this.readUint32() === 0) return defaultReadHostObject.call(this)
       const index = this.readUint32()
       const byteLength = this.readUint32()
+      if (this.apart !== undefined) return this.readApart(index, byteLength)
       const start = aligned(this.cursor)
       if (index > bufferView || start + byteLength > this.region.length) {
         throw new Error("an attached byte array lies outside its message")
@@ -152,6 +184,20 @@ const makeClasses = (v8: typeof import("node:v8")) => {
         ? new View(region.buffer as ArrayBuffer, offset, byteLength / size)
         : new View(region.buffer.slice(offset, offset + byteLength) as ArrayBuffer)
     }
+    /** The next attached array that came apart: its own buffer, from offset 0, so always aligned. */
+    private readApart(index: number, byteLength: number): NodeJS.ArrayBufferView {
+      const part = this.apart![this.next++]
+      if (index > bufferView || part === undefined || part.byteLength !== byteLength) {
+        throw new Error("an attached byte array does not match its message")
+      }
+      if (index === bufferView) return Buffer.from(part.buffer, part.byteOffset, byteLength)
+      const View = views[index]
+      const size = View.BYTES_PER_ELEMENT
+      if (byteLength % size !== 0) throw new Error("an attached byte array does not fit its type")
+      return part.byteOffset % size === 0
+        ? new View(part.buffer as ArrayBuffer, part.byteOffset, byteLength / size)
+        : new View(part.buffer.slice(part.byteOffset, part.byteOffset + byteLength) as ArrayBuffer)
+    }
   }
   return { AttachingSerializer, AttachedDeserializer }
 }
@@ -162,15 +208,16 @@ const classes = (): ReturnType<typeof makeClasses> => (made ??= makeClasses(proc
 
 /**
  * Reads a message encoded by {@link Binary.encode}. Attached arrays are views
- * into `bytes`, not copies. Throws on anything malformed.
+ * into `bytes`, or, when they were moved between threads apart from the
+ * head, the arrays in `apart`: never copies. Throws on anything malformed.
  *
  * @internal
  */
-export const decodeBinary = (bytes: Buffer): unknown => {
+export const decodeBinary = (bytes: Buffer, apart?: ReadonlyArray<Uint8Array>): unknown => {
   if (bytes.length < 4) throw new Error("a binary message shorter than its header")
   const length = bytes.readUInt32BE(0)
   if (4 + length > bytes.length) throw new Error("a binary message shorter than its head")
-  const deserializer = new (classes().AttachedDeserializer)(bytes, bytes.subarray(4, 4 + length))
+  const deserializer = new (classes().AttachedDeserializer)(bytes, bytes.subarray(4, 4 + length), apart)
   deserializer.readHeader()
   return deserializer.readValue()
 }

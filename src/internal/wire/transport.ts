@@ -88,14 +88,14 @@ export class FrameWriter {
   private pending: Array<string | Binary | Shared> = []
   private scheduled = false
 
-  private readonly out: FrameSink
+  private readonly out: FrameSink | FramePort
   private readonly schedule: (flush: () => void) => void
 
   /** Whether the first message after a pause is written at once (see `idle`). */
   private readonly eager: boolean
 
   constructor(
-    out: FrameSink,
+    out: FrameSink | FramePort,
     schedule: (flush: () => void) => void = setImmediate,
     options: { readonly eager?: boolean } = {}
   ) {
@@ -169,8 +169,17 @@ export class FrameWriter {
         size = 0
       }
     }
-    writeFrames(this.out, frames)
+    if ("post" in this.out) { for (const frame of frames) this.out.post(frame as string | Binary) }
+    else writeFrames(this.out, frames)
   }
+}
+
+/**
+ * Where frames go between threads: each frame is one message of a
+ * `MessagePort`, which needs no length prefix (see wire/port.ts).
+ */
+export interface FramePort {
+  post(frame: string | Binary): void
 }
 
 /** Where frames are written: a socket, or anything with `write`; `cork` and `uncork` allow one gathered write. */
@@ -359,7 +368,8 @@ export interface MessageFrom {
 /**
  * Reads the messages of one frame, as {@link FrameReader} hands it on: a JSON
  * frame's text (an array of messages) or a binary frame's bytes (one
- * message). Each message is read with the decoder of its direction,
+ * message, whose large byte arrays are in `apart` when they were moved between
+ * threads apart from it). Each message is read with the decoder of its direction,
  * `decodeToWorker` for a frame from the parent, `decodeFromWorker` for one
  * from a worker, and handed to `receive` in order; `receive` returns false to
  * stop at that message. Every side reads frames here: the worker, the parent,
@@ -373,7 +383,8 @@ export interface MessageFrom {
 export const decodeFrame = <From extends keyof MessageFrom>(
   frame: string | Buffer,
   from: From,
-  receive: (message: MessageFrom[From]) => boolean | void
+  receive: (message: MessageFrom[From]) => boolean | void,
+  apart?: ReadonlyArray<Uint8Array>
 ): MessageInvalid | undefined => {
   const decode = (from === "parent" ? decodeToWorker : decodeFromWorker) as (
     message: unknown
@@ -381,7 +392,7 @@ export const decodeFrame = <From extends keyof MessageFrom>(
   if (typeof frame !== "string") {
     let message: unknown
     try {
-      message = decodeBinary(frame)
+      message = decodeBinary(frame, apart)
     } catch {
       return new MessageInvalid(`a binary frame from the ${from} does not deserialize`)
     }

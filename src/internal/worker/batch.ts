@@ -10,6 +10,7 @@
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Task from "../../Task.ts"
+import { type BinaryMode, binaryMode } from "../wire/binary.ts"
 import { Invalid, type TaskCodec } from "../wire/codec.ts"
 import { maxParts, Message } from "../wire/protocol.ts"
 import { type EncodedExit, type Output, payloadAwareExit, runDecoded, runHandler } from "./run.ts"
@@ -57,7 +58,7 @@ export const runBatch = (
   Effect.suspend(() => {
     const decoded = codec.decodePayloads(payloads)
     const valid = !(decoded instanceof Invalid)
-    const binary = handler.task.serialization === "binary"
+    const binary = binaryMode(handler.task)
     // The values while every item of the current part succeeds; every item's Exit from the first one that does not.
     let values: Array<unknown> = []
     let exits: Array<Exit.Exit<unknown, unknown>> | undefined
@@ -132,7 +133,7 @@ export const runBatch = (
  *
  * @internal
  */
-export const sendOutcome = (output: Output, id: number, outcome: BatchOutcome, binary: boolean): void => {
+export const sendOutcome = (output: Output, id: number, outcome: BatchOutcome, binary: BinaryMode): void => {
   if (Array.isArray(outcome)) output.send(Message.batchExit(id, outcome), binary)
   else output.send(Message.batchValues(id, outcome.values), binary)
 }

@@ -1,11 +1,12 @@
 /**
- * The entry point of every worker process.
+ * The entry point of every worker, a process or a thread.
  *
- * `node worker/main.ts <module url> <options json>`: imports the user's module,
- * builds the services its handlers need, says Ready on fd 3, and then serves
- * tasks until the parent asks it to exit or its pipe to the parent closes.
- * Serving itself is the server's (server.ts): this file wires fd 3, and the
- * shared files, to it.
+ * `node worker/main.ts <module url> <options json>` (a thread gets the same
+ * arguments as its `argv`): imports the user's module, builds the services its
+ * handlers need, says Ready, and then serves tasks until the parent asks it to
+ * exit or its channel to the parent closes. Serving itself is the server's
+ * (server.ts), and the channel, fd 3 of a process or the port of a thread, is
+ * channel.ts's: this file wires the one to the other.
  *
  * Imports are deep and few: every module loaded here is start-up time paid by
  * every worker.
@@ -22,14 +23,14 @@ import * as Metric from "effect/Metric"
 import * as References from "effect/References"
 import * as Scope from "effect/Scope"
 import type { ChildProcess } from "node:child_process"
-import * as net from "node:net"
 import { fileURLToPath } from "node:url"
+import { parentPort } from "node:worker_threads"
 import { isHandlers } from "../../Worker.ts"
-import { Binary } from "../wire/binary.ts"
+import { Binary, type BinaryMode } from "../wire/binary.ts"
 import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "../wire/guard.ts"
 import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
-import { SharedFile } from "../wire/sharedFile.ts"
-import { decodeFrame, FrameReader, FrameWriter } from "../wire/transport.ts"
+import { decodeFrame } from "../wire/transport.ts"
+import { type Channel, processChannel, threadChannel } from "./channel.ts"
 import { makeServer } from "./server.ts"
 import { forkTask, ForwardingRegistry, makePipeLogger } from "./telemetry.ts"
 
@@ -69,16 +70,10 @@ const moduleUrl = process.argv[2]
 const options: WorkerOptions = JSON.parse(process.argv[3] ?? "{}")
 
 // Ctrl-C reaches the whole process group; the parent decides when workers stop.
-process.on("SIGINT", () => {})
+if (parentPort === null) process.on("SIGINT", () => {})
 
-const channel = new net.Socket({ fd: 3, readable: true, writable: true })
-// Eager: a result after a pause goes out at once, not a tick later (see FrameWriter).
-const writer = new FrameWriter(channel, setImmediate, { eager: true })
-/** Where large results go (fd 5): written at once, even when a CPU-bound task starts right after. */
-const sharedOut = options.shared === true ? new SharedFile(5) : undefined
-// The pipe closes when the parent exits or is killed: never outlive it.
-channel.on("end", () => process.exit(0))
-channel.on("error", () => process.exit(0))
+const channel: Channel = parentPort === null ? processChannel(options) : threadChannel(parentPort)
+const { sharedOut, writer } = channel
 // Results already computed reach the parent even when a handler calls process.exit.
 process.on("exit", () => writer.flush())
 
@@ -171,17 +166,17 @@ const sendMetrics = (): void => {
 }
 
 /** Queues a message; `binary` for the results of tasks declared with `serialization: "binary"`. */
-const send = (message: FromWorkerMessage, binary: boolean): void => {
+const send = (message: FromWorkerMessage, binary: BinaryMode): void => {
   if (registry.dirty && message[0] !== FromWorker.Log) sendMetrics()
   sendNow(message, binary)
 }
 
-const sendNow = (message: FromWorkerMessage, binary: boolean): void => {
+const sendNow = (message: FromWorkerMessage, binary: BinaryMode): void => {
   let encoded: string | Binary
   let size: number
   try {
     if (binary) {
-      encoded = Binary.encode(message)
+      encoded = Binary.encode(message, binary === "transfer")
       size = encoded.length
     } else {
       encoded = JSON.stringify(message)
@@ -232,18 +227,6 @@ if (served.layer !== undefined) {
   }
 }
 
-/**
- * Waits until everything written to the parent has left this process. Not by
- * the "drain" event: a stream emits it only after a write that passed its
- * high-water mark, and bytes still queued below it (the pipe full while the
- * parent is busy) would wait for it forever. An empty write's callback comes
- * once every write before it is done.
- */
-const drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
-  if (channel.writableLength === 0) return resume(Effect.void)
-  channel.write(new Uint8Array(0), () => resume(Effect.void))
-})
-
 /** Calls `done` once what was written to `stream` so far has left this process. */
 const drainOutput = (stream: NodeJS.WriteStream, done: () => void): void => {
   if (stream.writableLength === 0 || !stream.writable) return done()
@@ -263,7 +246,7 @@ const exitGracefully = (): void => {
     drainOutput(process.stdout, () =>
       drainOutput(process.stderr, () =>
         stopWatchdog(() => {
-          channel.end(() => process.exit(0))
+          channel.end()
         })))
   })
 }
@@ -312,29 +295,18 @@ const server = makeServer({
   maxMemory: options.maxMemory,
   send,
   flush: writer.flush,
-  drained,
+  drained: channel.drained,
   release: (offset) => sharedOut?.releaseAt(offset),
   onShutdown: exitGracefully,
-  rss: () => process.memoryUsage.rss()
+  // A thread's own memory is its heap: the process's resident set is every thread's.
+  rss: () => parentPort === null ? process.memoryUsage.rss() : process.memoryUsage().heapUsed
 })
 
-/** A frame from the parent, JSON or binary: its messages go to the server, once they are known to be messages. */
-const onFrame = (frame: string | Buffer): void => {
-  const invalid = decodeFrame(frame, "parent", server.receive)
+// A frame from the parent, JSON or binary: its messages go to the server, once they are known to be messages.
+channel.listen((frame, apart) => {
+  const invalid = decodeFrame(frame, "parent", server.receive, apart)
   if (invalid !== undefined) fail(1, `protocol error: ${invalid.reason}`)
-}
-
-const reader = new FrameReader(
-  onFrame,
-  onFrame,
-  options.maxFrameSize,
-  // Payloads the parent wrote to the shared file, fd 4.
-  options.shared === true ? (offset, length) => SharedFile.read(4, offset, length) : undefined
-)
-channel.on("data", (chunk: Buffer) => {
-  const error = reader.push(chunk)
-  if (error !== undefined) fail(1, `protocol error from the parent: ${error.message}`)
-})
+}, (reason) => fail(1, reason))
 
 ready = true
 send(Message.ready(process.pid), false)

@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Task from "../../Task.ts"
+import type { BinaryMode } from "../wire/binary.ts"
 import { encodeDefect, Invalid, type TaskCodec } from "../wire/codec.ts"
 import { ExitKind, type FromWorkerMessage } from "../wire/protocol.ts"
 
@@ -20,7 +21,7 @@ import { ExitKind, type FromWorkerMessage } from "../wire/protocol.ts"
  */
 export interface Output {
   /** Queues one message for the parent; `binary` for the results of tasks declared with serialization "binary". */
-  readonly send: (message: FromWorkerMessage, binary: boolean) => void
+  readonly send: (message: FromWorkerMessage, binary: BinaryMode) => void
   /** Writes what is queued now. */
   readonly flush: () => void
   /** Waits until everything written has left the process (used between batch parts). */

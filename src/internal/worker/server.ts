@@ -20,6 +20,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as LogLevel from "effect/LogLevel"
 import * as Tracer from "effect/Tracer"
 import type * as Task from "../../Task.ts"
+import { binaryMode } from "../wire/binary.ts"
 import { codecFor } from "../wire/codec.ts"
 import { ExitKind, Message, ToWorker, type ToWorkerMessage } from "../wire/protocol.ts"
 import { type BatchJob, type BatchOutcome, runBatch, sendOutcome } from "./batch.ts"
@@ -118,7 +119,7 @@ export const makeServer = (options: ServerOptions): Server => {
   const finish = (job: Entry, handler: Task.Handler.Any | undefined, exit: Exit.Exit<unknown, unknown>): void => {
     running--
     jobs.delete(job.id)
-    const binary = handler?.task.serialization === "binary"
+    const binary = handler !== undefined && binaryMode(handler.task)
     if (job.batch && Exit.isSuccess(exit)) {
       sendOutcome(options, job.id, exit.value as BatchOutcome, binary)
     } else if (Exit.isFailure(exit) && job.interruptRequested && Cause.hasInterruptsOnly(exit.cause)) {

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Stream from "effect/Stream"
 import type * as Task from "../../Task.ts"
+import { binaryMode } from "../wire/binary.ts"
 import { Invalid, type TaskCodec } from "../wire/codec.ts"
 import { ExitKind, Message } from "../wire/protocol.ts"
 import type { Output } from "./run.ts"
@@ -100,7 +101,7 @@ const runWith = (
   if (!Stream.isStream(stream)) {
     return Effect.die(new Error(`the handler of streaming task "${job.tag}" did not return a Stream`))
   }
-  const binary = handler.task.serialization === "binary"
+  const binary = binaryMode(handler.task)
   /** Encodes a chunk; should one item not fit, the items before it, and why. */
   const encode = (items: ReadonlyArray<unknown>): [Array<unknown>, ItemInvalid | undefined] => {
     const encoded = codec.encodeSuccesses(items)
