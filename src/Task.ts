@@ -234,14 +234,17 @@ export const make = <
      */
     readonly serialization?: "json" | "binary" | undefined
     /**
-     * With `serialization: "binary"`, on worker threads: byte arrays of 64 KiB
-     * or more in the payload or the result are moved to the other thread
-     * rather than copied, and are gone from the sender (their length becomes
-     * 0). An array that is a view of part of a larger buffer is copied, since
-     * moving it would take the rest of the buffer too. Worker processes copy
-     * bytes through their pipe either way. A task sent ahead to a thread that
-     * dies before starting it fails with `WorkerCrashed`, since its bytes went
-     * with the thread; it cannot take `retry` for the same reason.
+     * With `serialization: "binary"`: byte arrays of 64 KiB or more in the
+     * payload of a `submit`, or in a result, are moved rather than copied.
+     * Such an array is gone from the sender when the call is made (or the
+     * result returned): its length becomes 0. On worker threads the bytes
+     * then cross to the other thread without a copy; worker processes copy
+     * them through their pipe. An array that is a view of part of a larger
+     * buffer is copied, since moving it would take the rest of the buffer.
+     * A task, or an item of a `map`, whose worker dies before starting it
+     * fails with `WorkerCrashed` rather than being sent again, since its
+     * bytes went with the message; for the same reason it cannot take
+     * `retry`.
      */
     readonly transfer?: boolean | undefined
     /**

@@ -43,101 +43,105 @@ const capture = () => {
 }
 
 /** A pool over the observed fixture, whose log lines the pool's `log` hook counts as they arrive. */
-const makePool = (received: Array<string>) =>
+const makePool = (received: Array<string>, isolation: "process" | "thread") =>
   ProcessPool.makeWith(
-    { worker: fixture("observed.ts"), size: 1, inheritStderr: false },
+    { worker: fixture("observed.ts"), isolation, size: 1, inheritStderr: false },
     { events: { log: (_, __, message) => void received.push(message[2]) } }
   )
 
-describe("worker logs", () => {
-  it.live("reach the caller's logger with its annotations and spans, and the worker's pid and task", () => {
-    const { lines, loggers } = capture()
-    const received: Array<string> = []
-    return Effect.gen(function*() {
-      const pool = yield* makePool(received)
-      const before = Date.now()
-      const pid = yield* pool.submit(Talk, 7).pipe(
-        Effect.annotateLogs("request", "r-1"),
-        Effect.withLogSpan("calling"),
-        Effect.withSpan("caller")
+for (const isolation of ["process", "thread"] as const) {
+  describe(`worker logs: ${isolation}`, () => {
+    it.live("reach the caller's logger with its annotations and spans, and the worker's pid and task", () => {
+      const { lines, loggers } = capture()
+      const received: Array<string> = []
+      return Effect.gen(function*() {
+        const pool = yield* makePool(received, isolation)
+        const before = Date.now()
+        const pid = yield* pool.submit(Talk, 7).pipe(
+          Effect.annotateLogs("request", "r-1"),
+          Effect.withLogSpan("calling"),
+          Effect.withSpan("caller")
+        )
+        const talk = lines.filter((line) => line.annotations["process_pool.task"] === "Talk")
+        // The default minimum level is Info: below it, nothing crossed the pipe.
+        expect(talk.map((line) => line.level)).toEqual(["Info", "Warn", "Error"])
+        expect(received.filter((level) => level === "Debug" || level === "Trace")).toEqual([])
+        expect(talk.map((line) => line.message)).toEqual([["info", 7], ["warning", 7], ["error", 7]])
+        for (const line of talk) {
+          expect(line.annotations).toEqual({
+            request: "r-1",
+            inner: "yes",
+            "process_pool.worker_pid": pid,
+            "process_pool.task": "Talk"
+          })
+          expect(line.spans).toEqual(["calling", "talking"])
+          expect(line.span).toBe("caller")
+          expect(line.date.getTime()).toBeGreaterThanOrEqual(before)
+        }
+      }).pipe(
+        Effect.scoped,
+        Effect.provideService(References.CurrentLoggers, loggers)
       )
-      const talk = lines.filter((line) => line.annotations["process_pool.task"] === "Talk")
-      // The default minimum level is Info: below it, nothing crossed the pipe.
-      expect(talk.map((line) => line.level)).toEqual(["Info", "Warn", "Error"])
-      expect(received.filter((level) => level === "Debug" || level === "Trace")).toEqual([])
-      expect(talk.map((line) => line.message)).toEqual([["info", 7], ["warning", 7], ["error", 7]])
-      for (const line of talk) {
-        expect(line.annotations).toEqual({
-          request: "r-1",
-          inner: "yes",
-          "process_pool.worker_pid": pid,
-          "process_pool.task": "Talk"
-        })
-        expect(line.spans).toEqual(["calling", "talking"])
-        expect(line.span).toBe("caller")
-        expect(line.date.getTime()).toBeGreaterThanOrEqual(before)
-      }
-    }).pipe(
-      Effect.scoped,
-      Effect.provideService(References.CurrentLoggers, loggers)
-    )
-  })
+    })
 
-  it.live("the items of a map log as their task, one line each", () => {
-    const { lines, loggers } = capture()
-    return Effect.gen(function*() {
-      const pool = yield* makePool([])
-      yield* pool.map(Talk, [1, 2, 3, 4, 5, 6], { chunkSize: 3 }).pipe(Effect.annotateLogs("request", "r-2"))
-      const errors = lines.filter((line) => line.level === "Error")
-      expect(errors.map((line) => (line.message as Array<unknown>)[1])).toEqual([1, 2, 3, 4, 5, 6])
-      for (const line of errors) {
-        expect(line.annotations["process_pool.task"]).toBe("Talk")
-        expect(line.annotations.request).toBe("r-2")
-      }
-    }).pipe(
-      Effect.scoped,
-      Effect.provideService(References.CurrentLoggers, loggers)
-    )
-  })
+    it.live("the items of a map log as their task, one line each", () => {
+      const { lines, loggers } = capture()
+      return Effect.gen(function*() {
+        const pool = yield* makePool([], isolation)
+        yield* pool.map(Talk, [1, 2, 3, 4, 5, 6], { chunkSize: 3 }).pipe(Effect.annotateLogs("request", "r-2"))
+        const errors = lines.filter((line) => line.level === "Error")
+        expect(errors.map((line) => (line.message as Array<unknown>)[1])).toEqual([1, 2, 3, 4, 5, 6])
+        for (const line of errors) {
+          expect(line.annotations["process_pool.task"]).toBe("Talk")
+          expect(line.annotations.request).toBe("r-2")
+        }
+      }).pipe(
+        Effect.scoped,
+        Effect.provideService(References.CurrentLoggers, loggers)
+      )
+    })
 
-  it.live("a line made while the worker's services were built goes to the pool's own context", () => {
-    const { lines, loggers } = capture()
-    return Effect.gen(function*() {
-      const pool = yield* makePool([])
-      const { workers } = yield* pool.stats
-      const built = lines.filter((line) => (line.message as Array<unknown>)[0] === "services built")
-      expect(built.length).toBe(1)
-      expect(built[0].level).toBe("Info")
-      expect(built[0].annotations).toEqual({ where: "pool", "process_pool.worker_pid": workers[0].pid })
-    }).pipe(
-      Effect.scoped,
-      Effect.annotateLogs("where", "pool"),
-      Effect.provideService(References.CurrentLoggers, loggers)
-    )
-  })
+    it.live("a line made while the worker's services were built goes to the pool's own context", () => {
+      const { lines, loggers } = capture()
+      return Effect.gen(function*() {
+        const pool = yield* makePool([], isolation)
+        const { workers } = yield* pool.stats
+        const built = lines.filter((line) => (line.message as Array<unknown>)[0] === "services built")
+        expect(built.length).toBe(1)
+        expect(built[0].level).toBe("Info")
+        expect(built[0].annotations).toEqual({ where: "pool", "process_pool.worker_pid": workers[0].pid })
+      }).pipe(
+        Effect.scoped,
+        Effect.annotateLogs("where", "pool"),
+        Effect.provideService(References.CurrentLoggers, loggers)
+      )
+    })
 
-  it.live("the caller's minimum level is applied in the worker: lines below it never cross the pipe", () => {
-    const { lines, loggers } = capture()
-    const received: Array<string> = []
-    const talk = () => lines.filter((line) => line.annotations["process_pool.task"] === "Talk").map((l) => l.level)
-    return Effect.gen(function*() {
-      // Built at Warn: the Info line of the worker's services stays in the worker.
-      const pool = yield* makePool(received).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
-      expect(received).toEqual([])
-      yield* pool.submit(Talk, 1).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
-      expect(received).toEqual(["Warn", "Error"])
-      expect(talk()).toEqual(["Warn", "Error"])
-      received.length = lines.length = 0
-      yield* pool.submit(Talk, 2).pipe(Effect.provideService(References.MinimumLogLevel, "Debug"))
-      expect(received).toEqual(["Debug", "Info", "Warn", "Error"])
-      expect(talk()).toEqual(["Debug", "Info", "Warn", "Error"])
-      received.length = lines.length = 0
-      yield* pool.map(Talk, [3, 4], { chunkSize: 2 }).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
-      expect(received).toEqual(["Error", "Error"])
-      expect(talk()).toEqual(["Error", "Error"])
-    }).pipe(
-      Effect.scoped,
-      Effect.provideService(References.CurrentLoggers, loggers)
-    )
+    it.live("the caller's minimum level is applied in the worker: lines below it never cross the pipe", () => {
+      const { lines, loggers } = capture()
+      const received: Array<string> = []
+      const talk = () => lines.filter((line) => line.annotations["process_pool.task"] === "Talk").map((l) => l.level)
+      return Effect.gen(function*() {
+        // Built at Warn: the Info line of the worker's services stays in the worker.
+        const pool = yield* makePool(received, isolation).pipe(
+          Effect.provideService(References.MinimumLogLevel, "Warn")
+        )
+        expect(received).toEqual([])
+        yield* pool.submit(Talk, 1).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+        expect(received).toEqual(["Warn", "Error"])
+        expect(talk()).toEqual(["Warn", "Error"])
+        received.length = lines.length = 0
+        yield* pool.submit(Talk, 2).pipe(Effect.provideService(References.MinimumLogLevel, "Debug"))
+        expect(received).toEqual(["Debug", "Info", "Warn", "Error"])
+        expect(talk()).toEqual(["Debug", "Info", "Warn", "Error"])
+        received.length = lines.length = 0
+        yield* pool.map(Talk, [3, 4], { chunkSize: 2 }).pipe(Effect.provideService(References.MinimumLogLevel, "Error"))
+        expect(received).toEqual(["Error", "Error"])
+        expect(talk()).toEqual(["Error", "Error"])
+      }).pipe(
+        Effect.scoped,
+        Effect.provideService(References.CurrentLoggers, loggers)
+      )
+    })
   })
-})
+}

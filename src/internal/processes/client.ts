@@ -15,7 +15,7 @@ import type * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import type { PoolError, WorkerCrashed } from "../../PoolError.ts"
+import { type PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { SerializationError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import type { Backend, Call, ChunkTimer, Conversion, Outcome, RawChunk } from "../service/backend.ts"
@@ -29,9 +29,20 @@ import { type Decode, Entry } from "./entry.ts"
 import { ChunkReplies, Crashed, replyDecoder, streamEndOf, toOutcomes } from "./replies.ts"
 import { StreamReceiver, windowOf } from "./stream.ts"
 
-/** Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. */
+/**
+ * Encodes a message in the task's wire format: JSON text, or V8's serialization for binary tasks. A task with
+ * `transfer` moves the byte arrays of its payloads into the message (see `Binary.encode`).
+ */
 const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
   task.serialization === "binary" ? Binary.encode(message, task.transfer) : JSON.stringify(message)
+
+/** Why the items of a chunk of a task with `transfer` are not sent again: their bytes were moved into it. */
+const movedItems = (crashed: WorkerCrashed): WorkerCrashed =>
+  new WorkerCrashed({
+    ...crashed,
+    reason: `${crashed.reason === undefined ? "" : `${crashed.reason}; `}it was not started, and was not sent again: ` +
+      `its payload's byte arrays were moved into the chunk that was lost (the task transfers them)`
+  })
 
 /** Builds a Run, RunBatch or RunStream message in the task's wire format, once the run has its id. */
 const runMessage =
@@ -231,6 +242,8 @@ export const makeClient = (
       )
     const again: Effect.Effect<Array<Outcome | PoolError>> = rest.length === 0
       ? Effect.succeed([])
+      : task.transfer
+      ? Effect.succeed(rest.map(() => movedItems(crashed.error)))
       : Effect.match(retried(task, submitChunkOnce(task, rest, timer, call)), {
         onFailure: (error) => rest.map(() => error),
         onSuccess: toOutcomes

@@ -55,11 +55,13 @@ export class Binary {
    * {@link attachmentSize} or more are left out of the serialized head and
    * follow it as they are: `[head length: u32][head][attachments, each at a
    * multiple of 8]`. `v8.serialize` would copy each into its growing buffer.
-   * With `transfer`, a thread's port moves the attached arrays to the other
-   * side instead of copying them: they are gone from the sender.
+   * With `transfer`, the message takes the attached arrays for its own: an
+   * array that is the whole of its buffer is moved into the message (the
+   * sender's array is left empty, nothing is copied), and any other is
+   * copied. A thread's port then moves them on to the other side.
    */
   static encode(message: unknown, transfer = false): Binary {
-    const serializer = new (classes().AttachingSerializer)()
+    const serializer = new (classes().AttachingSerializer)(transfer)
     serializer.writeHeader()
     serializer.writeValue(message)
     const head = serializer.releaseBuffer()
@@ -138,6 +140,11 @@ const makeClasses = (v8: typeof import("node:v8")) => {
 
   class AttachingSerializer extends v8.DefaultSerializer {
     readonly attachments: Array<Uint8Array> = []
+    private readonly transfer: boolean
+    constructor(transfer: boolean) {
+      super()
+      this.transfer = transfer
+    }
     _writeHostObject(view: NodeJS.ArrayBufferView): void {
       const index = view.byteLength >= attachmentSize ? viewIndex(view) : -1
       if (index < 0) {
@@ -147,7 +154,8 @@ const makeClasses = (v8: typeof import("node:v8")) => {
       this.writeUint32(1)
       this.writeUint32(index)
       this.writeUint32(view.byteLength)
-      this.attachments.push(new Uint8Array(view.buffer, view.byteOffset, view.byteLength))
+      const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+      this.attachments.push(this.transfer ? own(bytes) : bytes)
     }
   }
 
@@ -200,6 +208,19 @@ const makeClasses = (v8: typeof import("node:v8")) => {
     }
   }
   return { AttachingSerializer, AttachedDeserializer }
+}
+
+/**
+ * An array of bytes of the message's own: the whole of a buffer is moved
+ * (`ArrayBuffer.prototype.transfer` leaves the sender's empty, and copies
+ * nothing); a view of part of one, or of shared memory, is copied, since
+ * moving it would take the rest.
+ */
+const own = (bytes: Uint8Array): Uint8Array => {
+  const buffer = bytes.buffer
+  return buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength
+    ? new Uint8Array(buffer.transfer())
+    : bytes.slice()
 }
 
 let made: ReturnType<typeof makeClasses> | undefined

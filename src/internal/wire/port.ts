@@ -9,9 +9,9 @@
  *   and batches of 16 or more measured the same.
  * - A binary frame crosses as one buffer of its own, moved, never cloned.
  * - A binary frame of a task declared with `transfer` crosses as its head and
- *   each large byte array apart, the arrays moved as they are: gone from the
- *   sender, never copied. An array that is a view of part of a larger buffer
- *   is copied first, since moving it would take the rest of that buffer too.
+ *   each large byte array apart, the arrays moved, never copied: the message
+ *   took them from the sender when it was encoded (see `Binary.encode`), and
+ *   once posted it cannot be sent again (`Binary.moved`).
  *
  * @internal
  */
@@ -38,25 +38,16 @@ export const framePort = (target: Poster): FramePort => ({
   }
 })
 
-/** Whether an array is the whole of a buffer that can be moved: moving it takes nothing else. */
-const movable = (view: Uint8Array): boolean =>
-  view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer
-
-/** Posts a binary frame's head and its attached arrays apart, the arrays moved. */
+/** Posts a binary frame's head and its arrays apart, the arrays (the message's own: see `Binary.encode`) moved. */
 const postApart = (target: Poster, frame: Binary): void => {
   // The head is the first two parts: the length prefix and the serialized head.
   const head = new Uint8Array(frame.parts[0].byteLength + frame.parts[1].byteLength)
   head.set(frame.parts[0], 0)
   head.set(frame.parts[1], frame.parts[0].byteLength)
-  const parts: Array<Uint8Array> = [head]
   const moved: Array<ArrayBuffer> = [head.buffer]
-  for (const array of frame.attached) {
-    const own = movable(array) && !moved.includes(array.buffer as ArrayBuffer) ? array : array.slice()
-    parts.push(own)
-    moved.push(own.buffer as ArrayBuffer)
-  }
+  for (const array of frame.attached) moved.push(array.buffer as ArrayBuffer)
   frame.moved = true
-  target.postMessage(parts, moved)
+  target.postMessage([head, ...frame.attached], moved)
 }
 
 /**
