@@ -61,6 +61,7 @@ export interface PoolInfo {
 
 const ALL_POOLS: ReadonlyArray<PoolInfo> = [
   { key: "ours", label: "effect-process-pool" },
+  { key: "ours-thread", label: "effect-process-pool (threads)" },
   { key: "piscina", label: "piscina (threads)", pkg: "piscina" },
   { key: "tinypool", label: "tinypool (child_process)", pkg: "tinypool" },
   { key: "workerpool", label: "workerpool (process)", pkg: "workerpool" },
@@ -77,7 +78,9 @@ const python = (() => {
 
 const wanted = option("pools")?.split(",")
 const pools = ALL_POOLS.filter((p) =>
-  (p.key === "ours" || p.key === "bare" || wanted === undefined || wanted.includes(p.key)) &&
+  (p.key === "ours" || p.key === "bare" || wanted === undefined || wanted.includes(p.key) ||
+    // Ours on threads runs beside piscina, the thread pool it is measured against.
+    (p.key === "ours-thread" && wanted.includes("piscina"))) &&
   (p.key !== "python" || python !== undefined)
 )
 
@@ -215,6 +218,34 @@ const runStartup = async (pool: string): Promise<number | string> => {
   if (first === undefined) return result.timedOut ? "timed out" : `no result: ${result.stderr.trim().slice(-300)}`
   if (answer !== "49") return `wrong result ${answer}`
   return first
+}
+
+/**
+ * What loading `effect` costs a parent, in start-up ms and RSS MB: the median
+ * difference between a process that loads it and a bare one (see
+ * bench/startup/effect-floor.ts). The floor of cases 5 and 6 for a pool built
+ * on Effect, next to a peer that is not.
+ */
+const effectFloor = async (): Promise<{ readonly ms: number; readonly mb: number } | undefined> => {
+  const sample = async (bare: boolean) => {
+    let loaded: [number, number] | undefined
+    await runProcess(process.execPath, [here("./startup/effect-floor.ts"), ...(bare ? ["--bare"] : [])], 30_000, (
+      line
+    ) => {
+      const [word, ms, mb] = line.trim().split(" ")
+      if (word === "LOADED") loaded = [Number(ms), Number(mb)]
+    })
+    return loaded
+  }
+  const ms: Array<number> = []
+  const mb: Array<number> = []
+  for (let i = 0; i < 5; i++) {
+    const [bare, loaded] = [await sample(true), await sample(false)]
+    if (bare === undefined || loaded === undefined) return undefined
+    ms.push(loaded[0] - bare[0])
+    mb.push(loaded[1] - bare[1])
+  }
+  return { ms: median(ms), mb: median(mb) }
 }
 
 // ---------------------------------------------------------------------------
@@ -737,10 +768,52 @@ if (cases.includes(7)) {
       : ""
   })
 }
+// Threads: ours on worker threads against piscina, the thread pool of Node's users.
+const floor = cases.includes(5) || cases.includes(6) ? await effectFloor() : undefined
+const threadGoals: Array<Target> = []
+const versus = (caseNo: number, id: string, text: string, better: "higher" | "lower", factor = 1, extra = 0) => {
+  if (!cases.includes(caseNo)) return
+  const ours = m(id, "ours-thread")
+  const theirs = m(id, "piscina")
+  const bound = theirs === undefined ? undefined : better === "higher" ? theirs * factor : theirs * factor + extra
+  threadGoals.push({
+    caseNo,
+    text,
+    met: ours === undefined || bound === undefined ? undefined : better === "higher" ? ours >= bound : ours <= bound,
+    detail: ours === undefined || theirs === undefined
+      ? ""
+      : `${fmtValue(ours)} against ${fmtValue(theirs)}${extra > 0 ? ` + ${fmtValue(extra)}` : ""}`
+  })
+}
+versus(1, "1", "tiny tasks: >= 3x piscina", "higher", 3)
+versus(2, "2", "map: >= piscina hand-chunked", "higher")
+versus(3, "3.p50", "p50 <= piscina", "lower")
+versus(3, "3.p99", "p99 <= piscina", "lower")
+versus(5, "5", `start to first result <= piscina + effect's load`, "lower", 1, floor?.ms ?? 0)
+versus(6, "6", `idle memory <= piscina + effect's load`, "lower", 1, floor?.mb ?? 0)
+versus(7, "7", "bytes >= piscina", "higher")
+if (floor !== undefined) {
+  out()
+  out(
+    `Loading effect costs a parent ${floor.ms.toFixed(0)} ms and ${
+      floor.mb.toFixed(1)
+    } MB (bench/startup/effect-floor.ts)`
+  )
+}
+
 out()
 out("Goals (performance round 2; against the best process peer of this run)")
 for (const t of targets) {
   out(`  ${t.caseNo}. ${pad(t.text, 54)} ${pad(t.met === undefined ? "n/a" : t.met ? "MET" : "MISSED", 7)} ${t.detail}`)
+}
+if (threadGoals.length > 0) {
+  out()
+  out("Goals for threads (effect-process-pool (threads) against piscina)")
+  for (const t of threadGoals) {
+    out(
+      `  ${t.caseNo}. ${pad(t.text, 54)} ${pad(t.met === undefined ? "n/a" : t.met ? "MET" : "MISSED", 7)} ${t.detail}`
+    )
+  }
 }
 const failures = Object.entries(raw.reduce<Record<string, Array<string>>>((acc, round, r) => {
   for (const [pool, result] of Object.entries(round)) {

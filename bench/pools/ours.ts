@@ -9,13 +9,16 @@ import * as Scope from "effect/Scope"
 import { Checksum, Digest, Square } from "../tasks.ts"
 import type { Adapter } from "./types.ts"
 
-export const make = (): Adapter => {
+export const make = (): Adapter => makeWith("process")
+
+/** Ours with workers of either kind: processes (the default), or threads (bench/pools/ours-thread.ts). */
+export const makeWith = (isolation: "process" | "thread"): Adapter => {
   const scope = Scope.makeUnsafe()
   let pool!: ProcessPool.ProcessPool["Service"]
   return {
     start: async () => {
       pool = await Effect.runPromise(
-        Scope.provide(scope)(ProcessPool.make({ worker: new URL("../worker.ts", import.meta.url), size: 2 }))
+        Scope.provide(scope)(ProcessPool.make({ worker: new URL("../worker.ts", import.meta.url), size: 2, isolation }))
       )
     },
     pids: async () => (await Effect.runPromise(pool.stats)).workers.map((w) => w.pid),
