@@ -10,6 +10,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { isMainThread } from "node:worker_threads"
+import { Square } from "../examples/square.ts"
 import type { WorkerCrashed } from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { Traced } from "./fixtures/tasks.ts"
@@ -181,6 +182,18 @@ describe("threads", () => {
       const error = exit.cause.reasons.find((reason) => reason._tag === "Fail")?.error
       assert(error?._tag === "WorkerStartError")
       expect(error.message).toContain("threw while it was imported")
+    }).pipe(Effect.scoped))
+})
+
+describe("the README's example on threads", () => {
+  it.live("square.ts runs unchanged with isolation: \"thread\"", () =>
+    Effect.gen(function*() {
+      const pool = yield* ProcessPool.make({
+        worker: new URL("../examples/square.ts", import.meta.url),
+        isolation: "thread",
+        size: 2
+      })
+      expect(yield* pool.map(Square, [1, 2, 3, 4, 5])).toEqual([1, 4, 9, 16, 25])
     }).pipe(Effect.scoped))
 })
 
