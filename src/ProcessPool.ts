@@ -54,7 +54,7 @@ export interface Options {
    * ```
    */
   readonly isolation?: "process" | "thread" | undefined
-  /** How many worker processes. Defaults to `os.availableParallelism()`. Sets both `minSize` and `maxSize`. */
+  /** How many workers. Defaults to `os.availableParallelism()`. Sets both `minSize` and `maxSize`. */
   readonly size?: number | undefined
   /** Workers kept even when idle. The layer is ready once these are. Defaults to `size`, or 1 when only `maxSize` is given. */
   readonly minSize?: number | undefined
@@ -66,6 +66,8 @@ export interface Options {
    * A worker whose resident set size passes this many bytes after a task is
    * recycled: it finishes the tasks it holds, then a fresh process replaces it.
    * Guards against leaks in handlers or their libraries. Defaults to no ceiling.
+   * On threads, the heap limit of each thread instead: past it the thread
+   * dies, and its task fails with `WorkerCrashed`.
    */
   readonly maxWorkerMemory?: number | undefined
   /** How often workers are pinged. Defaults to 1 second. */
@@ -80,7 +82,11 @@ export interface Options {
   readonly hangTimeout?: Duration.Input | undefined
   /** How many tasks one worker runs at once. Defaults to 1: a worker is one CPU. */
   readonly workerConcurrency?: number | undefined
-  /** Node flags for the workers. Defaults to the parent's, without inspector flags. */
+  /**
+   * Node flags for the workers. Defaults to the parent's, without inspector
+   * flags; a thread gets the parent's as Node gives them, and flags Node does
+   * not take for a thread are refused.
+   */
   readonly execArgv?: ReadonlyArray<string> | undefined
   /** Environment of the workers. Defaults to the parent's. */
   readonly env?: NodeJS.ProcessEnv | undefined
@@ -88,6 +94,7 @@ export interface Options {
    * Where workers keep Node's compile cache, which cuts their start-up by
    * about 40% after the first run: a directory, or `false` for none. Defaults
    * to a directory under the OS temp dir, unless `NODE_COMPILE_CACHE` is set.
+   * Threads share the program's: a directory is refused with them.
    */
   readonly compileCache?: string | false | undefined
   /**
@@ -138,6 +145,7 @@ export interface Options {
    * scheduling group, which leaves a busy parent a smaller share of the CPU
    * when there are fewer cores than busy processes: `false` gives that back,
    * for `map`s of tiny items, and leaves helpers to outlive their worker.
+   * Refused with `isolation: "thread"`: threads have no process of their own.
    */
   readonly processGroups?: boolean | undefined
   /**

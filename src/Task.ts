@@ -241,10 +241,11 @@ export const make = <
      * then cross to the other thread without a copy; worker processes copy
      * them through their pipe. An array that is a view of part of a larger
      * buffer is copied, since moving it would take the rest of the buffer.
-     * A task, or an item of a `map`, whose worker dies before starting it
-     * fails with `WorkerCrashed` rather than being sent again, since its
-     * bytes went with the message; for the same reason it cannot take
-     * `retry`.
+     * A task sent ahead to a thread that dies before starting it, and the
+     * items of a `map` chunk not started when its worker dies, fail with
+     * `WorkerCrashed` rather than being sent again, since their bytes went
+     * with the message; for the same reason such a task cannot take `retry`.
+     * An array that was moved away already is refused (`SerializationError`).
      */
     readonly transfer?: boolean | undefined
     /**

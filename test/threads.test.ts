@@ -66,6 +66,9 @@ describe("threads", () => {
       expect(crash.reason).toContain("an uncaught error in the thread: Error: thrown from a timer")
       expect(crash.message).toContain("thrown from a timer")
       expect(yield* pool.submit(ThreadId)).not.toBe(before)
+      // `throw null` is no Error: said all the same.
+      const thrownNull = crashOf(yield* Effect.exit(pool.submit(Uncaught, "null")))
+      expect(thrownNull.reason).toBe("an uncaught error in the thread: null")
     }).pipe(Effect.scoped))
 
   it.live(
@@ -103,8 +106,11 @@ describe("threads", () => {
       const bytes = new Uint8Array(size).map((_, i) => i % 251)
       const expected = bytes.reduce((a, b) => a + b, 0)
       const result = yield* pool.submit(Moved, bytes)
-      // Moved to the thread: this side's array is empty now.
+      // Moved to the thread: this side's array is empty now, and refused if passed again, never sent empty.
       expect(bytes.byteLength).toBe(0)
+      const again = yield* Effect.flip(pool.submit(Moved, bytes))
+      assert(again._tag === "SerializationError")
+      expect(again.issue).toContain("moved away by an earlier transfer")
       expect(result.sum).toBe(expected)
       expect(result.bytes.length).toBe(size)
       expect(result.bytes[0]).toBe(1)

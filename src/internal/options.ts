@@ -459,7 +459,16 @@ const checkThread = (options: Options): InvalidOption | undefined => {
   if (options.execArgv === undefined) return undefined
   const { Worker } = process.getBuiltinModule("node:worker_threads")
   try {
-    void new Worker("", { eval: true, execArgv: [...options.execArgv], stdout: true, stderr: true }).terminate()
+    const trial = new Worker("", {
+      eval: true,
+      execArgv: [...options.execArgv],
+      env: workerEnv(options.env, options.compileCache),
+      stdout: true,
+      stderr: true
+    })
+    // A preload flag (--import, --require) that fails would otherwise be an uncaught error here.
+    trial.on("error", () => {})
+    void trial.terminate()
     return undefined
   } catch (error) {
     return invalidOption({

@@ -37,9 +37,22 @@ export interface ThreadOptions extends Omit<SpawnOptions, "execArgv" | "processG
   readonly maxHeap: number
 }
 
+/** How long a terminated thread may take to end before it is counted as ended. */
+const terminateGrace = 2_000
+
+/** Anything thrown, as text: an error's stack, or the value itself. */
+const formatThrown = (thrown: unknown): string => {
+  try {
+    return thrown instanceof Error ? (thrown.stack ?? `${thrown.name}: ${thrown.message}`) : String(thrown)
+  } catch {
+    return "a value that cannot be printed"
+  }
+}
+
 /** @internal */
 export class WorkerThread implements WorkerConnection {
-  readonly thread: Worker
+  /** Undefined when Node refused to start it: it is then a worker that failed to start. */
+  readonly thread: Worker | undefined
   readonly pid: number
   readonly writer: FrameWriter
   state: WorkerState = "starting"
@@ -66,20 +79,30 @@ export class WorkerThread implements WorkerConnection {
     this.bundled = options.bundle !== undefined
     this.maxHeap = options.maxHeap
     const [entry, ...args] = options.bundle === undefined ? [workerMain] : [workerBoot, options.bundle]
-    this.thread = new Worker(entry, {
-      argv: [...args, options.moduleUrl, JSON.stringify(options.worker)],
-      ...(options.execArgv === undefined ? {} : { execArgv: [...options.execArgv] }),
-      env: options.env ?? process.env,
-      stdin: false,
-      stderr: true,
-      ...(options.maxHeap > 0
-        ? { resourceLimits: { maxOldGenerationSizeMb: Math.max(1, Math.ceil(options.maxHeap / 2 ** 20)) } }
-        : {})
-    })
-    this.pid = this.thread.threadId
+    let thread: Worker | undefined
+    try {
+      thread = new Worker(entry, {
+        argv: [...args, options.moduleUrl, JSON.stringify(options.worker)],
+        ...(options.execArgv === undefined ? {} : { execArgv: [...options.execArgv] }),
+        env: options.env ?? process.env,
+        stdin: false,
+        stderr: true,
+        ...(options.maxHeap > 0
+          ? { resourceLimits: { maxOldGenerationSizeMb: Math.max(1, Math.ceil(options.maxHeap / 2 ** 20)) } }
+          : {})
+      })
+    } catch (error) {
+      // Node refused to start it (an environment it does not take): a start that failed, said as such.
+      this.stderr = formatThrown(error)
+      this.exitCode = 1
+      setImmediate(() => this.close())
+    }
+    this.thread = thread
+    this.pid = thread?.threadId ?? -1
     // Every message of one job and its microtasks, from any fiber, goes out in one post.
-    this.writer = new FrameWriter(framePort(this.thread), queueMicrotask)
-    this.thread.on("message", (data: unknown) => {
+    this.writer = new FrameWriter(framePort(thread ?? { postMessage: () => {} }), queueMicrotask)
+    if (thread === undefined) return
+    thread.on("message", (data: unknown) => {
       if (this.killed) return
       const frame = receiveFrame(data, (frame, apart) => {
         const invalid = decodeFrame(frame, "worker", this.receive, apart)
@@ -87,30 +110,37 @@ export class WorkerThread implements WorkerConnection {
       })
       if (!frame) this.kill(KillReason.protocol("a message from the thread that is no frame"))
     })
-    this.thread.stderr.on("data", (chunk: Buffer) => {
+    thread.stderr.on("data", (chunk: Buffer) => {
       if (options.inheritStderr) process.stderr.write(chunk)
       this.stderr = (this.stderr + chunk.toString("utf8")).slice(-stderrLimit)
     })
-    // An uncaught error ends the thread: it is said here, as a process would print it on its stderr.
-    this.thread.on("error", (error: Error & { readonly code?: string }) => {
+    // An uncaught error ends the thread: it is said here, as a process would print it on its stderr. What
+    // was thrown may be anything, `null` included.
+    thread.on("error", (error: unknown) => {
       this.crashReason = this.reasonOf(error)
-      const text = `effect-process-pool worker thread ${this.pid}: ${error.stack ?? String(error)}\n`
+      const text = `effect-process-pool worker thread ${this.pid}: ${formatThrown(error)}\n`
       if (options.inheritStderr) process.stderr.write(text)
       this.stderr = (this.stderr + text).slice(-stderrLimit)
     })
     // Every message it posted before it ended has been received by then.
-    this.thread.on("exit", (code) => {
+    thread.on("exit", (code) => {
       this.exitCode = code
       this.close()
     })
   }
 
   /** Why the thread died, as its tasks' `WorkerCrashed.reason` says it. */
-  private reasonOf(error: Error & { readonly code?: string }): string {
-    if (error.code === "ERR_WORKER_OUT_OF_MEMORY") {
-      return `it ran out of memory: its heap passed maxWorkerMemory (${Math.round(this.maxHeap / 2 ** 20)} MB)`
+  private reasonOf(error: unknown): string {
+    if (
+      typeof error === "object" && error !== null && (error as { code?: unknown }).code === "ERR_WORKER_OUT_OF_MEMORY"
+    ) {
+      return this.maxHeap > 0
+        ? `it ran out of memory: its heap passed maxWorkerMemory (${Math.round(this.maxHeap / 2 ** 20)} MB)`
+        : "it ran out of memory: its heap passed V8's limit"
     }
-    return `an uncaught error in the thread: ${error.name}: ${error.message}`
+    return `an uncaught error in the thread: ${
+      error instanceof Error ? `${error.name}: ${error.message}` : formatThrown(error)
+    }`
   }
 
   private close(): void {
@@ -147,13 +177,26 @@ export class WorkerThread implements WorkerConnection {
     this.writer.send(JSON.stringify(Message.shutdown))
   }
 
-  /** Ends the thread now: `terminate` stops even a loop that never yields. */
+  /**
+   * Ends the thread now: `terminate` stops even a loop that never yields. A
+   * thread inside a call that does not return to JavaScript (a synchronous
+   * child process, a blocking read, an addon) ends only once that call does:
+   * after `terminateGrace` it is counted as ended, so that its tasks get
+   * their outcome and the pool goes on, and it is left to end by itself.
+   */
   kill(reason?: KillReason): void {
     if (this.state === "dead") return
     this.state = "stopping"
     this.killed = true
     if (reason !== undefined && this.killReason === undefined) this.killReason = reason
-    void this.thread.terminate()
+    if (this.thread === undefined) return
+    void this.thread.terminate().catch(() => {})
+    setTimeout(() => {
+      if (this.state === "dead") return
+      this.thread?.unref()
+      this.crashReason ??= `it did not end within ${terminateGrace} ms of being terminated (a call outside JavaScript)`
+      this.close()
+    }, terminateGrace).unref()
   }
 }
 

@@ -146,6 +146,10 @@ const makeClasses = (v8: typeof import("node:v8")) => {
       this.transfer = transfer
     }
     _writeHostObject(view: NodeJS.ArrayBufferView): void {
+      // An array whose memory was moved away (by an earlier call of a task with `transfer`) would cross as empty.
+      if ((view.buffer as ArrayBuffer).detached === true) {
+        throw new Error("a byte array whose memory was moved away by an earlier transfer; pass an array of its own")
+      }
       const index = view.byteLength >= attachmentSize ? viewIndex(view) : -1
       if (index < 0) {
         this.writeUint32(0)
@@ -218,9 +222,14 @@ const makeClasses = (v8: typeof import("node:v8")) => {
  */
 const own = (bytes: Uint8Array): Uint8Array => {
   const buffer = bytes.buffer
-  return buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength
-    ? new Uint8Array(buffer.transfer())
-    : bytes.slice()
+  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) {
+    try {
+      return new Uint8Array(buffer.transfer())
+    } catch {
+      // A buffer that cannot be detached (WebAssembly memory): copied.
+    }
+  }
+  return bytes.slice()
 }
 
 let made: ReturnType<typeof makeClasses> | undefined
