@@ -13,21 +13,22 @@ describe("output", () => {
         const parent = spawn(process.execPath, [fixture("print-parent.ts").pathname, file, `${lines}`, mode], {
           stdio: ["ignore", "pipe", "pipe"]
         })
-        parent.stdout!.pause()
-        parent.stderr!.pause()
+        // Listened to at once, then paused: should the parent exit before its pipes are read, Node resumes them
+        // itself and emits 'close' then, and data or a 'close' nobody heard would be lost.
+        let out = ""
+        let err = ""
+        parent.stdout!.on("data", (chunk) => out += chunk).pause()
+        parent.stderr!.on("data", (chunk) => err += chunk).pause()
+        const closed = new Promise<number | null>((resolve) => parent.on("close", resolve))
         let pid = 0
         yield* Effect.gen(function*() {
           // Nothing is read until the task has answered, and its worker has exited or had time to.
           yield* waitUntil("the task to answer", () => fs.existsSync(file) && fs.readFileSync(file, "utf8") !== "")
           pid = Number(fs.readFileSync(file, "utf8"))
           yield* Effect.ignore(waitUntil("the worker to exit", () => !isAlive(pid), 1_000))
-          const [out, err, code] = yield* Effect.callback<[string, string, number | null]>((resume) => {
-            let out = ""
-            let err = ""
-            parent.stdout!.on("data", (chunk) => out += chunk).resume()
-            parent.stderr!.on("data", (chunk) => err += chunk).resume()
-            parent.on("close", (code) => resume(Effect.succeed([out, err, code])))
-          })
+          parent.stdout!.resume()
+          parent.stderr!.resume()
+          const code = yield* Effect.promise(() => closed)
           expect(code).toBe(0)
           const count = (text: string, stream: string) =>
             text.split("\n").filter((line) => line.startsWith(`${stream} ${pid} `)).length
