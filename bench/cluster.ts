@@ -16,7 +16,8 @@
  * - bare: an entity whose handler answers at once (no pool), same loads
  * - stall: a runner frozen for 8 s (SIGSTOP, then SIGCONT), then kill -9 of
  *   the other, under load: the time until their tasks are reported lost
- *   (`WorkerCrashed`), and the longest time without any outcome
+ *   (`WorkerCrashed`), and the longest time without any outcome, during the
+ *   freeze and in the 4 s after the thaw
  *
  * CPU-heavy (about a minute on 2 cores), and it asserts nothing.
  */
@@ -120,8 +121,8 @@ const main = Effect.gen(function*() {
 
   const local = yield* Effect.scoped(Effect.flatMap(ProcessPool.make({ worker, size: 2 }), measure))
 
-  const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
-  const sharding = NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended }).pipe(
+  const socket = yield* Effect.promise(() => import("../examples/socket.ts"))
+  const sharding = socket.layer({ clientOnly: true, shardingConfig: recommended }).pipe(
     Layer.provide(yield* database(pg))
   )
   const result = yield* Effect.gen(function*() {
@@ -133,10 +134,10 @@ const main = Effect.gen(function*() {
     const bare = { submit: yield* throughput(5_000, 256, echo), latency: yield* latency(300, echo) }
 
     /**
-     * A fault of a runner under load: 64 calls in flight, without end, until 8 s after the fault. `fault` starts
-     * it and gives what ends it (a thaw), if anything.
+     * A fault of a runner under load: 64 calls in flight, without end, until `span` ms after the fault. `fault`
+     * starts it and gives what ends it (a thaw, 8 s after it), if anything.
      */
-    const underFault = (fault: () => (() => void) | undefined) =>
+    const underFault = (fault: () => (() => void) | undefined, span: number) =>
       Effect.gen(function*() {
         let faultAt = 0
         let firstLost = 0
@@ -154,39 +155,54 @@ const main = Effect.gen(function*() {
                 }
               })
             ),
-            Effect.repeat({ while: () => faultAt === 0 || performance.now() - faultAt < 8_000 })
+            Effect.repeat({ while: () => faultAt === 0 || performance.now() - faultAt < span })
           ), { concurrency: 64, discard: true })
         const fiber = yield* Effect.forkChild(flow)
         yield* Effect.sleep("1 second")
         const end = fault()
         faultAt = performance.now()
         const doneAtFault = done
-        // The longest time without any outcome after the fault: how long work stalled.
+        // The longest times without any outcome in the 8 s after the fault, and after it ended: how long work
+        // stalled.
         let stall = 0
+        let stallAfter = 0
+        let ended = false
         yield* Effect.gen(function*() {
           let last = performance.now()
           let seen = done
-          while (performance.now() - faultAt < 8_000) {
+          while (performance.now() - faultAt < span) {
             yield* Effect.sleep(10)
+            if (!ended && performance.now() - faultAt >= 8_000) {
+              ended = true
+              end?.()
+            }
             if (done !== seen) {
-              stall = Math.max(stall, performance.now() - last)
+              const gap = performance.now() - last
+              if (ended && last - faultAt >= 8_000) stallAfter = Math.max(stallAfter, gap)
+              else stall = Math.max(stall, gap)
               last = performance.now()
               seen = done
             }
           }
-        }).pipe(Effect.ensuring(Effect.sync(() => end?.())))
+        }).pipe(Effect.ensuring(Effect.sync(() => ended || end?.())))
         yield* Fiber.join(fiber).pipe(Effect.ignore)
-        return { firstLostMs: firstLost - faultAt, longestGapMs: stall, lost, completedAfter: done - doneAtFault }
+        return {
+          firstLostMs: firstLost - faultAt,
+          longestGapMs: stall,
+          longestGapAfterMs: stallAfter,
+          lost,
+          completedAfter: done - doneAtFault
+        }
       })
-    // Frozen for 8 s (SIGSTOP, then SIGCONT), then killed.
+    // Frozen for 8 s (SIGSTOP, then SIGCONT), and followed for 4 s after, then killed.
     const freeze = yield* underFault(() => {
       process.kill(runners[1].pid, "SIGSTOP")
       return () => process.kill(runners[1].pid, "SIGCONT")
-    })
+    }, 12_000)
     const kill = yield* underFault(() => {
       process.kill(runners[0].pid, "SIGKILL")
       return undefined
-    })
+    }, 8_000)
     return { cluster, bare, freeze, kill }
   }).pipe(Effect.provide(ProcessPool.layerCluster({ tasks: [Where, Squares] }).pipe(Layer.provideMerge(sharding))))
 
@@ -216,8 +232,9 @@ const main = Effect.gen(function*() {
     console.log(
       `${name} of a runner under load: ${
         k.lost === 0 ? "no task was lost" : `first task reported lost after ${k.firstLostMs.toFixed(0)} ms`
-      }, longest time without any outcome ${k.longestGapMs.toFixed(0)} ms, ${k.lost} lost (WorkerCrashed), ` +
-        `${k.completedAfter} outcomes in the 8 s after it`
+      }, longest time without any outcome ${k.longestGapMs.toFixed(0)} ms in the 8 s after it${
+        k === result.freeze ? ` and ${k.longestGapAfterMs.toFixed(0)} ms in the 4 s after the thaw` : ""
+      }, ${k.lost} lost (WorkerCrashed), ${k.completedAfter} outcomes in all`
     )
   fault("an 8 s freeze (SIGSTOP, SIGCONT)", result.freeze)
   fault("kill -9", result.kill)

@@ -90,19 +90,24 @@ export const runnerLayer = (
   pool: ProcessPool.RunnerOptions = { tasks: [Where], worker: import.meta.url, size: 2 }
 ) =>
   Layer.unwrap(Effect.gen(function*() {
-    const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
+    const socket = yield* Effect.promise(() => import("./socket.ts"))
     const { RunnerAddress } = yield* Effect.promise(() => import("effect/cluster/RunnerAddress"))
     const Option = yield* Effect.promise(() => import("effect/Option"))
     return saysWhy(
       pg,
       ProcessPool.layerRunner(pool).pipe(
-        Layer.provideMerge(NodeClusterSocket.layer({
-          storage: "sql",
-          shardingConfig: {
-            runnerAddress: Option.some(RunnerAddress.make({ host: "127.0.0.1", port })),
-            ...recommended
-          }
-        })),
+        Layer.provideMerge(
+          socket.layer({
+            clientOnly: false,
+            shardingConfig: {
+              runnerAddress: Option.some(RunnerAddress.make({ host: "127.0.0.1", port })),
+              ...recommended
+            }
+          }).pipe(
+            // With PostgreSQL down, the engine would say so every second. The pool's own lines pass as they are.
+            Layer.provide(ProcessPool.layerQuietRepeats)
+          )
+        ),
         Layer.provideMerge(yield* database(pg))
       )
     )
@@ -125,11 +130,15 @@ const saysWhy = <A, E, R>(pg: Connection, layer: Layer.Layer<A, E, R>): Layer.La
 /** The client: the `ProcessPool` service, backed by the cluster. */
 export const clientLayer = (pg: Connection, options: ProcessPool.ClusterOptions = { tasks: [Where] }) =>
   Layer.unwrap(Effect.gen(function*() {
-    const { NodeClusterSocket } = yield* Effect.promise(() => import("@effect/platform-node"))
+    const socket = yield* Effect.promise(() => import("./socket.ts"))
     return saysWhy(
       pg,
       ProcessPool.layerCluster(options).pipe(
-        Layer.provide(NodeClusterSocket.layer({ clientOnly: true, storage: "sql", shardingConfig: recommended })),
+        Layer.provide(
+          socket.layer({ clientOnly: true, shardingConfig: recommended }).pipe(
+            Layer.provide(ProcessPool.layerQuietRepeats)
+          )
+        ),
         Layer.provide(yield* database(pg))
       )
     )

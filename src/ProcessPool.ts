@@ -17,6 +17,7 @@ import * as Stream from "effect/Stream"
 import { checkPool, moduleUrl as toModuleUrl } from "./internal/options.ts"
 import { type Hooks, makeLocal } from "./internal/processes/pool.ts"
 import { makeService } from "./internal/service/service.ts"
+import { layerQuietRepeats as layerQuiet } from "./internal/telemetry/repeats.ts"
 import { explainSilentExit, refusePoolOfItself } from "./internal/wire/guard.ts"
 import type { InvalidOption, PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
@@ -899,6 +900,33 @@ export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, 
     ProcessPool,
     Effect.flatMap(loadCaller, (caller) => Effect.map(caller.makeCluster(options), makeService))
   )
+
+/**
+ * The loggers in context, each made to say a line that repeats once, then
+ * at a falling rate: after 1 s, 2 s, 4 s, … up to once a minute, each time
+ * with how many times it was said meanwhile. A line not said for 5 minutes
+ * starts over. The tracer's logger (span events) is left as it is. Give
+ * it to the cluster's own layer on runners and callers, so that it quiets
+ * the engine and nothing else: with its storage down, the engine says
+ * "Shard lock storage is still unhealthy" every second, on every runner.
+ *
+ * @example
+ * ```ts
+ * import { NodeClusterSocket } from "@effect/platform-node"
+ * import * as Layer from "effect/Layer"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const Runner = ProcessPool.layerRunner({ tasks: [Square], worker: import.meta.url }).pipe(
+ *   Layer.provideMerge(
+ *     NodeClusterSocket.layer({ storage: "sql" }).pipe(Layer.provide(ProcessPool.layerQuietRepeats))
+ *   )
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerQuietRepeats: Layer.Layer<never> = layerQuiet
 
 // The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.
 const loadRunner = Effect.promise(() => import("./internal/cluster/runner.ts"))

@@ -176,7 +176,7 @@ describe("cluster: a runner dies", () => {
 
 describe("cluster: a runner freezes", () => {
   it.live(
-    "SIGSTOP, then SIGCONT under load: no task starts after its caller has an outcome, none runs twice",
+    "SIGSTOP, then SIGCONT under load: its callers are told before the thaw; none starts after its outcome or runs twice",
     () =>
       Effect.gen(function*() {
         const pg = yield* postgres
@@ -200,8 +200,13 @@ describe("cluster: a runner freezes", () => {
           const workers = childrenOf(victim.pid)
           yield* waitUntil("the victim to run tasks", () => startsOn(file, workers) >= 4, 30_000)
           process.kill(victim.pid, "SIGSTOP")
+          const frozenAt = Date.now()
+          let thawedAt = Infinity
           yield* Effect.sleep("12 seconds").pipe(
-            Effect.ensuring(Effect.sync(() => process.kill(victim.pid, "SIGCONT")))
+            Effect.ensuring(Effect.sync(() => {
+              thawedAt = Date.now()
+              process.kill(victim.pid, "SIGCONT")
+            }))
           )
           const exits = yield* Fiber.join(outcomes).pipe(Effect.timeout("60 seconds"))
           // What the thawed runner would start, it starts at once: give it time to show.
@@ -213,8 +218,15 @@ describe("cluster: a runner freezes", () => {
           const late = runs.filter((run) => run.at > ended[run.id])
           expect(late).toStrictEqual([])
           // Some callers were told their task was lost; every other task succeeded.
-          const lost = exits.filter(Exit.isFailure)
-          for (const exit of lost) assert.instanceOf(Cause.squash(exit.cause), PoolError.WorkerCrashed)
+          const lost = exits.flatMap((exit, id) => Exit.isFailure(exit) ? [{ exit, id }] : [])
+          for (const { exit } of lost) assert.instanceOf(Cause.squash(exit.cause), PoolError.WorkerCrashed)
+          // The frozen runner did not hold its callers until it thawed: its silence gave its work up (the
+          // example's socket layer gives up a connection after 1.5 s without a frame), and the callers of what it
+          // held were told while it was still frozen, within 8 s of the freeze.
+          expect(lost.length).toBeGreaterThan(0)
+          const told = lost.map(({ id }) => ended[id] - frozenAt)
+          expect(told.filter((ms) => ms >= Math.min(8_000, thawedAt - frozenAt))).toStrictEqual([])
+          yield* Effect.log(`the callers of a frozen runner were told after ${Math.max(...told)} ms at most`)
           yield* Effect.log(`a frozen runner: ${lost.length} of ${count} tasks lost, ${runs.length} started`)
         }).pipe(Effect.provide(clusterPool(pg)))
       }).pipe(Effect.scoped),
