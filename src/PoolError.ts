@@ -336,6 +336,46 @@ export class StorageUnreachable extends Schema.TaggedError<StorageUnreachable>()
 }
 
 /**
+ * A task passed a limit its pool sets on each worker: `maxWorkerHeap` (its
+ * V8 heap), `maxWorkerMemory` on threads (the thread's heap), or
+ * `maxCpuTime` (the CPU time it may use). The worker was stopped and
+ * replaced; the tasks it held that had not started run on other workers. It
+ * is not retried, even when idempotent, since the same task would most
+ * likely pass the limit again. Through the cluster, runners and callers must
+ * both know this error: upgrade them together.
+ *
+ * @example
+ * ```ts
+ * import * as Effect from "effect/Effect"
+ * import { ProcessPool } from "effect-process-pool"
+ *
+ * const program = ProcessPool.submit(Convert, file).pipe(
+ *   Effect.catchTag("LimitExceeded", (e) => Effect.logWarning(`${e.limit} passed: ${e.message}`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExceeded", {
+  task: Schema.String,
+  /** The option that sets the limit that was passed. */
+  limit: Schema.Literals(["maxWorkerHeap", "maxWorkerMemory", "maxCpuTime"]),
+  /** The limit: bytes for a heap, milliseconds for CPU time. */
+  value: Schema.Number,
+  /** The process id of the worker (for a thread, its `threadId`). */
+  pid: Schema.Number
+}) {
+  override get message(): string {
+    const what = this.limit === "maxCpuTime"
+      ? `used more CPU time than maxCpuTime (${this.value} ms)`
+      : `grew its heap past ${this.limit} (${Math.round(this.value / 2 ** 20)} MiB)`
+    return `Task "${this.task}" ${what} in worker ${this.pid}, which was stopped and replaced. Tasks it had not ` +
+      `started run on other workers; this one is not retried.`
+  }
+}
+
+/**
  * The union of the pool's own errors.
  *
  * @since 0.1.0
@@ -351,6 +391,7 @@ export type PoolError =
   | TaskTimeout
   | InvalidOption
   | StorageUnreachable
+  | LimitExceeded
 
 const classes = [
   WorkerCrashed,
@@ -361,7 +402,8 @@ const classes = [
   QueueFull,
   TaskTimeout,
   InvalidOption,
-  StorageUnreachable
+  StorageUnreachable,
+  LimitExceeded
 ] as const
 
 /**
@@ -389,7 +431,8 @@ export const PoolErrorSchema: Schema.Union<
     typeof QueueFull,
     typeof TaskTimeout,
     typeof InvalidOption,
-    typeof StorageUnreachable
+    typeof StorageUnreachable,
+    typeof LimitExceeded
   ]
 > = Schema.Union(classes)
 

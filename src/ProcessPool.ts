@@ -25,6 +25,35 @@ import { isHandlers } from "./Worker.ts"
 import type * as Worker from "./Worker.ts"
 
 /**
+ * What workers started under Node's permission model may do, beyond what the
+ * pool needs for itself (the `permissions` option of {@link layer}). Each
+ * field is one of Node's flags; what is absent is denied.
+ *
+ * @example
+ * ```ts
+ * const permissions: ProcessPool.Permissions = {
+ *   allowFsRead: ["/srv/inbox"],
+ *   allowFsWrite: ["/srv/outbox"]
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Permissions {
+  /** Files and directories (with all they hold) handlers may read: `--allow-fs-read`. */
+  readonly allowFsRead?: ReadonlyArray<string> | undefined
+  /** Files and directories (with all they hold) handlers may write: `--allow-fs-write`. */
+  readonly allowFsWrite?: ReadonlyArray<string> | undefined
+  /** Whether handlers may start processes: `--allow-child-process`. */
+  readonly allowChildProcess?: boolean | undefined
+  /** Whether handlers may start worker threads: `--allow-worker`. */
+  readonly allowWorker?: boolean | undefined
+  /** Whether handlers may load native addons: `--allow-addons`. */
+  readonly allowAddons?: boolean | undefined
+}
+
+/**
  * Options of {@link layer}.
  *
  * @since 0.1.0
@@ -45,9 +74,10 @@ export interface Options {
    *   `transfer` moves its byte arrays rather than copying them), and shares
    *   the process: what one handler does to the process, every thread and
    *   the caller see. `maxWorkerMemory` is then its heap limit, past which
-   *   the thread dies (`WorkerCrashed`) rather than being recycled.
-   *   `processGroups` and `compileCache` mean nothing for threads and are
-   *   refused, as are `execArgv` flags that only a process takes.
+   *   the thread dies (`LimitExceeded`) rather than being recycled.
+   *   `processGroups`, `compileCache`, `permissions` and `maxCpuTime` mean
+   *   nothing for threads and are refused, as are `execArgv` flags that only
+   *   a process takes.
    *
    * @example
    * ```ts
@@ -68,9 +98,54 @@ export interface Options {
    * recycled: it finishes the tasks it holds, then a fresh process replaces it.
    * Guards against leaks in handlers or their libraries. Defaults to no ceiling.
    * On threads, the heap limit of each thread instead: past it the thread
-   * dies, and its task fails with `WorkerCrashed`.
+   * dies, and its task fails with `LimitExceeded`.
    */
   readonly maxWorkerMemory?: number | undefined
+  /**
+   * The most bytes the old generation of a worker's V8 heap may hold, where
+   * all but its youngest objects live (`--max-old-space-size` for a process,
+   * the thread's `resourceLimits` for a thread). A task that grows it past
+   * the limit fails with `LimitExceeded`, and its worker is replaced.
+   * Defaults to Node's own limit.
+   *
+   * @example
+   * ```ts
+   * ProcessPool.layer({ worker: import.meta.url, maxWorkerHeap: 256 * 2 ** 20 })
+   * ```
+   */
+  readonly maxWorkerHeap?: number | undefined
+  /**
+   * The most CPU time one task may use, beside its wall-clock `timeout`: past
+   * it, its worker is killed and replaced, and the task fails with
+   * `LimitExceeded`. It counts the worker's CPU time while the task runs,
+   * all its threads included, so it needs `workerConcurrency: 1`. Read from
+   * `/proc`: Linux only, and processes only. Defaults to none.
+   *
+   * @example
+   * ```ts
+   * ProcessPool.layer({ worker: import.meta.url, maxCpuTime: "2 seconds" })
+   * ```
+   */
+  readonly maxCpuTime?: Duration.Input | undefined
+  /**
+   * Start the workers under Node's permission model (`--permission`), allowed
+   * only what is listed here, besides what the pool needs for itself: to
+   * read its own files, the worker module's package, the `node_modules`
+   * above them, `effect`, and the bundle cache. `{}` allows nothing more.
+   * Confined workers keep a compile cache of their own (shared only by
+   * workers of the same module and permissions), and a write grant that
+   * holds a cache is refused. A handler that
+   * oversteps fails with a defect whose `code` is `"ERR_ACCESS_DENIED"`, and
+   * its worker goes on. Processes only: a thread shares its parent's
+   * permissions. Node 24 cannot confine the network; see the README's
+   * "Running untrusted code".
+   *
+   * @example
+   * ```ts
+   * ProcessPool.layer({ worker: import.meta.url, permissions: { allowFsRead: ["/srv/inbox"] } })
+   * ```
+   */
+  readonly permissions?: Permissions | undefined
   /** How often workers are pinged. Defaults to 1 second. */
   readonly heartbeatInterval?: Duration.Input | undefined
   /**

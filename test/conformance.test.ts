@@ -16,6 +16,8 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { clientLayer } from "../examples/cluster.ts"
 import { postgres } from "../examples/postgres.ts"
 import * as PoolError from "../src/PoolError.ts"
@@ -29,8 +31,13 @@ import { count, fixture, tempFile, waitUntil } from "./helpers.ts"
 /** The module every backend serves: the main fixture's handlers and the streaming ones. */
 const worker = fixture("cluster-worker.ts")
 
+/** Where the confined backend's workers may write. */
+const confinedDir = fs.mkdtempSync(path.join(os.tmpdir(), "epp-confined-"))
+
 interface Backend {
   readonly name: string
+  /** Where its tests' workers write files; a fresh temp dir of each file's own when absent. */
+  readonly files?: string
   /** The `pool` attribute of its metrics. */
   readonly pool: string
   readonly layer: Layer.Layer<ProcessPool.ProcessPool, unknown>
@@ -42,6 +49,21 @@ const backends: ReadonlyArray<Backend> = [
     name: "processes",
     pool: "conformance-processes",
     layer: ProcessPool.layer({ worker, size: 2, inheritStderr: false, name: "conformance-processes" }),
+    timeout: 60_000
+  },
+  {
+    // Under Node's permission model, allowed nothing beyond what the pool needs for itself, and to write in a
+    // directory of its own, where the fixture's finalizers say that they ran.
+    name: "processes with permissions",
+    pool: "conformance-permissions",
+    layer: ProcessPool.layer({
+      worker,
+      size: 2,
+      inheritStderr: false,
+      name: "conformance-permissions",
+      permissions: { allowFsWrite: [confinedDir] }
+    }),
+    files: confinedDir,
     timeout: 60_000
   },
   {
@@ -73,6 +95,10 @@ const backends: ReadonlyArray<Backend> = [
     timeout: 120_000
   }
 ]
+
+/** A file for a worker of `backend` to write. */
+const fileOf = (backend: Backend, name: string): string =>
+  backend.files === undefined ? tempFile(name) : path.join(fs.mkdtempSync(path.join(backend.files, "t-")), name)
 
 /** A stream's items, and how it ended. */
 const itemsThenEnd = <A, E>(stream: Stream.Stream<A, E>) =>
@@ -222,7 +248,7 @@ for (const backend of backends) {
       test("a timeout fails with TaskTimeout and stops the work: the handler's finalizer runs", () =>
         Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
-          const file = tempFile("timed-out")
+          const file = fileOf(backend, "timed-out")
           const error = yield* Effect.flip(pool.submit(Sleep, { ms: 60_000, file }, { timeout: "1 second" }))
           assert.instanceOf(error, PoolError.TaskTimeout)
           yield* waitUntil("the handler's finalizer", () => fs.existsSync(file))
@@ -231,7 +257,7 @@ for (const backend of backends) {
       test("interrupting the caller reaches the handler: its finalizer runs", () =>
         Effect.gen(function*() {
           const pool = yield* ProcessPool.ProcessPool
-          const file = tempFile("interrupted")
+          const file = fileOf(backend, "interrupted")
           const fiber = yield* Effect.forkChild(pool.submit(Sleep, { ms: 60_000, file }))
           yield* waitUntil("the task to run", Effect.map(pool.stats, (s) => s.running > 0), 10_000)
           yield* Fiber.interrupt(fiber)

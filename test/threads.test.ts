@@ -72,13 +72,13 @@ describe("threads", () => {
     }).pipe(Effect.scoped))
 
   it.live(
-    "a thread past maxWorkerMemory dies: WorkerCrashed says it ran out of memory, and the next task runs",
+    "a thread past maxWorkerMemory dies: LimitExceeded names the limit, and the next task runs",
     () =>
       Effect.gen(function*() {
         const pool = yield* threads({ maxWorkerMemory: 64 * 1024 * 1024 })
         expect(yield* pool.submit(Allocate, 8)).toBe(8)
-        const crash = crashOf(yield* Effect.exit(pool.submit(Allocate, 512)))
-        expect(crash.reason).toContain("it ran out of memory: its heap passed maxWorkerMemory (64 MB)")
+        const error = yield* Effect.flip(pool.submit(Allocate, 512))
+        expect(error).toMatchObject({ _tag: "LimitExceeded", limit: "maxWorkerMemory", value: 64 * 1024 * 1024 })
         // A fresh thread, with a fresh heap.
         expect(yield* pool.submit(Allocate, 1)).toBe(1)
       }).pipe(Effect.scoped),

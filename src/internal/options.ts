@@ -10,9 +10,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { InvalidOption } from "../PoolError.ts"
-import type { ClusterOptions, MapOptions, Options, RunnerOptions, SubmitOptions } from "../ProcessPool.ts"
+import type { ClusterOptions, MapOptions, Options, Permissions, RunnerOptions, SubmitOptions } from "../ProcessPool.ts"
 import { frameless } from "./frameless.ts"
 import type { DispatcherOptions } from "./processes/dispatcher.ts"
+import { contains } from "./processes/permissions.ts"
 import type { SupervisorOptions } from "./processes/supervisor.ts"
 import type { SpawnOptions } from "./processes/workerProcess.ts"
 import { defaultMaxFrameSize, maxFrameLimit } from "./wire/transport.ts"
@@ -131,7 +132,8 @@ export const bundleDir = (bundle: string | false | undefined): string | undefine
  */
 export const workerEnv = (
   env: NodeJS.ProcessEnv | undefined,
-  compileCache: string | false | undefined
+  compileCache: string | false | undefined,
+  confined = false
 ): NodeJS.ProcessEnv | undefined => {
   const base = env ?? process.env
   let result: NodeJS.ProcessEnv | undefined = env
@@ -142,11 +144,46 @@ export const workerEnv = (
     if (kept === undefined) delete copy.NODE_OPTIONS
     else copy.NODE_OPTIONS = kept
   }
+  // Workers under `permissions` use only the compile cache they are given (see `confinedCompileCache`): they may
+  // write there, and a cache other workers load code from must not be theirs to write.
+  if (confined) {
+    if (typeof compileCache === "string") edit().NODE_COMPILE_CACHE = compileCache
+    else if (base.NODE_COMPILE_CACHE !== undefined) delete edit().NODE_COMPILE_CACHE
+    return result
+  }
   if (compileCache !== false && base.NODE_COMPILE_CACHE === undefined) {
     const dir = compileCache ?? defaultCacheDir()
     if (dir !== undefined) edit().NODE_COMPILE_CACHE = dir
   }
   return result
+}
+
+/**
+ * The compile cache of workers under `permissions`: the `compileCache`
+ * option, or a directory of the default cache kept for one worker module
+ * under one set of permissions. Only workers that run the same code with the
+ * same rights share it, so what one of them writes there can reach no worker
+ * that may do more.
+ *
+ * @internal
+ */
+export const confinedCompileCache = (
+  url: string,
+  permissions: Permissions,
+  compileCache: string | false | undefined
+): string | false => {
+  if (compileCache !== undefined) return compileCache
+  const base = defaultCacheDir()
+  if (base === undefined) return false
+  const { createHash } = process.getBuiltinModule("node:crypto")
+  const key = createHash("sha256").update(JSON.stringify([url, permissions])).digest("hex").slice(0, 16)
+  const dir = path.join(base, `confined-${key}`)
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") return false
+  }
+  return privateCacheDir(dir) ?? false
 }
 
 /** Every option of a pool, resolved: defaults filled in, durations in milliseconds. @internal */
@@ -190,6 +227,8 @@ export const resolve = (options: Options): Resolved => {
       maxQueue: options.maxQueue ?? 65_536,
       queuePolicy: options.queuePolicy ?? "wait",
       interruptGrace: millis(options.interruptGrace, 1_000),
+      // An infinite limit is none: no task start reads /proc for it.
+      maxCpuTime: Number.isFinite(millis(options.maxCpuTime, 0)) ? millis(options.maxCpuTime, 0) : 0,
       maxTasksPerWorker
     },
     supervisor: {
@@ -207,9 +246,13 @@ export const resolve = (options: Options): Resolved => {
     spawn: {
       moduleUrl: url,
       execArgv: options.execArgv ?? defaultExecArgv(),
-      env: workerEnv(options.env, options.compileCache),
+      env: options.permissions === undefined
+        ? workerEnv(options.env, options.compileCache)
+        : workerEnv(options.env, confinedCompileCache(url, options.permissions, options.compileCache), true),
       inheritStderr: options.inheritStderr ?? true,
       processGroups: options.processGroups ?? true,
+      maxHeap: options.maxWorkerHeap ?? 0,
+      permissions: options.permissions,
       // A thread's memory is bounded by its heap limit instead (see workerThread.ts).
       worker: {
         workerConcurrency,
@@ -291,6 +334,9 @@ const tasks: Check = {
   expected: "an array of tasks made with Task.make"
 }
 
+/** Whether this system tells a process's CPU time in `/proc` (see `maxCpuTime`). */
+const cpuTimeReadable = (): boolean => process.platform === "linux" && fs.existsSync("/proc/self/stat")
+
 /** The checks of a pool's options: a key missing here is a type error. */
 const poolChecks: { readonly [K in keyof Options]-?: Check } = {
   worker: {
@@ -303,6 +349,29 @@ const poolChecks: { readonly [K in keyof Options]-?: Check } = {
   maxSize: whole(1),
   idleTimeout: duration(true),
   maxWorkerMemory: positive,
+  maxWorkerHeap: {
+    test: (value) => typeof value === "number" && value >= 2 ** 20 && Number.isFinite(value),
+    expected: "a number of bytes of at least 1 MiB (1048576)"
+  },
+  maxCpuTime: {
+    test: (value) => duration(false).test(value) && (cpuTimeReadable() || durationMillis(value) === Infinity),
+    expected: "a duration above 0 (the CPU time of a process is read from /proc, which only Linux has)"
+  },
+  permissions: {
+    test: (value) => {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return false
+      const paths = (list: unknown) =>
+        list === undefined || (Array.isArray(list) && list.every((entry) => typeof entry === "string" && entry !== ""))
+      const flag = (flag: unknown) => flag === undefined || typeof flag === "boolean"
+      const known = ["allowFsRead", "allowFsWrite", "allowChildProcess", "allowWorker", "allowAddons"]
+      const record = value as Record<string, unknown>
+      return Object.keys(record).every((key) => known.includes(key)) && paths(record.allowFsRead) &&
+        paths(record.allowFsWrite) && flag(record.allowChildProcess) && flag(record.allowWorker) &&
+        flag(record.allowAddons)
+    },
+    expected: "{ allowFsRead?, allowFsWrite?: arrays of paths, allowChildProcess?, allowWorker?, allowAddons?: " +
+      "true or false }"
+  },
   heartbeatInterval: duration(false),
   hangTimeout: duration(false),
   workerConcurrency: whole(1),
@@ -420,6 +489,23 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
   }
   const thread = checkThread(options)
   if (thread !== undefined) return thread
+  if (options.maxCpuTime !== undefined && (options.workerConcurrency ?? 1) > 1) {
+    return invalidOption({
+      option: "maxCpuTime",
+      value: show(options.maxCpuTime),
+      expected: `nothing with workerConcurrency above 1: the CPU time of a worker's tasks cannot be told apart`
+    })
+  }
+  const cache = writableCache(options)
+  if (cache !== undefined) {
+    return invalidOption({
+      option: "permissions",
+      value: show(options.permissions),
+      expected: `write grants that leave out ${cache}, where the pool's workers load code from (a worker that may ` +
+        `write there could plant code in every other worker): grant a directory of its own, such as one made ` +
+        `with fs.mkdtempSync`
+    })
+  }
   const url = moduleUrl(options.worker)
   if (url.startsWith("file:")) {
     const file = fileURLToPath(url)
@@ -432,6 +518,22 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
     }
   }
   return undefined
+}
+
+/**
+ * A cache that a write grant of `permissions` holds, if any: the default
+ * cache directory (bundles and Node's compile cache, shared by every pool of
+ * this user), or the pool's own `bundle` or `compileCache` directory.
+ */
+const writableCache = (options: Options): string | undefined => {
+  const writes = (options.permissions?.allowFsWrite ?? []).map((entry) => path.resolve(entry))
+  if (writes.length === 0) return undefined
+  const caches = [
+    path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`),
+    typeof options.bundle === "string" ? path.resolve(options.bundle) : undefined,
+    typeof options.compileCache === "string" ? path.resolve(options.compileCache) : undefined
+  ]
+  return caches.find((cache) => cache !== undefined && writes.some((entry) => contains(entry, cache)))
 }
 
 /**
@@ -449,6 +551,16 @@ const checkThread = (options: Options): InvalidOption | undefined => {
     })
   if (options.processGroups !== undefined) {
     return refuse("processGroups", "threads share the pool's process, so there is no process group of their own")
+  }
+  if (options.permissions !== undefined) {
+    return refuse(
+      "permissions",
+      "a thread has the permissions of the pool's process, which Node sets when the process starts (run the " +
+        "program itself with --permission)"
+    )
+  }
+  if (options.maxCpuTime !== undefined) {
+    return refuse("maxCpuTime", "the CPU time of one thread of a process cannot be read apart from the others")
   }
   if (typeof options.compileCache === "string") {
     return refuse(

@@ -15,7 +15,7 @@ import type * as LogLevel from "effect/LogLevel"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import { type PoolError, WorkerCrashed } from "../../PoolError.ts"
+import { LimitExceeded, type PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { SerializationError } from "../../PoolError.ts"
 import type * as Task from "../../Task.ts"
 import type { Backend, Call, ChunkTimer, Conversion, Outcome, RawChunk } from "../service/backend.ts"
@@ -37,12 +37,18 @@ const wire = (task: Task.Task.Any, message: ToWorkerMessage): string | Binary =>
   task.serialization === "binary" ? Binary.encode(message, task.transfer) : JSON.stringify(message)
 
 /** Why the items of a chunk of a task with `transfer` are not sent again: their bytes were moved into it. */
-const movedItems = (crashed: WorkerCrashed): WorkerCrashed =>
-  new WorkerCrashed({
-    ...crashed,
-    reason: `${crashed.reason === undefined ? "" : `${crashed.reason}; `}it was not started, and was not sent again: ` +
-      `its payload's byte arrays were moved into the chunk that was lost (the task transfers them)`
+const movedItems = (lost: WorkerCrashed | LimitExceeded): WorkerCrashed => {
+  const why = lost instanceof LimitExceeded ? lost.message : lost.reason
+  return new WorkerCrashed({
+    pid: lost.pid,
+    exitCode: lost instanceof WorkerCrashed ? lost.exitCode : null,
+    signal: lost instanceof WorkerCrashed ? lost.signal : null,
+    task: lost.task,
+    ...(lost instanceof WorkerCrashed && lost.runner !== undefined ? { runner: lost.runner } : {}),
+    reason: `${why === undefined ? "" : `${why}; `}it was not started, and was not sent again: its payload's byte ` +
+      `arrays were moved into the chunk that was lost (the task transfers them)`
   })
+}
 
 /** Builds a Run, RunBatch or RunStream message in the task's wire format, once the run has its id. */
 const runMessage =
@@ -230,12 +236,14 @@ export const makeClient = (
     const unknownEnd = Math.min(payloads.length, crashed.received + crashed.window)
     const unknown = payloads.slice(crashed.received, unknownEnd)
     const rest = payloads.slice(unknownEnd)
-    const failed: Effect.Effect<Array<Outcome | PoolError>> = task.retry === undefined
-      ? Effect.succeed(unknown.map(() => crashed.error))
+    const error = crashed.error
+    // Past a limit, the items that may have run fail with it, and are not run again: they would pass it again.
+    const failed: Effect.Effect<Array<Outcome | PoolError>> = task.retry === undefined || error instanceof LimitExceeded
+      ? Effect.succeed(unknown.map(() => error))
       : Effect.forEach(
         unknown,
         (payload) =>
-          Effect.match(withRetry(task, afterCrash(crashed.error, submitItem(task, payload, call))), {
+          Effect.match(withRetry(task, afterCrash(error, submitItem(task, payload, call))), {
             onFailure: (error): Outcome | PoolError => error,
             onSuccess: (outcome): Outcome | PoolError => outcome
           })
@@ -243,7 +251,7 @@ export const makeClient = (
     const again: Effect.Effect<Array<Outcome | PoolError>> = rest.length === 0
       ? Effect.succeed([])
       : task.transfer
-      ? Effect.succeed(rest.map(() => movedItems(crashed.error)))
+      ? Effect.succeed(rest.map(() => movedItems(error)))
       : Effect.match(retried(task, submitChunkOnce(task, rest, timer, call)), {
         onFailure: (error) => rest.map(() => error),
         onSuccess: toOutcomes

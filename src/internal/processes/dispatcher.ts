@@ -15,7 +15,7 @@
  * @internal
  */
 import type { PoolError } from "../../PoolError.ts"
-import { PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
+import { LimitExceeded, PoolClosed, QueueFull, TaskTimeout, WorkerCrashed } from "../../PoolError.ts"
 import { afterReading, type Cancel, type PoolClock } from "../clock.ts"
 import type { PoolEvents } from "../telemetry/events.ts"
 import { Binary } from "../wire/binary.ts"
@@ -52,6 +52,8 @@ export interface DispatcherOptions {
   readonly maxQueue: number
   readonly queuePolicy: "wait" | "reject"
   readonly interruptGrace: number
+  /** The CPU time a task may use, in milliseconds (`maxCpuTime`); 0 for no limit. */
+  readonly maxCpuTime: number
   /** Recycle a worker after this many tasks; 0 for never. */
   readonly maxTasksPerWorker: number
 }
@@ -160,15 +162,18 @@ export class Dispatcher {
           worker.killReason?.message ?? worker.crashReason,
           moved && !entry.started ? movedReason : undefined
         ].filter((part) => part !== undefined).join("; ")
+        const limit = entry.started ? entry.limit ?? worker.limit : undefined
         this.finish(
           entry,
-          new WorkerCrashed({
-            pid: worker.pid,
-            exitCode: worker.exitCode,
-            signal: worker.signal,
-            task: entry.tag,
-            ...(reason !== "" ? { reason } : {})
-          })
+          limit !== undefined
+            ? new LimitExceeded({ task: entry.tag, limit: limit.name, value: limit.value, pid: worker.pid })
+            : new WorkerCrashed({
+              pid: worker.pid,
+              exitCode: worker.exitCode,
+              signal: worker.signal,
+              task: entry.tag,
+              ...(reason !== "" ? { reason } : {})
+            })
         )
       } else {
         // Its timeout counts from when it really starts.
@@ -269,6 +274,7 @@ export class Dispatcher {
     entry.started = true
     if (this.timed) entry.startedAt = entry.partAt = now
     this.events.started?.(entry)
+    if (this.options.maxCpuTime > 0) this.watchCpu(entry)
     if (entry.timeout > 0) {
       entry.timer = this.clock.after(entry.timeout, () => {
         entry.timer = undefined
@@ -281,6 +287,36 @@ export class Dispatcher {
         })
       })
     }
+  }
+
+  /**
+   * Kills the worker of a running entry once the worker has used
+   * `maxCpuTime` of CPU time since the entry started (for a chunk, since its
+   * last part came back: see `receivePart`). The worker runs one task at a
+   * time (`maxCpuTime` refuses `workerConcurrency` above 1), so its CPU time
+   * is the task's. The first look is after `maxCpuTime`, each next one after
+   * what is left, read again then.
+   */
+  private watchCpu(entry: Entry): void {
+    const slot = entry.slot
+    const base = slot?.worker.cpuTime?.()
+    if (slot === undefined || base === undefined) return
+    entry.cpuBase = base
+    const limit = this.options.maxCpuTime
+    let cancel: Cancel | undefined
+    const look = (after: number): void => {
+      cancel = this.clock.after(after, () =>
+        // Judged after the pipes are read: an answer that came while the parent was blocked wins.
+        afterReading(() => {
+          if (entry.state !== EntryState.Sent || entry.slot !== slot) return
+          const used = (slot.worker.cpuTime?.() ?? entry.cpuBase) - entry.cpuBase
+          if (used < limit) return look(Math.max(10, limit - used))
+          entry.limit = { name: "maxCpuTime", value: limit }
+          slot.worker.kill(KillReason.cpuTime(entry.tag, limit))
+        }))
+    }
+    look(limit)
+    this.whenDone(entry, () => cancel?.())
   }
 
   /** Sends queued entries to every worker with room. */
@@ -401,6 +437,10 @@ export class Dispatcher {
       return `a malformed part of batch ${id} from the worker`
     }
     if (!entry.started) this.markStarted(entry, this.clock.now())
+    // `maxCpuTime` counts from here for the chunk's next items.
+    else if (entry.limit === undefined && this.options.maxCpuTime > 0) {
+      entry.cpuBase = slot.worker.cpuTime?.() ?? entry.cpuBase
+    }
     entry.received += items.length
     entry.window = next
     if (this.events.part !== undefined) this.events.part(entry, exits, items, this.clock.now())

@@ -14,7 +14,7 @@ import type { Cancel } from "../clock.ts"
 import type { Admit } from "../service/backend.ts"
 import type { Binary } from "../wire/binary.ts"
 import type { FromWorker, FromWorkerMessage } from "../wire/protocol.ts"
-import type { WorkerConnection } from "./workerProcess.ts"
+import type { Limit, WorkerConnection } from "./workerProcess.ts"
 
 /**
  * What a caller's entry ends with: the worker's answer (a task's `Exit`, a
@@ -81,6 +81,10 @@ export class Entry {
   logLevel: LogLevel.LogLevel | undefined = undefined
   /** Asked at the moment it would be sent to a worker: a pool error when it must not start (see `Admit`). */
   admit: Admit | undefined = undefined
+  /** The limit it passed (`maxCpuTime`), once its worker was killed for that. */
+  limit: Limit | undefined = undefined
+  /** Its worker's CPU time, in ms, when it started or its last part came back: `maxCpuTime` counts from there. */
+  cpuBase = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */

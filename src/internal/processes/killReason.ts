@@ -15,6 +15,8 @@ export type WorkerExitReason =
   | "runaway"
   /** Killed because its event loop stopped answering pings while it was idle. */
   | "hung"
+  /** Killed, or died, because a task passed a limit of the pool's (`maxCpuTime`, `maxWorkerHeap`). */
+  | "limit"
   /** Killed because it broke the protocol. */
   | "protocol"
   /** Replaced after `maxTasksPerWorker` tasks or past `maxWorkerMemory`. */
@@ -29,7 +31,7 @@ export type WorkerExitReason =
 /** Why the pool killed a worker. @internal */
 export interface KillReason {
   /** What the worker's exit counts as. */
-  readonly kind: Extract<WorkerExitReason, "start_failed" | "protocol" | "hung" | "runaway" | "shutdown">
+  readonly kind: Extract<WorkerExitReason, "start_failed" | "protocol" | "hung" | "runaway" | "limit" | "shutdown">
   /** What its tasks' `WorkerCrashed.reason`, or its start error, says. */
   readonly message: string
 }
@@ -52,6 +54,11 @@ export const KillReason = {
   runaway: (tag: string, interruptGrace: number): KillReason => ({
     kind: "runaway",
     message: `task "${tag}" did not stop within ${interruptGrace} ms of being interrupted`
+  }),
+  /** Task `tag` used more than `maxCpuTime` of CPU time. */
+  cpuTime: (tag: string, maxCpuTime: number): KillReason => ({
+    kind: "limit",
+    message: `task "${tag}" used more CPU time than maxCpuTime (${maxCpuTime} ms)`
   }),
   /** The pool closed, in `interrupt` mode or past its drain, while the worker still held tasks. */
   closedBusy: { kind: "shutdown", message: "the pool closed before its tasks finished" } satisfies KillReason,

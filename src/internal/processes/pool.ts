@@ -24,8 +24,22 @@ import { prepare as prepareBundle } from "./bundle.ts"
 import { makeClient } from "./client.ts"
 import { Dispatcher } from "./dispatcher.ts"
 import { Supervisor } from "./supervisor.ts"
-import { type Spawn, spawnProcess, workerMain } from "./workerProcess.ts"
+import { type Limit, type Spawn, spawnProcess, workerMain } from "./workerProcess.ts"
 import { spawnThread } from "./workerThread.ts"
+
+/**
+ * A thread's heap limit: the smaller of `maxWorkerHeap` and
+ * `maxWorkerMemory` (which is a thread's heap limit too), and which of them
+ * it is, for `LimitExceeded`.
+ */
+const threadHeap = (options: Options): { readonly maxHeap: number; readonly heapLimit: Limit["name"] } => {
+  const heap = options.maxWorkerHeap ?? Infinity
+  const memory = options.maxWorkerMemory ?? Infinity
+  if (heap === Infinity && memory === Infinity) return { maxHeap: 0, heapLimit: "maxWorkerHeap" }
+  return heap <= memory
+    ? { maxHeap: heap, heapLimit: "maxWorkerHeap" }
+    : { maxHeap: memory, heapLimit: "maxWorkerMemory" }
+}
 
 /** How a local pool's workers are started, and who else hears its events. @internal */
 export interface Hooks {
@@ -90,7 +104,7 @@ export const makeLocal: (
       bundle,
       // Unless given, a thread takes the flags of this process, as `node:worker_threads` gives them.
       execArgv: options.execArgv,
-      maxHeap: options.maxWorkerMemory ?? 0
+      ...threadHeap(options)
     })
     : spawnProcess({ ...spawnOptions, bundle }))
   const supervisor = new Supervisor(

@@ -7,7 +7,7 @@
  * @internal
  */
 import * as Exit from "effect/Exit"
-import { type PoolError, WorkerCrashed } from "../../PoolError.ts"
+import { LimitExceeded, type PoolError, WorkerCrashed } from "../../PoolError.ts"
 import { AllSucceeded, type ChunkTimer, type Conversion, type Outcome, type RawChunk } from "../service/backend.ts"
 import { ExitKind, FromWorker } from "../wire/protocol.ts"
 import { type Decode, type Entry, isPoolErrorReply, type Reply } from "./entry.ts"
@@ -87,8 +87,9 @@ export class Crashed {
   readonly received: number
   /** How many items after those the worker may have run. */
   readonly window: number
-  readonly error: WorkerCrashed
-  constructor(results: RawChunk, received: number, window: number, error: WorkerCrashed) {
+  /** Why: the worker died, or was stopped past a limit of the pool's (then nothing runs again in its place). */
+  readonly error: WorkerCrashed | LimitExceeded
+  constructor(results: RawChunk, received: number, window: number, error: WorkerCrashed | LimitExceeded) {
     this.results = results
     this.received = received
     this.window = window
@@ -137,7 +138,8 @@ export class ChunkReplies {
       // The worker died while it ran this chunk: what finished is kept, and what never started runs again. A
       // chunk refused before it was sent (see `Admit`) fails as a whole.
       const entry = this.entry
-      return reply instanceof WorkerCrashed && entry !== undefined && entry.sentAt > 0
+      return (reply instanceof WorkerCrashed || reply instanceof LimitExceeded) && entry !== undefined &&
+          entry.sentAt > 0
         ? Exit.succeed(new Crashed(joinParts(this.parts), entry.received, entry.window || this.every, reply))
         : Exit.fail(reply)
     }

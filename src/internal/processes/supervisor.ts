@@ -234,8 +234,11 @@ export class Supervisor {
         this.scheduleRespawn(error)
       }
     } else {
-      // Ended by the pool on purpose, killed by it for a reason, or else crashed.
-      this.events.workerExited?.(worker.pid, member.planned ?? worker.killReason?.kind ?? "crashed")
+      // Ended by the pool on purpose, killed by it for a reason, past a limit of the pool's, or else crashed.
+      this.events.workerExited?.(
+        worker.pid,
+        member.planned ?? worker.killReason?.kind ?? (worker.limit !== undefined ? "limit" : "crashed")
+      )
       if (member.planned === undefined) {
         this.crashes++
         if (!this.stopping) this.spawnWorker()

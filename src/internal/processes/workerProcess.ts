@@ -12,6 +12,9 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type { Socket } from "node:net"
+import * as path from "node:path"
+import type { LimitExceeded } from "../../PoolError.ts"
+import type { Permissions } from "../../ProcessPool.ts"
 import type { Binary } from "../wire/binary.ts"
 import { BundleFailed } from "../wire/guard.ts"
 import { FromWorker, type FromWorkerMessage, Message, type ToWorkerMessage } from "../wire/protocol.ts"
@@ -20,6 +23,7 @@ import { decodeFrame, FrameReader, FrameWriter } from "../wire/transport.ts"
 import type { WorkerOptions } from "../worker/main.ts"
 import { discard, type PlanFile } from "./bundle.ts"
 import { KillReason } from "./killReason.ts"
+import { permissionFlags } from "./permissions.ts"
 
 /** @internal */
 export interface SpawnOptions {
@@ -33,6 +37,10 @@ export interface SpawnOptions {
   readonly processGroups: boolean
   /** The plan of the worker's hooks (see bundle.ts): `effect` from a bundle; undefined for the plain path. */
   readonly bundle?: PlanFile | undefined
+  /** The limit of each worker's heap in bytes (`maxWorkerHeap`); 0 for Node's own. */
+  readonly maxHeap: number
+  /** Start it under Node's permission model, allowed these (see permissions.ts). */
+  readonly permissions: Permissions | undefined
 }
 
 /** What a worker tells the pool. @internal */
@@ -57,6 +65,10 @@ export interface WorkerConnection {
   readonly killReason: KillReason | undefined
   /** Why it died by itself, when it can tell (a thread past its resource limits): `WorkerCrashed.reason`. */
   readonly crashReason?: string | undefined
+  /** The pool's limit it passed, when it died or was killed for that: its tasks fail with `LimitExceeded`. */
+  readonly limit?: Limit | undefined
+  /** Its CPU time so far in milliseconds, where the system tells it (`maxCpuTime`); undefined elsewhere. */
+  readonly cpuTime?: (() => number | undefined) | undefined
   /** Why it could not start, in its own words, when it said so. */
   readonly startFailure: string | undefined
   /** Whether it was started on a bundle of `effect` and could not load it (see bundle.ts): the next takes the plain path. */
@@ -84,6 +96,15 @@ const workerScript = (name: string): string =>
 export const workerMain = workerScript("main")
 /** The worker's entry point when it loads `effect` from a bundle. @internal */
 export const workerBoot = workerScript("boot")
+
+/** A limit of the pool's that a worker passed: see `LimitExceeded`. @internal */
+export interface Limit {
+  readonly name: LimitExceeded["limit"]
+  readonly value: number
+}
+
+/** What V8 prints before it aborts a process whose heap is full. */
+const heapExhausted = /FATAL ERROR: .*JavaScript heap out of memory/
 
 /** How much of a worker's stderr is kept, from its end. @internal */
 export const stderrLimit = 16 * 1024
@@ -185,6 +206,10 @@ export class WorkerProcess implements WorkerConnection {
   startFailure: string | undefined = undefined
   /** Whether it loads `effect` from a bundle. */
   private readonly bundled: boolean
+  /** `maxWorkerHeap`, or 0. */
+  private readonly maxHeap: number
+  /** Set when it died of its heap limit. */
+  limit: Limit | undefined = undefined
 
   get bundleFailed(): boolean {
     return this.bundled && this.exitCode === BundleFailed
@@ -214,9 +239,23 @@ export class WorkerProcess implements WorkerConnection {
     if (sharedResults === undefined) shared?.close()
     this.shared = sharedResults === undefined ? undefined : shared
     this.sharedResults = sharedResults
-    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined, watchdog: processGroups }
+    this.maxHeap = options.maxHeap
+    // Under permissions that allow no process, the watchdog could not start, and there is nothing for it to do.
+    const watchdog = processGroups &&
+      (options.permissions === undefined || options.permissions.allowChildProcess === true)
+    const worker: WorkerOptions = { ...options.worker, shared: this.shared !== undefined, watchdog }
     const main = options.bundle === undefined ? [workerMain] : [workerBoot, options.bundle]
-    const args = [...options.execArgv, ...main, options.moduleUrl, JSON.stringify(worker)]
+    const args = [
+      ...options.execArgv,
+      ...(options.maxHeap > 0 ? [`--max-old-space-size=${Math.max(1, Math.ceil(options.maxHeap / 2 ** 20))}`] : []),
+      ...(options.permissions === undefined ? [] : permissionFlags(options.permissions, options.moduleUrl, {
+        bundle: options.bundle === undefined ? undefined : path.dirname(options.bundle),
+        compileCache: (options.env ?? process.env).NODE_COMPILE_CACHE
+      })),
+      ...main,
+      options.moduleUrl,
+      JSON.stringify(worker)
+    ]
     const [command, argv] = setpriv === undefined
       ? [process.execPath, args]
       : [setpriv, ["--pdeathsig", "KILL", "--", process.execPath, ...args]]
@@ -313,6 +352,12 @@ export class WorkerProcess implements WorkerConnection {
   private close(): void {
     if (this.state === "dead") return
     this.state = "dead"
+    // V8 says so on stderr, then aborts: with maxWorkerHeap, the limit that was passed was the pool's.
+    if (
+      this.maxHeap > 0 && this.killReason === undefined && this.signal === "SIGABRT" && heapExhausted.test(this.stderr)
+    ) {
+      this.limit = { name: "maxWorkerHeap", value: this.maxHeap }
+    }
     this.shared?.close()
     this.sharedResults?.close()
     this.watchdogPipe?.destroy()
@@ -321,6 +366,22 @@ export class WorkerProcess implements WorkerConnection {
 
   get partialSince(): number {
     return this.reader.partialSince
+  }
+
+  /**
+   * Its CPU time so far, in milliseconds: user and system time of all its
+   * threads (the main one, V8's, libuv's pool), from `/proc/<pid>/stat`, in
+   * clock ticks of 10 ms.
+   */
+  readonly cpuTime = (): number | undefined => {
+    try {
+      const stat = fs.readFileSync(`/proc/${this.pid}/stat`, "latin1")
+      // Fields after the command's name, which may hold spaces and parentheses: utime and stime are the 12th and 13th.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return (Number(fields[11]) + Number(fields[12])) * 10
+    } catch {
+      return undefined
+    }
   }
 
   get sharedBytes(): number {

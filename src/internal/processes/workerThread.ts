@@ -18,6 +18,7 @@ import { decodeFrame, FrameWriter } from "../wire/transport.ts"
 import { KillReason } from "./killReason.ts"
 import {
   handshake,
+  type Limit,
   type Spawn,
   type SpawnOptions,
   spawnWith,
@@ -33,8 +34,10 @@ import {
 export interface ThreadOptions extends Omit<SpawnOptions, "execArgv" | "processGroups"> {
   /** Node flags for the thread; `undefined` for the parent's, as `node:worker_threads` does. */
   readonly execArgv: ReadonlyArray<string> | undefined
-  /** The heap limit of each thread, in bytes (`maxWorkerMemory`); 0 for none. */
+  /** The heap limit of each thread, in bytes; 0 for none. */
   readonly maxHeap: number
+  /** The option that set it. */
+  readonly heapLimit: Limit["name"]
 }
 
 /** How long a terminated thread may take to end before it is counted as ended. */
@@ -69,6 +72,9 @@ export class WorkerThread implements WorkerConnection {
   private readonly bundled: boolean
   private readonly events: WorkerEvents
   private readonly maxHeap: number
+  private readonly heapLimit: Limit["name"]
+  /** Set when it died of its heap limit. */
+  limit: Limit | undefined = undefined
 
   get bundleFailed(): boolean {
     return this.bundled && this.exitCode === BundleFailed
@@ -78,6 +84,7 @@ export class WorkerThread implements WorkerConnection {
     this.events = events
     this.bundled = options.bundle !== undefined
     this.maxHeap = options.maxHeap
+    this.heapLimit = options.heapLimit
     const [entry, ...args] = options.bundle === undefined ? [workerMain] : [workerBoot, options.bundle]
     let thread: Worker | undefined
     try {
@@ -134,9 +141,9 @@ export class WorkerThread implements WorkerConnection {
     if (
       typeof error === "object" && error !== null && (error as { code?: unknown }).code === "ERR_WORKER_OUT_OF_MEMORY"
     ) {
-      return this.maxHeap > 0
-        ? `it ran out of memory: its heap passed maxWorkerMemory (${Math.round(this.maxHeap / 2 ** 20)} MB)`
-        : "it ran out of memory: its heap passed V8's limit"
+      if (this.maxHeap === 0) return "it ran out of memory: its heap passed V8's limit"
+      this.limit = { name: this.heapLimit, value: this.maxHeap }
+      return `it ran out of memory: its heap passed ${this.heapLimit} (${Math.round(this.maxHeap / 2 ** 20)} MB)`
     }
     return `an uncaught error in the thread: ${
       error instanceof Error ? `${error.name}: ${error.message}` : formatThrown(error)

@@ -71,6 +71,7 @@ const kindOutcome = (kind: unknown): number => {
 const errorOutcome = (error: PoolError): number => {
   switch (error._tag) {
     case "WorkerCrashed":
+    case "LimitExceeded":
       return Outcome.crashed
     case "TaskTimeout":
       return Outcome.timeout
@@ -420,7 +421,7 @@ export const makePoolMetrics = (
     }
     return counter
   }
-  for (const reason of ["crashed", "runaway", "hung", "protocol", "recycled", "idle", "shutdown"] as const) {
+  for (const reason of ["crashed", "runaway", "hung", "limit", "protocol", "recycled", "idle", "shutdown"] as const) {
     exitCounter(reason)
   }
 
