@@ -753,8 +753,33 @@ if (cases.includes(4)) {
     detail: pct === undefined ? "" : `${pct.toFixed(1)} %`
   })
 }
-against(5, "5", "start to first result <= 1.3x the best process peer", 1.3, "lower", "ms")
-against(6, "6", "idle memory <= the best process peer", 1, "lower", "MB")
+/**
+ * Round 3: what a pool adds to its floor, ours against tinypool. tinypool's floor is the bare fork's row (a
+ * plain parent, 2 empty children, one result); ours is the same with `effect` loaded in the parent first.
+ */
+const effectLoad = cases.includes(5) || cases.includes(6) ? await effectFloor() : undefined
+const addedToFloor = (caseNo: 5 | 6, text: string, unit: string) => {
+  if (!cases.includes(caseNo)) return
+  const id = String(caseNo)
+  const [ours, tiny, bare] = [m(id, "ours"), m(id, "tinypool"), m(id, "bare")]
+  const load = caseNo === 5 ? effectLoad?.ms : effectLoad?.mb
+  if (ours === undefined || tiny === undefined || bare === undefined || load === undefined) {
+    return targets.push({ caseNo, text, met: undefined, detail: "needs tinypool, the bare fork and the effect floor" })
+  }
+  const oursAdded = ours - (bare + load)
+  const tinyAdded = tiny - bare
+  targets.push({
+    caseNo,
+    text,
+    met: oursAdded <= tinyAdded,
+    detail:
+      `ours ${fmtValue(ours)} - (${fmtValue(bare)} + effect ${fmtValue(load)}) = ${fmtValue(oursAdded)} ${unit}; ` +
+      `tinypool ${fmtValue(tiny)} - ${fmtValue(bare)} = ${fmtValue(tinyAdded)} ${unit}` +
+      (oursAdded > 0 && tinyAdded > 0 ? `: ${(oursAdded / tinyAdded).toFixed(2)}x` : "")
+  })
+}
+addedToFloor(5, "start-up added to its floor <= tinypool's", "ms")
+addedToFloor(6, "idle memory added to its floor <= tinypool's", "MB")
 against(7, "7", "bytes >= the best process peer", 1, "higher", "MB/s")
 if (cases.includes(7)) {
   const ours = m("7", "ours")
@@ -769,7 +794,7 @@ if (cases.includes(7)) {
   })
 }
 // Threads: ours on worker threads against piscina, the thread pool of Node's users.
-const floor = cases.includes(5) || cases.includes(6) ? await effectFloor() : undefined
+const floor = effectLoad
 const threadGoals: Array<Target> = []
 const versus = (caseNo: number, id: string, text: string, better: "higher" | "lower", factor = 1, extra = 0) => {
   if (!cases.includes(caseNo)) return
@@ -799,10 +824,18 @@ if (floor !== undefined) {
       floor.mb.toFixed(1)
     } MB (bench/startup/effect-floor.ts)`
   )
+  const bare5 = m("5", "bare")
+  const bare6 = m("6", "bare")
+  if (bare5 !== undefined && bare6 !== undefined) {
+    out(
+      `Floors: a plain parent with 2 bare children ${bare5.toFixed(0)} ms, ${bare6.toFixed(1)} MB; with effect ` +
+        `loaded first ${(bare5 + floor.ms).toFixed(0)} ms, ${(bare6 + floor.mb).toFixed(1)} MB`
+    )
+  }
 }
 
 out()
-out("Goals (performance round 2; against the best process peer of this run)")
+out("Goals (performance round 3; against the best process peer of this run, and each pool's floor)")
 for (const t of targets) {
   out(`  ${t.caseNo}. ${pad(t.text, 54)} ${pad(t.met === undefined ? "n/a" : t.met ? "MET" : "MISSED", 7)} ${t.detail}`)
 }
