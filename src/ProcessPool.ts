@@ -17,7 +17,6 @@ import * as Stream from "effect/Stream"
 import { checkPool, moduleUrl as toModuleUrl } from "./internal/options.ts"
 import { type Hooks, makeLocal } from "./internal/processes/pool.ts"
 import { makeService } from "./internal/service/service.ts"
-import { layerQuietRepeats as layerQuiet } from "./internal/telemetry/repeats.ts"
 import { explainSilentExit, refusePoolOfItself } from "./internal/wire/guard.ts"
 import type { InvalidOption, PoolError, WorkerStartError } from "./PoolError.ts"
 import type * as Task from "./Task.ts"
@@ -1001,7 +1000,10 @@ export const layerCluster = (options: ClusterOptions): Layer.Layer<ProcessPool, 
  * @since 0.1.0
  * @category layers
  */
-export const layerQuietRepeats: Layer.Layer<never> = layerQuiet
+export const layerQuietRepeats: Layer.Layer<never> = Layer.unwrap(
+  // Loaded when used: a local pool never pays for `effect/Logger` and what it imports.
+  Effect.map(Effect.promise(() => import("./internal/telemetry/repeats.ts")), (module) => module.layerQuietRepeats)
+)
 
 // The cluster's code is loaded by the cluster layers alone: a local pool never pays for it.
 const loadRunner = Effect.promise(() => import("./internal/cluster/runner.ts"))
