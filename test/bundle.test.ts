@@ -379,7 +379,7 @@ describe("bundle", () => {
       fs.rmSync(elsewhere, { recursive: true, force: true })
     }))
 
-  it("the default cache directory is not used when anything in it is a link, or others can write it", () => {
+  it("the default cache directory is not used when anything in it is a link, or others can write the directory", () => {
     const dir = tempDir()
     const bundles = path.join(dir, "bundles")
     fs.mkdirSync(bundles, { mode: 0o700 })
@@ -389,8 +389,11 @@ describe("bundle", () => {
     fs.symlinkSync(elsewhere, bundles)
     expect(privateCacheDir(dir)).toBeUndefined()
     fs.unlinkSync(bundles)
+    // What Node makes in it under umask 002 is group-writable: no one else can reach it through the 0700 directory.
     fs.mkdirSync(bundles)
-    fs.chmodSync(bundles, 0o777)
+    fs.chmodSync(bundles, 0o775)
+    expect(privateCacheDir(dir)).toBe(dir)
+    fs.chmodSync(dir, 0o777)
     expect(privateCacheDir(dir)).toBeUndefined()
     fs.rmSync(dir, { recursive: true, force: true })
     fs.rmSync(elsewhere, { recursive: true, force: true })

@@ -35,6 +35,13 @@ const outside = () => {
   return dir
 }
 
+/** A link to `target`, in a directory of its own. */
+const linkTo = (target: string): string => {
+  const link = path.join(path.dirname(tempFile("link")), "link")
+  fs.symlinkSync(target, link)
+  return link
+}
+
 /** Runs `body` in a pool of one worker, then checks that the worker is gone once the pool is. */
 const inPool = <A, E>(options: Partial<ProcessPool.Options>, body: Effect.Effect<A, E, ProcessPool.ProcessPool>) =>
   Effect.gen(function*() {
@@ -68,6 +75,14 @@ describe("permissions", () => {
             expect(yield* ProcessPool.submit(Pid, undefined)).toBe(first)
           })
         )
+        // A grant of the program's own (NODE_OPTIONS here) does not reach confined workers: Node would add it up.
+        const widened = defectOf(
+          yield* inPool(
+            { permissions: {}, env: { ...process.env, NODE_OPTIONS: "--allow-fs-read=*" } },
+            Effect.exit(ProcessPool.submit(ReadFile, secret))
+          )
+        )
+        expect(widened?.code).toBe("ERR_ACCESS_DENIED")
         // Listed, it may be read.
         expect(yield* inPool({ permissions: { allowFsRead: [dir] } }, ProcessPool.submit(ReadFile, secret))).toBe(
           "secret"
@@ -121,7 +136,11 @@ describe("permissions", () => {
         [{ maxWorkerHeap: 1024 }, "maxWorkerHeap"],
         // Confined workers could plant code where every pool's workers load it from.
         [{ permissions: { allowFsWrite: [os.tmpdir()] } }, "permissions"],
-        [{ permissions: { allowFsWrite: [outside()] }, bundle: "BUNDLE" }, "permissions"]
+        [{ permissions: { allowFsWrite: [outside()] }, bundle: "BUNDLE" }, "permissions"],
+        [{ permissions: { allowFsWrite: [`${os.tmpdir()}/*`] } }, "permissions"],
+        [{ permissions: { allowFsWrite: [linkTo(os.tmpdir())] } }, "permissions"],
+        // Node adds grants up: a flag here would widen the pool's.
+        [{ permissions: {}, execArgv: ["--allow-fs-read=*"] }, "execArgv"]
       ]
       for (const [given, option] of cases) {
         const bundle = given.bundle === "BUNDLE" ? given.permissions!.allowFsWrite![0] + "/bundles" : given.bundle

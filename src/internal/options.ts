@@ -13,7 +13,7 @@ import { InvalidOption } from "../PoolError.ts"
 import type { ClusterOptions, MapOptions, Options, Permissions, RunnerOptions, SubmitOptions } from "../ProcessPool.ts"
 import { frameless } from "./frameless.ts"
 import type { DispatcherOptions } from "./processes/dispatcher.ts"
-import { contains } from "./processes/permissions.ts"
+import { contains, namesOf } from "./processes/permissions.ts"
 import type { SupervisorOptions } from "./processes/supervisor.ts"
 import type { SpawnOptions } from "./processes/workerProcess.ts"
 import { defaultMaxFrameSize, maxFrameLimit } from "./wire/transport.ts"
@@ -69,6 +69,26 @@ export const withoutInspector = (nodeOptions: string): string | undefined => {
   return kept.length === 0 ? undefined : kept.join(" ")
 }
 
+/** Node's permission flags: those a program's own command line or `NODE_OPTIONS` may carry. */
+const permissionFlag = /^--(permission|experimental-permission|allow-[a-z-]+)(=|$)/
+
+/**
+ * `args` without Node's permission flags (`--permission`, `--allow-fs-read=…`,
+ * `--allow-child-process`, …), and the value of one written apart from it.
+ * Workers under `permissions` get only the pool's: Node adds grants up, so a
+ * parent's `--allow-fs-read=*` would undo them.
+ *
+ * @internal
+ */
+export const withoutPermissionFlags = (args: ReadonlyArray<string>): Array<string> => {
+  const kept: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    if (!permissionFlag.test(args[i])) kept.push(args[i])
+    else if (/^--allow-fs-(read|write)$/.test(args[i]) && i + 1 < args.length) i++
+  }
+  return kept
+}
+
 /**
  * The default compile-cache directory, `<tmp>/effect-process-pool-<uid>`,
  * if it is safe to use: created with mode 0700, or found as a real
@@ -77,9 +97,11 @@ export const withoutInspector = (nodeOptions: string): string | undefined => {
  * could plant cache entries that workers run; when the directory is not
  * ours alone, workers run without the cache.
  *
- * What it holds (Node's compile cache, `bundles`) is checked alike: an entry
- * that is a link, or another user's, or that others can write, could hold
- * code someone else put there, so the directory is not used at all.
+ * What it holds (Node's compile cache, `bundles`) is checked too: an entry
+ * that is a link, or another user's, could hold code someone else put there,
+ * so the directory is not used at all. An entry's own mode is not: no one
+ * else can reach it through a directory of mode 0700, and Node makes its
+ * cache's directories under the umask (group-writable under umask 002).
  *
  * @internal
  */
@@ -97,10 +119,7 @@ export const privateCacheDir = (dir: string): string | undefined => {
       const entry = fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false })
       // Gone since it was listed.
       if (entry === undefined) continue
-      if (
-        !(entry.isDirectory() || entry.isFile()) || (uid !== undefined && entry.uid !== uid) ||
-        (entry.mode & 0o022) !== 0
-      ) return undefined
+      if (!(entry.isDirectory() || entry.isFile()) || (uid !== undefined && entry.uid !== uid)) return undefined
     }
     return dir
   } catch {
@@ -149,6 +168,12 @@ export const workerEnv = (
   if (confined) {
     if (typeof compileCache === "string") edit().NODE_COMPILE_CACHE = compileCache
     else if (base.NODE_COMPILE_CACHE !== undefined) delete edit().NODE_COMPILE_CACHE
+    const words = (result ?? base).NODE_OPTIONS?.split(/\s+/).filter((word) => word.length > 0) ?? []
+    if (words.some((word) => permissionFlag.test(word))) {
+      const kept = withoutPermissionFlags(words).join(" ")
+      if (kept === "") delete edit().NODE_OPTIONS
+      else edit().NODE_OPTIONS = kept
+    }
     return result
   }
   if (compileCache !== false && base.NODE_COMPILE_CACHE === undefined) {
@@ -159,9 +184,9 @@ export const workerEnv = (
 }
 
 /**
- * The compile cache of workers under `permissions`: the `compileCache`
- * option, or a directory of the default cache kept for one worker module
- * under one set of permissions. Only workers that run the same code with the
+ * The compile cache of workers under `permissions`: a directory kept for
+ * one worker module under one set of permissions, in the default cache or
+ * in the `compileCache` directory. Only workers that run the same code with the
  * same rights share it, so what one of them writes there can reach no worker
  * that may do more.
  *
@@ -172,8 +197,9 @@ export const confinedCompileCache = (
   permissions: Permissions,
   compileCache: string | false | undefined
 ): string | false => {
-  if (compileCache !== undefined) return compileCache
-  const base = defaultCacheDir()
+  if (compileCache === false) return false
+  // A directory the option names may be shared with workers that may do more: theirs is a directory in it.
+  const base = compileCache === undefined ? defaultCacheDir() : privateCacheDir(compileCache)
   if (base === undefined) return false
   const { createHash } = process.getBuiltinModule("node:crypto")
   const key = createHash("sha256").update(JSON.stringify([url, permissions])).digest("hex").slice(0, 16)
@@ -245,7 +271,9 @@ export const resolve = (options: Options): Resolved => {
     isolation: options.isolation ?? "process",
     spawn: {
       moduleUrl: url,
-      execArgv: options.execArgv ?? defaultExecArgv(),
+      // Under `permissions`, the parent's own permission flags do not reach the workers (see `withoutPermissionFlags`).
+      execArgv: options.execArgv ??
+        (options.permissions === undefined ? defaultExecArgv() : withoutPermissionFlags(defaultExecArgv())),
       env: options.permissions === undefined
         ? workerEnv(options.env, options.compileCache)
         : workerEnv(options.env, confinedCompileCache(url, options.permissions, options.compileCache), true),
@@ -496,6 +524,17 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
       expected: `nothing with workerConcurrency above 1: the CPU time of a worker's tasks cannot be told apart`
     })
   }
+  if (options.permissions !== undefined && options.execArgv !== undefined) {
+    const flag = options.execArgv.find((arg) => permissionFlag.test(arg))
+    if (flag !== undefined) {
+      return invalidOption({
+        option: "execArgv",
+        value: show(options.execArgv),
+        expected: `no permission flag (${flag}) beside permissions, which sets the workers' own: Node adds grants ` +
+          `up, so one here would widen them`
+      })
+    }
+  }
   const cache = writableCache(options)
   if (cache !== undefined) {
     return invalidOption({
@@ -521,19 +560,25 @@ export const checkPool = (options: Options | RunnerOptions, checks = poolChecks)
 }
 
 /**
- * A cache that a write grant of `permissions` holds, if any: the default
+ * A cache that a write grant of `permissions` reaches, if any: the default
  * cache directory (bundles and Node's compile cache, shared by every pool of
- * this user), or the pool's own `bundle` or `compileCache` directory.
+ * this user), or the pool's own `bundle` or `compileCache` directory. A grant
+ * reaches a cache when either holds the other, by any of their names (links
+ * resolved), and a wildcard (`*`) reaches everything.
  */
 const writableCache = (options: Options): string | undefined => {
-  const writes = (options.permissions?.allowFsWrite ?? []).map((entry) => path.resolve(entry))
+  const writes = (options.permissions?.allowFsWrite ?? []).flatMap(namesOf)
   if (writes.length === 0) return undefined
   const caches = [
     path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`),
-    typeof options.bundle === "string" ? path.resolve(options.bundle) : undefined,
-    typeof options.compileCache === "string" ? path.resolve(options.compileCache) : undefined
-  ]
-  return caches.find((cache) => cache !== undefined && writes.some((entry) => contains(entry, cache)))
+    typeof options.bundle === "string" ? options.bundle : undefined,
+    typeof options.compileCache === "string" ? options.compileCache : undefined
+  ].filter((cache): cache is string => cache !== undefined)
+  return caches.find((cache) =>
+    namesOf(cache).some((name) =>
+      writes.some((entry) => entry.includes("*") || contains(entry, name) || contains(name, entry))
+    )
+  )
 }
 
 /**

@@ -302,6 +302,7 @@ export class Dispatcher {
     const base = slot?.worker.cpuTime?.()
     if (slot === undefined || base === undefined) return
     entry.cpuBase = base
+    entry.cpuBaseAt = this.clock.now()
     const limit = this.options.maxCpuTime
     let cancel: Cancel | undefined
     const look = (after: number): void => {
@@ -437,9 +438,10 @@ export class Dispatcher {
       return `a malformed part of batch ${id} from the worker`
     }
     if (!entry.started) this.markStarted(entry, this.clock.now())
-    // `maxCpuTime` counts from here for the chunk's next items.
-    else if (entry.limit === undefined && this.options.maxCpuTime > 0) {
+    // `maxCpuTime` counts from here for the chunk's next items: read again at most once a clock tick (10 ms).
+    else if (entry.limit === undefined && this.options.maxCpuTime > 0 && this.clock.now() - entry.cpuBaseAt >= 10) {
       entry.cpuBase = slot.worker.cpuTime?.() ?? entry.cpuBase
+      entry.cpuBaseAt = this.clock.now()
     }
     entry.received += items.length
     entry.window = next

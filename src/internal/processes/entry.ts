@@ -85,6 +85,8 @@ export class Entry {
   limit: Limit | undefined = undefined
   /** Its worker's CPU time, in ms, when it started or its last part came back: `maxCpuTime` counts from there. */
   cpuBase = 0
+  /** When `cpuBase` was read, on the pool's clock. */
+  cpuBaseAt = 0
   /** Called once the entry has ended: an interrupted caller waits for the stop. */
   doneCallbacks: Array<() => void> | undefined = undefined
   /** A streaming task's items, as they arrive (still encoded); its end comes through `resume`. */

@@ -28,12 +28,11 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Permissions } from "../../ProcessPool.ts"
 
-/** The nearest directory at or above `file`'s that holds a `package.json`; the file's own directory when none does. */
-const packageRoot = (file: string): string => {
-  const start = path.dirname(file)
-  for (let dir = start;; dir = path.dirname(dir)) {
+/** The nearest directory at or above `file`'s that holds a `package.json`, if any. */
+const packageRoot = (file: string): string | undefined => {
+  for (let dir = path.dirname(file);; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, "package.json"))) return dir
-    if (path.dirname(dir) === dir) return start
+    if (path.dirname(dir) === dir) return undefined
   }
 }
 
@@ -51,8 +50,12 @@ export const contains = (dir: string, entry: string): boolean =>
  * `entry` as given, resolved, and as the file system finally names it: Node
  * checks a path as it is opened, and a link's target as it is followed, so a
  * grant must name both.
+ *
+ * @internal
  */
-const namesOf = (entry: string): Array<string> => {
+export const namesOf = (entry: string): Array<string> => {
+  // Node's own "everything", kept as it is.
+  if (entry === "*") return [entry]
   const resolved = path.resolve(entry)
   try {
     return [resolved, fs.realpathSync(resolved)]
@@ -72,7 +75,10 @@ const nodeModulesAbove = (dir: string): Array<string> => {
 }
 
 /** This package's root: two directories above this file, in `src/` as in `dist/`. */
-const ownRoot = (): string => packageRoot(fileURLToPath(new URL("../../index.ts", import.meta.url)))
+const ownRoot = (): string => {
+  const index = fileURLToPath(new URL("../../index.ts", import.meta.url))
+  return packageRoot(index) ?? path.dirname(index)
+}
 
 /** The root of the `effect` package this library resolves. */
 const effectRoot = (): string | undefined => {
@@ -96,12 +102,14 @@ export const permissionFlags = (
   caches: { readonly bundle: string | undefined; readonly compileCache: string | undefined }
 ): Array<string> => {
   const own = ownRoot()
-  const module = moduleUrl.startsWith("file:") ? packageRoot(fileURLToPath(moduleUrl)) : undefined
+  const file = moduleUrl.startsWith("file:") ? fileURLToPath(moduleUrl) : undefined
+  // A module outside any package: the module alone.
+  const module = file === undefined ? undefined : packageRoot(file) ?? file
   const reads = [
     own,
     ...nodeModulesAbove(own),
     effectRoot(),
-    ...(module === undefined ? [] : [module, ...nodeModulesAbove(module)]),
+    ...(file === undefined ? [] : [module, ...nodeModulesAbove(path.dirname(file))]),
     caches.bundle,
     caches.compileCache,
     ...(permissions.allowFsRead ?? [])
