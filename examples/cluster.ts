@@ -147,9 +147,9 @@ export const clientLayer = (pg: Connection, options: ProcessPool.ClusterOptions 
 /**
  * Starts a runner process, `node <args>`, and waits until it prints "ready".
  * It exits when its standard input closes, so it never outlives this
- * process, and it is stopped with the scope. The database's password goes
- * in its environment (PGPASSWORD), not on its command line, which any local
- * user can read.
+ * process, and it is stopped with the scope (SIGTERM, then SIGKILL after
+ * 10 s). The database's password goes in its environment (PGPASSWORD), not
+ * on its command line, which any local user can read.
  */
 export const startRunner = (args: ReadonlyArray<string>, pg: Connection) =>
   Effect.acquireRelease(
@@ -169,7 +169,12 @@ export const startRunner = (args: ReadonlyArray<string>, pg: Connection) =>
     ({ child }) =>
       Effect.callback<void>((resume) => {
         if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        child.on("exit", () => resume(Effect.void))
+        // A runner that does not finish its shutdown within 10 s (its storage gone, a peer frozen) is killed.
+        const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000)
+        child.on("exit", () => {
+          clearTimeout(deadline)
+          resume(Effect.void)
+        })
         child.kill("SIGTERM")
       })
   )
