@@ -127,9 +127,11 @@ export const privateCacheDir = (dir: string): string | undefined => {
   }
 }
 
+/** Where the default cache directory is, `<tmp>/effect-process-pool-<uid>`, whether or not it is safe to use. */
+const defaultCachePath = (): string => path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`)
+
 /** `<tmp>/effect-process-pool-<uid>`, when it is safe to use (see `privateCacheDir`). @internal */
-export const defaultCacheDir = (): string | undefined =>
-  privateCacheDir(path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`))
+export const defaultCacheDir = (): string | undefined => privateCacheDir(defaultCachePath())
 
 /**
  * Where workers' bundles are cached: the `bundle` option, or `bundles` under
@@ -570,7 +572,7 @@ const writableCache = (options: Options): string | undefined => {
   const writes = (options.permissions?.allowFsWrite ?? []).flatMap(namesOf)
   if (writes.length === 0) return undefined
   const caches = [
-    path.join(os.tmpdir(), `effect-process-pool-${process.getuid?.() ?? "user"}`),
+    defaultCachePath(),
     typeof options.bundle === "string" ? options.bundle : undefined,
     typeof options.compileCache === "string" ? options.compileCache : undefined
   ].filter((cache): cache is string => cache !== undefined)

@@ -89,6 +89,16 @@ const effectRoot = (): string | undefined => {
   }
 }
 
+/** What the pool's own code needs to read, the same for every worker: found once. */
+let library: ReadonlyArray<string | undefined> | undefined
+const libraryReads = (): ReadonlyArray<string | undefined> => {
+  if (library === undefined) {
+    const own = ownRoot()
+    library = [own, ...nodeModulesAbove(own), effectRoot()]
+  }
+  return library
+}
+
 /**
  * Node's flags for a worker under `permissions`. `moduleUrl` is the worker
  * module, `caches` the directories of the bundle and of the compile cache
@@ -101,14 +111,11 @@ export const permissionFlags = (
   moduleUrl: string,
   caches: { readonly bundle: string | undefined; readonly compileCache: string | undefined }
 ): Array<string> => {
-  const own = ownRoot()
   const file = moduleUrl.startsWith("file:") ? fileURLToPath(moduleUrl) : undefined
   // A module outside any package: the module alone.
   const module = file === undefined ? undefined : packageRoot(file) ?? file
   const reads = [
-    own,
-    ...nodeModulesAbove(own),
-    effectRoot(),
+    ...libraryReads(),
     ...(file === undefined ? [] : [module, ...nodeModulesAbove(path.dirname(file))]),
     caches.bundle,
     caches.compileCache,

@@ -187,33 +187,84 @@ export const handshake = (worker: Starting, message: FromWorkerMessage): boolean
   return false
 }
 
+/**
+ * What a worker process and a worker thread share: their state, what the
+ * pool learns of their end, and the messages that go out alike. Each has its
+ * own transport (`writer`), start and end.
+ *
+ * @internal
+ */
+export abstract class WorkerBase {
+  abstract readonly pid: number
+  abstract readonly writer: FrameWriter
+  state: WorkerState = "starting"
+  /** The last bytes it wrote to stderr. */
+  stderr = ""
+  exitCode: number | null = null
+  /** Set when the pool ended this worker on purpose, to explain the crash. */
+  killReason: KillReason | undefined = undefined
+  /** Set once the pool has decided to end it: what it says after that is ignored. */
+  killed = false
+  /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
+  startFailure: string | undefined = undefined
+  /** Set when it died of its heap limit. */
+  limit: Limit | undefined = undefined
+  protected readonly events: WorkerEvents
+  /** Whether it loads `effect` from a bundle. */
+  private readonly bundled: boolean
+
+  constructor(events: WorkerEvents, bundled: boolean) {
+    this.events = events
+    this.bundled = bundled
+  }
+
+  /** Whether it was started on a bundle of `effect` and could not load it (see bundle.ts). */
+  get bundleFailed(): boolean {
+    return this.bundled && this.exitCode === BundleFailed
+  }
+
+  /** It said Ready: from now on it takes work. */
+  ready(): void {
+    this.state = "ready"
+    // Each kind of worker (WorkerProcess, WorkerThread) is a WorkerConnection; this class alone is not.
+    this.events.onReady(this as unknown as WorkerConnection)
+  }
+
+  sendMessage(message: ToWorkerMessage): void {
+    if (this.state === "dead") return
+    this.writer.send(JSON.stringify(message))
+  }
+
+  /** Asks the worker to finish what it runs and exit. */
+  shutdown(): void {
+    if (this.state === "dead" || this.state === "stopping") return
+    this.state = "stopping"
+    this.writer.send(JSON.stringify(Message.shutdown))
+  }
+
+  /**
+   * Marks the worker as ended by the pool, with `reason` to explain the crash
+   * to the tasks it was running; false when it is dead already. From this
+   * moment it gets no work, and nothing more it says is believed.
+   */
+  protected markKilled(reason: KillReason | undefined): boolean {
+    if (this.state === "dead") return false
+    this.state = "stopping"
+    this.killed = true
+    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    return true
+  }
+}
+
 /** @internal */
-export class WorkerProcess implements WorkerConnection {
+export class WorkerProcess extends WorkerBase implements WorkerConnection {
   readonly child: ChildProcess
   readonly pid: number
   readonly writer: FrameWriter
   readonly reader: FrameReader
-  state: WorkerState = "starting"
-  /** The last bytes the child wrote to stderr. */
-  stderr = ""
-  exitCode: number | null = null
   signal: NodeJS.Signals | null = null
-  /** Set when the pool ended this worker on purpose, to explain the crash. */
-  killReason: KillReason | undefined = undefined
-  /** Set once the pool has decided to kill it: what it says after that is ignored. */
-  killed = false
-  /** Why it could not start, in its own words (the user's error first), when it said so before exiting. */
-  startFailure: string | undefined = undefined
-  /** Whether it loads `effect` from a bundle. */
-  private readonly bundled: boolean
   /** `maxWorkerHeap`, or 0. */
   private readonly maxHeap: number
-  /** Set when it died of its heap limit. */
-  limit: Limit | undefined = undefined
-
-  get bundleFailed(): boolean {
-    return this.bundled && this.exitCode === BundleFailed
-  }
   private exited = false
   private channelClosed = false
   private stderrClosed = false
@@ -224,14 +275,11 @@ export class WorkerProcess implements WorkerConnection {
   private readonly sharedResults: SharedFile | undefined
   private readonly watchdogPipe: Socket | undefined
 
-  private readonly events: WorkerEvents
-
   /** Whether this worker leads a process group, killed with it. */
   private readonly grouped: boolean
 
   constructor(options: SpawnOptions, events: WorkerEvents) {
-    this.events = events
-    this.bundled = options.bundle !== undefined
+    super(events, options.bundle !== undefined)
     const processGroups = processGroupsWork && options.processGroups
     this.grouped = processGroups
     const shared = SharedFile.open()
@@ -408,12 +456,6 @@ export class WorkerProcess implements WorkerConnection {
     return !this.killed
   }
 
-  /** It said Ready: from now on it takes work. */
-  ready(): void {
-    this.state = "ready"
-    this.events.onReady(this)
-  }
-
   /**
    * Queues one message for this tick's write. A large message with an `id`
    * (a Run or RunBatch) is written to the shared file at once, and only its
@@ -425,28 +467,9 @@ export class WorkerProcess implements WorkerConnection {
     this.writer.send(shared ?? message)
   }
 
-  sendMessage(message: ToWorkerMessage): void {
-    if (this.state === "dead") return
-    this.writer.send(JSON.stringify(message))
-  }
-
-  /** Asks the worker to finish what it runs and exit. */
-  shutdown(): void {
-    if (this.state === "dead" || this.state === "stopping") return
-    this.state = "stopping"
-    this.writer.send(JSON.stringify(Message.shutdown))
-  }
-
-  /**
-   * Ends the worker now. `reason` explains the crash to the tasks it was
-   * running. From this moment it gets no work, and nothing more it says is
-   * believed.
-   */
+  /** Ends the worker now: see `markKilled`. */
   kill(reason?: KillReason): void {
-    if (this.state === "dead") return
-    this.state = "stopping"
-    this.killed = true
-    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    if (!this.markKilled(reason)) return
     if (this.grouped) return killGroup(this.pid)
     try {
       this.child.kill("SIGKILL")

@@ -11,9 +11,8 @@
  */
 import { Worker } from "node:worker_threads"
 import type { Binary } from "../wire/binary.ts"
-import { BundleFailed } from "../wire/guard.ts"
 import { framePort, receiveFrame } from "../wire/port.ts"
-import { type FromWorkerMessage, Message, type ToWorkerMessage } from "../wire/protocol.ts"
+import type { FromWorkerMessage } from "../wire/protocol.ts"
 import { decodeFrame, FrameWriter } from "../wire/transport.ts"
 import { KillReason } from "./killReason.ts"
 import {
@@ -23,11 +22,11 @@ import {
   type SpawnOptions,
   spawnWith,
   stderrLimit,
+  WorkerBase,
   workerBoot,
   type WorkerConnection,
   type WorkerEvents,
-  workerMain,
-  type WorkerState
+  workerMain
 } from "./workerProcess.ts"
 
 /** @internal */
@@ -53,36 +52,20 @@ const formatThrown = (thrown: unknown): string => {
 }
 
 /** @internal */
-export class WorkerThread implements WorkerConnection {
+export class WorkerThread extends WorkerBase implements WorkerConnection {
   /** Undefined when Node refused to start it: it is then a worker that failed to start. */
   readonly thread: Worker | undefined
   readonly pid: number
   readonly writer: FrameWriter
-  state: WorkerState = "starting"
-  stderr = ""
-  exitCode: number | null = null
   readonly signal = null
-  killReason: KillReason | undefined = undefined
   crashReason: string | undefined = undefined
-  startFailure: string | undefined = undefined
   readonly partialSince = 0
   readonly sharedBytes = 0
-  /** Set once the pool has decided to end it: what it says after that is ignored. */
-  private killed = false
-  private readonly bundled: boolean
-  private readonly events: WorkerEvents
   private readonly maxHeap: number
   private readonly heapLimit: Limit["name"]
-  /** Set when it died of its heap limit. */
-  limit: Limit | undefined = undefined
-
-  get bundleFailed(): boolean {
-    return this.bundled && this.exitCode === BundleFailed
-  }
 
   constructor(options: ThreadOptions, events: WorkerEvents) {
-    this.events = events
-    this.bundled = options.bundle !== undefined
+    super(events, options.bundle !== undefined)
     this.maxHeap = options.maxHeap
     this.heapLimit = options.heapLimit
     const [entry, ...args] = options.bundle === undefined ? [workerMain] : [workerBoot, options.bundle]
@@ -162,26 +145,9 @@ export class WorkerThread implements WorkerConnection {
     return !this.killed
   }
 
-  /** It said Ready: from now on it takes work. */
-  ready(): void {
-    this.state = "ready"
-    this.events.onReady(this)
-  }
-
   send(message: string | Binary): void {
     if (this.state === "dead") return
     this.writer.send(message)
-  }
-
-  sendMessage(message: ToWorkerMessage): void {
-    if (this.state === "dead") return
-    this.writer.send(JSON.stringify(message))
-  }
-
-  shutdown(): void {
-    if (this.state === "dead" || this.state === "stopping") return
-    this.state = "stopping"
-    this.writer.send(JSON.stringify(Message.shutdown))
   }
 
   /**
@@ -192,10 +158,7 @@ export class WorkerThread implements WorkerConnection {
    * their outcome and the pool goes on, and it is left to end by itself.
    */
   kill(reason?: KillReason): void {
-    if (this.state === "dead") return
-    this.state = "stopping"
-    this.killed = true
-    if (reason !== undefined && this.killReason === undefined) this.killReason = reason
+    if (!this.markKilled(reason)) return
     if (this.thread === undefined) return
     void this.thread.terminate().catch(() => {})
     setTimeout(() => {
