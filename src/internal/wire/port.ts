@@ -28,7 +28,9 @@ export const framePort = (target: Poster): FramePort => ({
   post: (frame) => {
     if (typeof frame === "string") return target.postMessage(frame)
     if (frame.transfer && frame.attached.length > 0) return postApart(target, frame)
-    const bytes = new Uint8Array(frame.length)
+    // Every byte is written below: not zeroed first, which cost 90 µs a MiB. Never from Node's shared pool,
+    // whose memory cannot be moved.
+    const bytes = Buffer.allocUnsafeSlow(frame.length)
     let at = 0
     for (const part of frame.parts) {
       bytes.set(part, at)
