@@ -2,10 +2,12 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
 import fc from "fast-check"
 import { spawn } from "node:child_process"
 import type { Socket } from "node:net"
 import { Binary, decodeBinary } from "../src/internal/wire/binary.ts"
+import { codecFor, Invalid } from "../src/internal/wire/codec.ts"
 import {
   decodeFromWorker,
   decodeToWorker,
@@ -25,6 +27,7 @@ import {
 } from "../src/internal/wire/transport.ts"
 import * as PoolError from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
+import * as Task from "../src/Task.ts"
 import { Garbage, Square } from "./fixtures/tasks.ts"
 import { fixture, poolLayer, stats } from "./helpers.ts"
 
@@ -207,6 +210,32 @@ describe("framing", () => {
       expect(decoded.nested[0].n).toBe(2n ** 70n)
       expect(decoded.nested[0].map.get(1)).toBe("a")
       if (shift === 0) expect(decoded.big.buffer).toBe(region.buffer)
+    }
+  })
+
+  it("a binary task's plain payload crosses as the caller's own value: its arrays stay dense, not rebuilt", () => {
+    const payload = Schema.Struct({
+      items: Schema.Array(Schema.Struct({ id: Schema.Number, tags: Schema.Array(Schema.String) })),
+      bytes: Schema.Uint8Array
+    })
+    const binary = codecFor(Task.make("PlainBinary", { payload, serialization: "binary" }))
+    const json = codecFor(Task.make("PlainJson", { payload }))
+    const value = { items: [{ id: 1, tags: ["a", "b"] }, { id: 2, tags: [] }], bytes: new Uint8Array([1, 2, 3]) }
+    expect(binary.encodePayload(value)).toBe(value)
+    expect(binary.decodePayload(value)).toBe(value)
+    // V8 writes a dense array as one run of values, and an array the codec builds with `new Array(n)` index by index.
+    const rebuilt = {
+      ...value,
+      items: value.items.map((item) => ({ ...item, tags: Object.assign(new Array(2), item.tags) }))
+    }
+    expect(Binary.encode(value).length).toBeLessThan(Binary.encode(rebuilt).length)
+    // A JSON task carries the bytes as base64: its codec still builds the encoded value.
+    expect(json.encodePayload(value)).toStrictEqual({ ...value, bytes: "AQID" })
+    // Anything else than what the Schema says still goes through the codec, which says why.
+    for (const bad of [{ ...value, bytes: [1, 2, 3] }, { ...value, bytes: "AQID" }, { ...value, extra: 1 }]) {
+      const encoded = binary.encodePayload(bad)
+      if (!("extra" in bad)) assert.instanceOf(encoded, Invalid)
+      else expect(encoded).toStrictEqual(value)
     }
   })
 
