@@ -33,3 +33,6 @@ export const Checksum = Task.make("Checksum", {
   success: Schema.Number,
   serialization: "binary"
 })
+
+/** bench/startup/parts.ts: when the worker's module was evaluated, in ms since its process started. */
+export const Started = Task.make("Started", { success: Schema.Number })
