@@ -12,7 +12,7 @@
  *   of its module (Node, the bundle of `effect`, the pool's worker runtime);
  * - `make to ready`: `ProcessPool.make` until every worker said Ready, with
  *   1 and then 2 workers, processes and threads;
- * - `first result`: one `submit` once ready.
+ * - `first result`: one `submit` once ready (`Square`, as in case 5).
  */
 import { spawnSync } from "node:child_process"
 
@@ -34,13 +34,15 @@ const child = async (size: number, isolation: "process" | "thread"): Promise<Tim
   const effect = performance.now()
   const { ProcessPool } = await import("effect-process-pool")
   const Effect = await import("effect/Effect")
-  const { Started } = await import("../tasks.ts")
+  const { Square, Started } = await import("../tasks.ts")
   const library = performance.now()
   return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const pool = yield* ProcessPool.make({ worker: new URL("./probe.ts", import.meta.url), size, isolation })
     const ready = performance.now()
-    const evaluated = yield* pool.submit(Started)
+    // The first result, as case 5 has it; then when the worker evaluated its module.
+    yield* pool.submit(Square, 7)
     const first = performance.now()
+    const evaluated = yield* pool.submit(Started)
     return {
       node,
       effect: effect - node,

@@ -6,8 +6,11 @@
  */
 import * as Worker from "effect-process-pool/Worker"
 import * as Effect from "effect/Effect"
-import { Started } from "../tasks.ts"
+import { Square, Started } from "../tasks.ts"
 
 const evaluatedAt = performance.now()
 
-export default Worker.handlers(Started.handler(() => Effect.succeed(evaluatedAt)))
+export default Worker.handlers(
+  Square.handler((n) => Effect.succeed(n * n)),
+  Started.handler(() => Effect.succeed(evaluatedAt))
+)
