@@ -226,17 +226,15 @@ describe("framing", () => {
     // V8 writes a dense array as one run of values, and an array the codec builds with `new Array(n)` index by index.
     const rebuilt = {
       ...value,
-      items: value.items.map((item) => ({ ...item, tags: Object.assign(new Array(2), item.tags) }))
+      items: value.items.map((item) => ({ ...item, tags: Object.assign(new Array(item.tags.length), item.tags) }))
     }
     expect(Binary.encode(value).length).toBeLessThan(Binary.encode(rebuilt).length)
     // A JSON task carries the bytes as base64: its codec still builds the encoded value.
     expect(json.encodePayload(value)).toStrictEqual({ ...value, bytes: "AQID" })
-    // Anything else than what the Schema says still goes through the codec, which says why.
-    for (const bad of [{ ...value, bytes: [1, 2, 3] }, { ...value, bytes: "AQID" }, { ...value, extra: 1 }]) {
-      const encoded = binary.encodePayload(bad)
-      if (!("extra" in bad)) assert.instanceOf(encoded, Invalid)
-      else expect(encoded).toStrictEqual(value)
-    }
+    // Anything else than what the Schema says still goes through the codec, which refuses it or rebuilds it.
+    assert.instanceOf(binary.encodePayload({ ...value, bytes: [1, 2, 3] }), Invalid)
+    assert.instanceOf(binary.encodePayload({ ...value, bytes: "AQID" }), Invalid)
+    expect(binary.encodePayload({ ...value, extra: 1 })).toStrictEqual(value)
   })
 
   it("a malformed binary message throws, and never reaches outside its bytes", () => {
