@@ -87,11 +87,12 @@ const ms = (value: number) => Number.isNaN(value) ? "-" : `${value.toFixed(1)} m
 console.log(`medians of ${runs} runs each, in fresh processes; a bare child's first line: ${ms(median(bare))}`)
 for (const [[size, isolation], timelines] of samples) {
   const part = (key: keyof Timeline) => ms(median(timelines.map((timeline) => timeline[key])))
+  const label = `${size} ${isolation}${size > 1 ? (isolation === "process" ? "es" : "s") : ""}`
+  const evaluated = isolation === "process"
+    ? `; a worker process evaluated its module ${part("evaluated")} after it started`
+    : ""
   console.log(
-    `${`${size} ${isolation}${size > 1 ? (isolation === "process" ? "es" : "s") : ""}`.padEnd(11)}: node ${
-      part("node")
-    }, ` +
-      `effect ${part("effect")}, library ${part("library")}, make to ready ${part("ready")}, ` +
-      `first result ${part("first")}; a worker process evaluated its module ${part("evaluated")} after it started`
+    `${label.padEnd(11)}: node ${part("node")}, effect ${part("effect")}, library ${part("library")}, ` +
+      `make to ready ${part("ready")}, first result ${part("first")}${evaluated}`
   )
 }
