@@ -74,9 +74,9 @@ export interface Options {
    *   the process: what one handler does to the process, every thread and
    *   the caller see. `maxWorkerMemory` is then its heap limit, past which
    *   the thread dies (`LimitExceeded`) rather than being recycled.
-   *   `processGroups`, `compileCache`, `permissions` and `maxCpuTime` mean
-   *   nothing for threads and are refused, as are `execArgv` flags that only
-   *   a process takes.
+   *   `processGroups`, `permissions` and `maxCpuTime` mean nothing for
+   *   threads and are refused, as are `execArgv` flags that only a process
+   *   takes.
    *
    * @example
    * ```ts
@@ -169,7 +169,8 @@ export interface Options {
    * Where workers keep Node's compile cache, which cuts their start-up by
    * about 40% after the first run: a directory, or `false` for none. Defaults
    * to a directory under the OS temp dir, unless `NODE_COMPILE_CACHE` is set.
-   * Threads share the program's: a directory is refused with them.
+   * Threads keep theirs there too: each thread loads its modules apart, and
+   * Node gives it the cache its environment names.
    */
   readonly compileCache?: string | false | undefined
   /**

@@ -9,12 +9,25 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { isMainThread } from "node:worker_threads"
 import { Square } from "../examples/square.ts"
 import type { WorkerCrashed } from "../src/PoolError.ts"
 import * as ProcessPool from "../src/ProcessPool.ts"
 import { Traced } from "./fixtures/tasks.ts"
-import { Allocate, Exit as ExitTask, Moved, Sleep, Spin, ThreadId, Uncaught } from "./fixtures/tasks.ts"
+import {
+  Allocate,
+  CompileCacheDir,
+  EnvOf,
+  Exit as ExitTask,
+  Moved,
+  Sleep,
+  Spin,
+  ThreadId,
+  Uncaught
+} from "./fixtures/tasks.ts"
 import { fixture, waitUntil } from "./helpers.ts"
 
 const threads = (options: Partial<ProcessPool.Options> = {}) =>
@@ -218,10 +231,36 @@ describe("thread options", () => {
     Effect.gen(function*() {
       yield* refused({ processGroups: true }, "processGroups", "no process group of their own")
       yield* refused({ processGroups: false }, "processGroups", "no process group of their own")
-      yield* refused({ compileCache: "/tmp/cache" }, "compileCache", "module.enableCompileCache()")
       yield* refused({ execArgv: ["--title=pool"] }, "execArgv", "--title=pool")
       yield* refused({ isolation: "fiber" as never }, "isolation", `"process" or "thread"`)
     }))
+
+  it.live("a thread keeps Node's compile cache in the pool's compileCache directory; none with false", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "thread-cache-"))
+      try {
+        const kept = yield* Effect.scoped(
+          Effect.flatMap(threads({ compileCache: dir }), (pool) => pool.submit(CompileCacheDir))
+        )
+        expect(kept?.startsWith(dir)).toBe(true)
+        // A thread has no cache of its own: only what its environment names (the program's main thread has none here).
+        const { NODE_COMPILE_CACHE: _, ...env } = process.env
+        const none = yield* Effect.scoped(
+          Effect.flatMap(threads({ compileCache: false, env }), (pool) => pool.submit(CompileCacheDir))
+        )
+        expect(none).toBe(null)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.live("env: a variable set to undefined is unset in a thread, as in a process; the others are set", () =>
+    Effect.gen(function*() {
+      for (const isolation of ["process", "thread"] as const) {
+        const pool = yield* threads({ isolation, env: { ...process.env, POOL_UNSET: undefined, POOL_SET: "yes" } })
+        expect([yield* pool.submit(EnvOf, "POOL_UNSET"), yield* pool.submit(EnvOf, "POOL_SET")]).toEqual([null, "yes"])
+      }
+    }).pipe(Effect.scoped))
 
   it.live("flags a thread takes are taken", () =>
     Effect.gen(function*() {

@@ -609,12 +609,6 @@ const checkThread = (options: Options): InvalidOption | undefined => {
   if (options.maxCpuTime !== undefined) {
     return refuse("maxCpuTime", "the CPU time of one thread of a process cannot be read apart from the others")
   }
-  if (typeof options.compileCache === "string") {
-    return refuse(
-      "compileCache",
-      "threads share the compile cache of the pool's process (module.enableCompileCache() in the program)"
-    )
-  }
   if (options.execArgv === undefined) return undefined
   const { Worker } = process.getBuiltinModule("node:worker_threads")
   try {

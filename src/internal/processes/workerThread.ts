@@ -29,6 +29,20 @@ import {
   workerMain
 } from "./workerProcess.ts"
 
+/**
+ * The variables of `env` that have a value: one set to `undefined` is left
+ * out, as `child_process.spawn` does for a process, where a thread would see
+ * the string "undefined".
+ */
+const definedOnly = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
+  for (const key in env) {
+    if (env[key] === undefined) {
+      return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined))
+    }
+  }
+  return env
+}
+
 /** @internal */
 export interface ThreadOptions extends Omit<SpawnOptions, "execArgv" | "processGroups"> {
   /** Node flags for the thread; `undefined` for the parent's, as `node:worker_threads` does. */
@@ -74,7 +88,7 @@ export class WorkerThread extends WorkerBase implements WorkerConnection {
       thread = new Worker(entry, {
         argv: [...args, options.moduleUrl, JSON.stringify(options.worker)],
         ...(options.execArgv === undefined ? {} : { execArgv: [...options.execArgv] }),
-        env: options.env ?? process.env,
+        env: definedOnly(options.env ?? process.env),
         stdin: false,
         stderr: true,
         ...(options.maxHeap > 0
