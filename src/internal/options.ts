@@ -243,6 +243,7 @@ export const resolve = (options: Options): Resolved => {
   const maxFrameSize = Math.min(options.maxFrameSize ?? defaultMaxFrameSize, maxFrameLimit)
   const url = moduleUrl(options.worker)
   const maxTasksPerWorker = options.maxTasksPerWorker ?? 0
+  const maxCpuTime = millis(options.maxCpuTime, 0)
   return {
     maxSize,
     maxFrameSize,
@@ -256,7 +257,7 @@ export const resolve = (options: Options): Resolved => {
       queuePolicy: options.queuePolicy ?? "wait",
       interruptGrace: millis(options.interruptGrace, 1_000),
       // An infinite limit is none: no task start reads /proc for it.
-      maxCpuTime: Number.isFinite(millis(options.maxCpuTime, 0)) ? millis(options.maxCpuTime, 0) : 0,
+      maxCpuTime: Number.isFinite(maxCpuTime) ? maxCpuTime : 0,
       maxTasksPerWorker
     },
     supervisor: {

@@ -288,18 +288,26 @@ export const discard = (planFile: PlanFile): void => {
   }
 }
 
+/** The nearest directory at or above `file`'s that holds a `package.json`: its package's root, if any. @internal */
+export const packageRoot = (file: string): string | undefined => {
+  for (let dir = path.dirname(file);; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "package.json"))) return dir
+    if (path.dirname(dir) === dir) return undefined
+  }
+}
+
 /** The package.json of the package `file` belongs to: its version and mtime key the bundle. */
 const packageOf = (file: string): Stamp | undefined => {
-  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    const manifest = path.join(dir, "package.json")
-    try {
-      const stat = fs.statSync(manifest)
-      return [manifest, stat.size, stat.mtimeMs] as const
-    } catch {
-      continue
-    }
+  const root = packageRoot(file)
+  if (root === undefined) return undefined
+  const manifest = path.join(root, "package.json")
+  try {
+    const stat = fs.statSync(manifest)
+    return [manifest, stat.size, stat.mtimeMs] as const
+  } catch {
+    // Gone since it was found.
+    return undefined
   }
-  return undefined
 }
 
 const loadEsbuild = async (): Promise<Esbuild | undefined> => {

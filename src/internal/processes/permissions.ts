@@ -27,14 +27,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Permissions } from "../../ProcessPool.ts"
-
-/** The nearest directory at or above `file`'s that holds a `package.json`, if any. */
-const packageRoot = (file: string): string | undefined => {
-  for (let dir = path.dirname(file);; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, "package.json"))) return dir
-    if (path.dirname(dir) === dir) return undefined
-  }
-}
+import { packageRoot } from "./bundle.ts"
 
 /** `paths` without those that lie inside another of them: a directory grants all it holds. */
 const outermost = (paths: ReadonlyArray<string>): Array<string> => {

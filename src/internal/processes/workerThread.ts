@@ -11,6 +11,7 @@
  */
 import { Worker } from "node:worker_threads"
 import type { Binary } from "../wire/binary.ts"
+import { formatThrown } from "../wire/codec.ts"
 import { framePort, receiveFrame } from "../wire/port.ts"
 import type { FromWorkerMessage } from "../wire/protocol.ts"
 import { decodeFrame, FrameWriter } from "../wire/transport.ts"
@@ -34,14 +35,8 @@ import {
  * out, as `child_process.spawn` does for a process, where a thread would see
  * the string "undefined".
  */
-const definedOnly = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv => {
-  for (const key in env) {
-    if (env[key] === undefined) {
-      return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined))
-    }
-  }
-  return env
-}
+const definedOnly = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined))
 
 /** @internal */
 export interface ThreadOptions extends Omit<SpawnOptions, "execArgv" | "processGroups"> {
@@ -55,15 +50,6 @@ export interface ThreadOptions extends Omit<SpawnOptions, "execArgv" | "processG
 
 /** How long a terminated thread may take to end before it is counted as ended. */
 const terminateGrace = 2_000
-
-/** Anything thrown, as text: an error's stack, or the value itself. */
-const formatThrown = (thrown: unknown): string => {
-  try {
-    return thrown instanceof Error ? (thrown.stack ?? `${thrown.name}: ${thrown.message}`) : String(thrown)
-  } catch {
-    return "a value that cannot be printed"
-  }
-}
 
 /** @internal */
 export class WorkerThread extends WorkerBase implements WorkerConnection {

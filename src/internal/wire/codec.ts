@@ -258,6 +258,20 @@ const framesOnly = (error: Error, name: string, message: string): string | undef
 }
 
 /**
+ * Anything thrown, as text for a person: an error's stack (or its name and
+ * message), any other value as a string. Never throws.
+ *
+ * @internal
+ */
+export const formatThrown = (thrown: unknown): string => {
+  try {
+    return thrown instanceof Error ? (thrown.stack ?? `${thrown.name}: ${thrown.message}`) : String(thrown)
+  } catch {
+    return "a value that cannot be printed"
+  }
+}
+
+/**
  * Encodes any thrown value as plain JSON data, and never throws: an `Error`
  * keeps its name, message, stack and own primitive fields (such as `code`),
  * each read on its own so that one throwing getter loses only itself; any

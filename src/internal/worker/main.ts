@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url"
 import { parentPort } from "node:worker_threads"
 import { isHandlers } from "../../Worker.ts"
 import { Binary, type BinaryMode } from "../wire/binary.ts"
+import { formatThrown } from "../wire/codec.ts"
 import { BundleFailed, bundleKey, workerKey, type WorkerOfModule } from "../wire/guard.ts"
 import { ExitKind, FromWorker, type FromWorkerMessage, Message } from "../wire/protocol.ts"
 import { decodeFrame } from "../wire/transport.ts"
@@ -88,14 +89,6 @@ const fail = (code: number, message: string, cause?: unknown): never => {
     process.stderr.write(`${Cause.isCause(cause) ? Cause.pretty(cause) : formatThrown(cause)}\n`)
   }
   return process.exit(code)
-}
-
-const formatThrown = (u: unknown): string => {
-  try {
-    return u instanceof Error ? (u.stack ?? `${u.name}: ${u.message}`) : String(u)
-  } catch {
-    return "a value that cannot be printed"
-  }
 }
 
 /** Where this library's own files are (src/ or dist/), as a URL and as a path. */
